@@ -1,0 +1,171 @@
+"""Typed results of an audit and their JSON form (schema documented in docs/audit-json.md).
+
+Pipelines script against this JSON: keep keys stable and bump
+``SCHEMA_VERSION`` on any incompatible change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+FAMILIES = ("membership", "distance", "reidentification", "epsilon")
+DIRECTIONS = ("max", "min")
+STATUSES = ("ok", "not_run", "error")
+Decision = Literal["PASS", "FAIL"]
+
+
+@dataclass
+class AuditResult:
+    """One test: a measured ``value`` (with a confidence interval) judged against a ``threshold``.
+
+    ``direction`` says which side is safe: ``"max"`` means the value must not
+    exceed the threshold, ``"min"`` that it must not fall below it.
+    ``judged_value`` is the number actually compared (the value itself or,
+    under the conservative ``judge = "ci"`` policy, the CI bound on the unsafe
+    side). ``status`` is ``"ok"``, ``"not_run"`` (time budget, or not in the
+    tier) or ``"error"``; a required test that did not run fails the audit.
+    ``details`` holds the attack's parameters, sample sizes and plot data
+    (binned histograms, thinned ROC points), never raw records.
+    """
+
+    name: str
+    family: str
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    threshold: float | None = None
+    passed: bool | None = None
+    direction: str = "max"
+    details: dict[str, Any] = field(default_factory=dict)
+    baseline: float | None = None
+    status: str = "ok"
+    required: bool = True
+    judged_value: float | None = None
+    message: str = ""
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"result {self.name!r}: family must be one of {FAMILIES}, got {self.family!r}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"result {self.name!r}: direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if self.status not in STATUSES:
+            raise ValueError(f"result {self.name!r}: status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditResult:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class AuditReport:
+    """All results of one audit and the gate's decision.
+
+    ``decision`` is ``"PASS"`` only if every required result passed.
+    """
+
+    decision: Decision
+    tier: str
+    results: list[AuditResult]
+    seed: int = 0
+    seconds: float = 0.0
+    sizes: dict[str, int] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    claimed_epsilon: float | None = None
+    confidence: float = 0.95
+
+    @property
+    def passed(self) -> bool:
+        return self.decision == "PASS"
+
+    def result(self, name: str) -> AuditResult:
+        """The result called ``name`` (``KeyError`` listing the available names otherwise)."""
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"no result {name!r}; results are {[r.name for r in self.results]}")
+
+    def failures(self) -> list[AuditResult]:
+        """Failed results (required ones that did not pass or did not run); each has a human ``message``."""
+        return [r for r in self.results if r.required and r.passed is not True]
+
+    def failure_messages(self) -> list[str]:
+        return [r.message or f"{r.name} failed" for r in self.failures()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable({
+            "schema_version": SCHEMA_VERSION,
+            "decision": self.decision,
+            "tier": self.tier,
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "confidence": self.confidence,
+            "claimed_epsilon": self.claimed_epsilon,
+            "sizes": self.sizes,
+            "policy": self.policy,
+            "results": [r.to_dict() for r in self.results],
+        })
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def write_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the JSON atomically: a temp file in the same directory, then ``os.replace``."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = self.to_json()
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        return target
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditReport:
+        return cls(
+            decision=d["decision"], tier=d["tier"],
+            results=[AuditResult.from_dict(r) for r in d["results"]],
+            seed=d.get("seed", 0), seconds=d.get("seconds", 0.0), sizes=d.get("sizes", {}),
+            policy=d.get("policy", {}), claimed_epsilon=d.get("claimed_epsilon"),
+            confidence=d.get("confidence", 0.95),
+        )
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types only: numpy scalars/arrays converted, non-finite floats -> None, tuples -> lists."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    return obj

@@ -1,0 +1,238 @@
+"""Confidence intervals and the statistics every attack reports.
+
+- Wilson score interval (Wilson 1927) and Clopper-Pearson exact interval
+  (Clopper & Pearson 1934) for success rates.
+- ROC analysis with per-sample weights, so a stratified bootstrap of AUC and
+  TPR-at-FPR costs one sort plus O(n) per replicate (Efron & Tibshirani 1993,
+  percentile intervals). Ties in scores are handled as a randomised threshold:
+  the ROC is linear between distinct scores, AUC equals the Mann-Whitney
+  statistic with ties counted half, and TPR at a given FPR is read off that
+  piecewise-linear curve.
+- Baseline-normalised risk ``(r_train - r_control) / (1 - r_control)`` with the
+  error propagation used by anonymeter (Giomi et al. 2023, "A Unified Framework
+  for Quantifying Privacy Risk in Synthetic Data", PoPETs), so our numbers are
+  comparable with theirs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+
+def z_value(confidence: float) -> float:
+    """Two-sided normal quantile for ``confidence`` (1.959964 for 0.95)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return float(_st.norm.ppf(0.5 * (1.0 + confidence)))
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; ``(0, 1)`` when ``n == 0``."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n={n}], got {successes}")
+    z = z_value(confidence)
+    phat = successes / n
+    denom = 1.0 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def clopper_pearson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (conservative) binomial interval from Beta quantiles; ``(0, 1)`` when ``n == 0``."""
+    if n <= 0:
+        return 0.0, 1.0
+    alpha = 1.0 - confidence
+    lo = 0.0 if successes == 0 else float(_st.beta.ppf(alpha / 2, successes, n - successes + 1))
+    hi = 1.0 if successes == n else float(_st.beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A success rate as anonymeter estimates it: Wilson centre ``value`` and half-width ``error``."""
+
+    value: float
+    error: float
+    successes: int
+    n: int
+
+
+def success_rate(successes: int, n: int, confidence: float = 0.95) -> Rate:
+    """Wilson-centred success rate and its half-width (anonymeter's ``success_rate``)."""
+    if n <= 0:
+        raise ValueError("a success rate needs at least one trial (n >= 1)")
+    z = z_value(confidence)
+    z2 = z * z
+    denom = n + z2
+    value = (successes + 0.5 * z2) / denom
+    error = (z / denom) * math.sqrt(successes * (n - successes) / n + 0.25 * z2)
+    return Rate(value=value, error=error, successes=int(successes), n=int(n))
+
+
+@dataclass(frozen=True)
+class Risk:
+    """Baseline-normalised risk: estimate, interval and the two rates behind it."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    attack: Rate
+    control: Rate
+
+
+def normalised_risk(success_train: int, n_train: int, success_control: int, n_control: int,
+                    confidence: float = 0.95) -> Risk:
+    """``(r_train - r_control) / (1 - r_control)`` with a first-order propagated error.
+
+    Unlike anonymeter we do not clip the estimate at 0: a negative value says the
+    control records were *easier* to attack than the training records, which is
+    useful to see in a calibration check; the gate only cares about the upper end.
+    """
+    a = success_rate(success_train, n_train, confidence)
+    c = success_rate(success_control, n_control, confidence)
+    margin = 1.0 - c.value
+    if margin <= 0:
+        return Risk(value=0.0, ci_low=-1.0, ci_high=1.0, attack=a, control=c)
+    value = (a.value - c.value) / margin
+    d_attack = 1.0 / margin
+    d_control = (a.value - 1.0) / margin ** 2
+    error = math.sqrt((a.error * d_attack) ** 2 + (c.error * d_control) ** 2)
+    return Risk(value=value, ci_low=max(-1.0, value - error), ci_high=min(1.0, value + error), attack=a, control=c)
+
+
+def mean_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and normal-approximation interval (for large samples of bounded values)."""
+    x = np.asarray(x, dtype=float)
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, m, m
+    half = z_value(confidence) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return m, m - half, m + half
+
+
+# ----------------------------------------------------------------------------- ROC
+class WeightedROC:
+    """ROC of scores for labels (1 = member), re-weightable for a fast bootstrap.
+
+    Higher score = "more likely a member". Build once (one sort), then
+    :meth:`curve` with integer weights gives the ROC of a resample.
+    """
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        scores = np.asarray(scores, dtype=float)
+        labels = np.asarray(labels).astype(bool)
+        if scores.shape != labels.shape or scores.ndim != 1:
+            raise ValueError("scores and labels must be 1-d arrays of equal length")
+        if labels.all() or not labels.any():
+            raise ValueError("ROC needs both members (label 1) and non-members (label 0)")
+        if not np.all(np.isfinite(scores)):
+            raise ValueError("attack scores must be finite")
+        order = np.argsort(-scores, kind="stable")
+        self.scores = scores[order]
+        self.labels = labels[order]
+        self.order = order
+        # Last position of each run of equal scores: the distinct thresholds.
+        self.ends = np.flatnonzero(np.r_[self.scores[1:] != self.scores[:-1], True])
+
+    def curve(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(fpr, tpr)`` starting at (0, 0), one point per distinct score."""
+        pos = self.labels.astype(float)
+        neg = 1.0 - pos
+        if weights is not None:
+            w = np.asarray(weights, dtype=float)[self.order]
+            pos, neg = pos * w, neg * w
+        tp = np.cumsum(pos)[self.ends]
+        fp = np.cumsum(neg)[self.ends]
+        tpr = np.r_[0.0, tp / tp[-1]]
+        fpr = np.r_[0.0, fp / fp[-1]]
+        return fpr, tpr
+
+
+def auc_from_curve(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) * 0.5))
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
+    """TPR of the (randomised-threshold) ROC at false-positive rate ``target``."""
+    # Where the curve is vertical (several TPRs at one FPR), take the highest: the attacker's best.
+    right = np.searchsorted(fpr, target, side="right")
+    if right > 0 and fpr[right - 1] == target:
+        return float(tpr[right - 1])
+    return float(np.interp(target, fpr, tpr))
+
+
+@dataclass(frozen=True)
+class RocSummary:
+    """AUC and TPR at fixed FPRs, with percentile-bootstrap intervals and a thinned ROC for plots."""
+
+    auc: float
+    auc_ci: tuple[float, float]
+    tpr_at: dict[float, tuple[float, float, float]]  # fpr -> (tpr, ci_low, ci_high)
+    roc_fpr: list[float]
+    roc_tpr: list[float]
+    n_members: int
+    n_nonmembers: int
+    n_bootstrap: int
+
+
+def roc_summary(scores: np.ndarray, labels: np.ndarray, fprs: tuple[float, ...] = (0.01, 0.1),
+                n_bootstrap: int = 200, confidence: float = 0.95, seed: int = 0,
+                roc_points: int = 101) -> RocSummary:
+    """AUC and TPR@FPR with a stratified bootstrap (members and non-members resampled separately)."""
+    roc = WeightedROC(scores, labels)
+    fpr, tpr = roc.curve()
+    auc = auc_from_curve(fpr, tpr)
+    point_tprs = {f: tpr_at_fpr(fpr, tpr, f) for f in fprs}
+    rng = np.random.default_rng(seed)
+    labels_b = np.asarray(labels).astype(bool)
+    pos_idx, neg_idx = np.flatnonzero(labels_b), np.flatnonzero(~labels_b)
+    aucs = np.empty(n_bootstrap)
+    tprs = {f: np.empty(n_bootstrap) for f in fprs}
+    for b in range(n_bootstrap):
+        w = np.zeros(len(labels_b))
+        w[pos_idx] = np.bincount(rng.integers(0, len(pos_idx), len(pos_idx)), minlength=len(pos_idx))
+        w[neg_idx] = np.bincount(rng.integers(0, len(neg_idx), len(neg_idx)), minlength=len(neg_idx))
+        bf, bt = roc.curve(w)
+        aucs[b] = auc_from_curve(bf, bt)
+        for f in fprs:
+            tprs[f][b] = tpr_at_fpr(bf, bt, f)
+    alpha = 1.0 - confidence
+    q = (100 * alpha / 2, 100 * (1 - alpha / 2))
+    if n_bootstrap > 0:
+        auc_ci = tuple(float(v) for v in np.percentile(aucs, q))
+        tpr_at = {f: (point_tprs[f], *(float(v) for v in np.percentile(tprs[f], q))) for f in fprs}
+    else:
+        auc_ci = (auc, auc)
+        tpr_at = {f: (point_tprs[f], point_tprs[f], point_tprs[f]) for f in fprs}
+    grid = np.linspace(0.0, 1.0, roc_points)
+    # Log-spaced low-FPR points too: the low-FPR regime is what matters for privacy (Carlini et al. 2022).
+    grid = np.unique(np.r_[grid, np.logspace(-3, -1, 9)])
+    thin_tpr = [tpr_at_fpr(fpr, tpr, g) for g in grid]
+    return RocSummary(auc=auc, auc_ci=auc_ci, tpr_at=tpr_at, roc_fpr=[float(g) for g in grid],
+                      roc_tpr=[float(t) for t in thin_tpr], n_members=len(pos_idx),
+                      n_nonmembers=len(neg_idx), n_bootstrap=n_bootstrap)
+
+
+def bootstrap_ratio_of_means(x: np.ndarray, y: np.ndarray, n_bootstrap: int = 200, confidence: float = 0.95,
+                             seed: int = 0) -> tuple[float, float, float]:
+    """``mean(x) / mean(y)`` with a percentile bootstrap resampling x and y independently."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    my = y.mean()
+    point = float(x.mean() / my) if my > 0 else float("inf")
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_bootstrap)
+    for b in range(n_bootstrap):
+        bx = x[rng.integers(0, len(x), len(x))].mean()
+        by = y[rng.integers(0, len(y), len(y))].mean()
+        reps[b] = bx / by if by > 0 else np.inf
+    alpha = 1.0 - confidence
+    lo, hi = np.percentile(reps, (100 * alpha / 2, 100 * (1 - alpha / 2)))
+    return point, float(lo), float(hi)

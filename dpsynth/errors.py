@@ -1,0 +1,60 @@
+"""One exception family for every user-facing failure.
+
+Each error carries the process exit code the CLI uses for it, so the mapping
+"what went wrong" -> "what a pipeline sees" lives in one place:
+
+* 0 released, 1 other error, 2 usage / bad input, 3 refused by the gate,
+  4 over budget.
+
+Messages say what was wrong, where (column, row, option) and what to do.
+"""
+
+from __future__ import annotations
+
+
+class DpsynthError(Exception):
+    """Base class of all errors dpsynth raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UsageError(DpsynthError):
+    """An option or parameter is out of its allowed range."""
+
+    exit_code = 2
+
+
+class SchemaError(DpsynthError):
+    """The schema file is malformed, or is private-derived and not accepted."""
+
+    exit_code = 2
+
+
+class DataError(DpsynthError):
+    """The input table does not match its schema (missing column, bad type...)."""
+
+    exit_code = 2
+
+
+class BudgetExceeded(DpsynthError):
+    """A spend would take a dataset over its privacy-budget cap."""
+
+    exit_code = 4
+
+
+class LedgerError(DpsynthError):
+    """The ledger is missing, malformed, or fails verification."""
+
+    exit_code = 1
+
+
+class GateFailed(DpsynthError):
+    """The release gate refused the synthetic table."""
+
+    exit_code = 3
+
+
+class PrivacyAccountingError(DpsynthError):
+    """A privacy cost could not be computed or calibrated."""
+
+    exit_code = 1

@@ -1,0 +1,109 @@
+"""The synthesizer contract, after scikit-learn's estimators.
+
+* The constructor stores parameters only.
+* ``fit(df, schema)`` validates its inputs, learns, and returns ``self``;
+  learned state ends with ``_`` (``privacy_cost_``, ``domain_report_``...).
+* ``sample(n)`` draws a synthetic table with the schema's columns; it is
+  post-processing and costs no budget.
+* ``privacy_cost_`` is a :class:`~dpsynth.privacy.PrivacyCost`: the whole
+  fit's DpEvent, every data-dependent step included.
+
+Subclasses implement ``_fit(data, n_rows, rng)`` on a table already checked
+and brought into the public domain, and ``_sample(n, rng)``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dpsynth.errors import UsageError
+from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.randomness import RandomState, make_rng
+from dpsynth.schema import Schema
+from dpsynth.tables import DomainReport, prepare
+
+
+def check_privacy_parameters(epsilon: float, delta: float, n_rows: int | None = None) -> None:
+    """Refuse budgets that make no sense, naming the option at fault."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
+        raise UsageError(f"epsilon must be a positive finite number, got {epsilon!r}")
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
+        raise UsageError(f"delta must be in (0, 1), got {delta!r}")
+    if n_rows is not None and delta >= 1 / n_rows:
+        raise UsageError(
+            f"delta={delta:g} is not below 1/n = {1 / n_rows:.3g} for a table of {n_rows} rows: such a delta "
+            "allows releasing a whole record outright. Use a delta well below 1/n (e.g. 1e-6).")
+
+
+class Synthesizer(ABC):
+    """Base class of every dpsynth generator."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None) -> None:
+        self.epsilon = epsilon
+        self.delta = delta
+        self.random_state = random_state
+
+    # -- sklearn plumbing --------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- public API --------------------------------------------------------------------
+    def fit(self, df: pd.DataFrame, schema: Schema, accept_private_schema: bool = False) -> "Synthesizer":
+        """Learn a DP model of ``df`` whose domain comes from ``schema`` only.
+
+        Refuses a schema derived from the private data unless
+        ``accept_private_schema`` is true (the domain then leaked, outside
+        the budget). Raises ``UsageError`` for an invalid epsilon or delta,
+        ``DataError`` for a table that does not match the schema.
+        """
+        if not isinstance(schema, Schema):
+            raise UsageError(f"schema must be a dpsynth Schema, got {type(schema).__name__}: load it with Schema.load")
+        schema.require_public(accept_private_schema)
+        self._validate_parameters()
+        data, report = prepare(df, schema, source="training table")
+        check_privacy_parameters(self.epsilon, self.delta, len(data))
+        rng, noise_source = make_rng(self.random_state)
+        self.schema_ = schema
+        self.domain_report_ = report
+        self.noise_source_ = noise_source
+        self.schema_leaked_ = not schema.is_public
+        self.n_train_rows_ = len(data)
+        self._rng = rng
+        self.privacy_cost_ = self._fit(data, rng)
+        return self
+
+    def sample(self, n: int | None = None) -> pd.DataFrame:
+        """Draw ``n`` synthetic rows (default: as many as the training table)."""
+        if not hasattr(self, "privacy_cost_"):
+            raise UsageError(f"{type(self).__name__} is not fitted yet: call fit(df, schema) first")
+        n = self.n_train_rows_ if n is None else n
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise UsageError(f"number of rows to sample must be a positive integer, got {n!r}")
+        return self._sample(int(n), self._rng)
+
+    # -- for subclasses ----------------------------------------------------------------
+    def _validate_parameters(self) -> None:
+        """Check constructor parameters; subclasses extend and call super()."""
+        check_privacy_parameters(self.epsilon, self.delta)
+
+    @abstractmethod
+    def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
+        """Fit on a table already coerced and conformed to ``self.schema_``; return the cost."""
+
+    @abstractmethod
+    def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        """Draw ``n`` rows with the schema's columns and types."""
