@@ -123,13 +123,15 @@ class MixedEncoder:
         """Dense embedding whose L1 distance divided by the column count equals :func:`knn`'s distance."""
         return np.hstack([enc.num, enc.onehot * (0.5 * self.weights_)[None, :]])
 
-    def knn(self, query: Encoded, ref: Encoded, k: int = 1, n_jobs: int | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+    def knn(self, query: Encoded, ref: Encoded, k: int = 1, n_jobs: int | None = None,
+            ties: bool = False) -> tuple[np.ndarray, ...]:
         """Exact ``k`` nearest rows of ``ref`` for each row of ``query``.
 
         Returns ``(distances, indices)``, both ``(len(query), k)``, sorted by
         distance; among equal distances the lower ``ref`` index comes first
-        (callers that need random tie-breaking permute ``ref``).
+        (callers that need random tie-breaking permute ``ref``). With
+        ``ties=True`` a third array gives, per query, how many ``ref`` rows lie
+        at exactly the nearest distance.
         """
         if k < 1 or k > len(ref):
             raise ValueError(f"k must be in [1, {len(ref)}] (the reference size), got {k}")
@@ -154,7 +156,8 @@ class MixedEncoder:
                 order = np.lexsort((part, np.take_along_axis(d, part, axis=1)), axis=1)
                 idx = np.take_along_axis(part, order, axis=1)
             dist = np.take_along_axis(d, idx, axis=1)
-            return np.maximum(dist, 0.0) / p, idx
+            n_ties = (d == dist[:, :1]).sum(axis=1) if ties else np.zeros(0, dtype=np.int64)
+            return np.maximum(dist, 0.0) / p, idx, n_ties
 
         workers = n_jobs or min(2, os.cpu_count() or 1)
         if workers > 1 and len(starts) > 1:
@@ -163,8 +166,13 @@ class MixedEncoder:
         else:
             parts = [one(s) for s in starts]
         if not parts:
-            return np.zeros((0, k)), np.zeros((0, k), dtype=np.int64)
-        return np.vstack([p_[0] for p_ in parts]), np.vstack([p_[1] for p_ in parts])
+            empty = (np.zeros((0, k)), np.zeros((0, k), dtype=np.int64))
+            return (*empty, np.zeros(0, dtype=np.int64)) if ties else empty
+        dist = np.vstack([p_[0] for p_ in parts])
+        idx = np.vstack([p_[1] for p_ in parts])
+        if ties:
+            return dist, idx, np.concatenate([p_[2] for p_ in parts])
+        return dist, idx
 
     def row_keys(self, df: pd.DataFrame) -> np.ndarray:
         """A 64-bit hash per row over the canonical values of the encoder's columns.

@@ -78,33 +78,55 @@ def success_rate(successes: int, n: int, confidence: float = 0.95) -> Rate:
 
 @dataclass(frozen=True)
 class Risk:
-    """Baseline-normalised risk: estimate, interval and the two rates behind it."""
+    """Baseline-normalised risk: estimate, interval and the two rates behind it.
+
+    ``anonymeter_error`` is anonymeter's first-order propagated half-width,
+    kept for comparison with their reports.
+    """
 
     value: float
     ci_low: float
     ci_high: float
     attack: Rate
     control: Rate
+    anonymeter_error: float
+
+
+def _residual(a: float, c: float) -> float:
+    if c >= 1.0:
+        return -1.0 if a < 1.0 else 0.0
+    return (a - c) / (1.0 - c)
 
 
 def normalised_risk(success_train: int, n_train: int, success_control: int, n_control: int,
                     confidence: float = 0.95) -> Risk:
-    """``(r_train - r_control) / (1 - r_control)`` with a first-order propagated error.
+    """``(r_train - r_control) / (1 - r_control)`` on Wilson-centred rates (as anonymeter), clipped to [-1, 1].
 
-    Unlike anonymeter we do not clip the estimate at 0: a negative value says the
-    control records were *easier* to attack than the training records, which is
-    useful to see in a calibration check; the gate only cares about the upper end.
+    The interval is interval arithmetic on the two Wilson intervals (the risk
+    grows with ``r_train`` and falls with ``r_control``)::
+
+        ci_high = R(train_high, control_low),  ci_low = R(train_low, control_high)
+
+    Anonymeter's first-order propagation (also returned, ``anonymeter_error``)
+    divides by ``(1 - r_control)^2`` and explodes when the control success
+    nears 1, which happens exactly in the safest case (e.g. the holdout itself
+    used as the synthetic table); the corner bounds stay within [-1, 1]. Unlike
+    anonymeter we do not clip at 0: a negative risk says control records were
+    easier to attack than training records, worth seeing in a calibration check.
     """
     a = success_rate(success_train, n_train, confidence)
     c = success_rate(success_control, n_control, confidence)
+    a_lo, a_hi = wilson_interval(success_train, n_train, confidence)
+    c_lo, c_hi = wilson_interval(success_control, n_control, confidence)
+    clip = lambda v: min(1.0, max(-1.0, v))  # noqa: E731
+    value = clip(_residual(a.value, c.value))
     margin = 1.0 - c.value
-    if margin <= 0:
-        return Risk(value=0.0, ci_low=-1.0, ci_high=1.0, attack=a, control=c)
-    value = (a.value - c.value) / margin
-    d_attack = 1.0 / margin
-    d_control = (a.value - 1.0) / margin ** 2
-    error = math.sqrt((a.error * d_attack) ** 2 + (c.error * d_control) ** 2)
-    return Risk(value=value, ci_low=max(-1.0, value - error), ci_high=min(1.0, value + error), attack=a, control=c)
+    if margin > 0:
+        err = math.sqrt((a.error / margin) ** 2 + (c.error * (a.value - 1.0) / margin ** 2) ** 2)
+    else:
+        err = float("inf")
+    return Risk(value=value, ci_low=clip(_residual(a_lo, c_hi)), ci_high=clip(_residual(a_hi, c_lo)),
+                attack=a, control=c, anonymeter_error=err)
 
 
 def mean_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dpsynth.errors import DataError
 from dpsynth.schema import Column, Schema
 
 
@@ -38,10 +39,18 @@ class TableEncoder:
 
 def _encode_column(column: Column, series: pd.Series) -> np.ndarray:
     null = series.isna().to_numpy()
+    if null.any() and not column.nullable:
+        raise DataError(f"column {column.name!r} is not nullable but holds {int(null.sum())} null value(s); "
+                        "prepare the table with dpsynth.tables.prepare first")
     codes = np.empty(len(series), dtype=np.int64)
     if column.kind == "categorical":
         lookup = {label: i for i, label in enumerate(column.categories)}
-        codes[~null] = series[~null].map(lookup).to_numpy()
+        mapped = series[~null].map(lookup)
+        if mapped.isna().any():
+            examples = sorted(set(series[~null][mapped.isna()].astype(str)))[:3]
+            raise DataError(f"column {column.name!r} holds value(s) outside its categories (e.g. {examples}); "
+                            "prepare the table with dpsynth.tables.prepare first")
+        codes[~null] = mapped.to_numpy(dtype=np.int64)
         null_code = len(column.categories)
     else:
         edges = column.bin_edges()

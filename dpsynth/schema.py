@@ -90,7 +90,8 @@ class Column:
             if len(self.categories) == 0:
                 raise SchemaError(f"{where}: a categorical column needs a non-empty 'categories' list")
             if len(set(self.categories)) != len(self.categories):
-                raise SchemaError(f"{where}: 'categories' contains duplicates")
+                dupes = sorted({c for c in self.categories if self.categories.count(c) > 1})
+                raise SchemaError(f"{where}: 'categories' contains duplicates {dupes}")
             if self.other is not None and self.other not in self.categories:
                 raise SchemaError(f"{where}: 'other' value {self.other!r} must be one of its categories")
         else:
@@ -102,7 +103,7 @@ class Column:
                 raise SchemaError(f"{where}: 'lower' ({self.lower}) must be below 'upper' ({self.upper})")
             if self.edges:
                 edges = np.asarray(self.edges, dtype=float)
-                if len(edges) < 2 or np.any(np.diff(edges) <= 0):
+                if len(edges) < 2 or not np.all(np.isfinite(edges)) or not np.all(np.diff(edges) > 0):
                     raise SchemaError(f"{where}: 'edges' must be at least two strictly increasing numbers")
                 if edges[0] != float(self.lower) or edges[-1] != float(self.upper):
                     raise SchemaError(f"{where}: 'edges' must start at 'lower' and end at 'upper'")
@@ -152,25 +153,35 @@ class Column:
     def from_dict(cls, raw: dict[str, Any], position: int = 0) -> "Column":
         if not isinstance(raw, dict):
             raise SchemaError(f"columns[{position}] must be an object, got {type(raw).__name__}")
-        name = raw.get("name", f"columns[{position}]")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise SchemaError(f"columns[{position}]: every column needs a non-empty string 'name', got {name!r}")
         unknown = set(raw) - _COLUMN_KEYS
         if unknown:
             raise SchemaError(f"column {name!r}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_COLUMN_KEYS)}")
+        for key in ("categories", "edges"):
+            if raw.get(key) is not None and not isinstance(raw[key], list):
+                # a bare string would otherwise be split into one category per character
+                raise SchemaError(f"column {name!r}: {key!r} must be a list, got {raw[key]!r}")
+        bins = raw.get("bins")
+        if bins is not None and (isinstance(bins, bool) or not isinstance(bins, (int, float))
+                                 or (isinstance(bins, float) and not bins.is_integer())):
+            raise SchemaError(f"column {name!r}: 'bins' must be a whole number, got {bins!r}")
         try:
             return cls(
-                name=raw.get("name", ""),
+                name=name,
                 kind=raw.get("kind", ""),
-                categories=tuple(category_label(c) for c in raw.get("categories", ()) or ()),
+                categories=tuple(category_label(c) for c in raw.get("categories") or ()),
                 other=None if raw.get("other") is None else category_label(raw["other"]),
-                lower=None if raw.get("lower") is None else float(raw["lower"]),
-                upper=None if raw.get("upper") is None else float(raw["upper"]),
-                bins=None if raw.get("bins") is None else int(raw["bins"]),
-                edges=tuple(float(e) for e in raw.get("edges", ()) or ()),
+                lower=_as_number(raw.get("lower"), name, "lower"),
+                upper=_as_number(raw.get("upper"), name, "upper"),
+                bins=None if bins is None else int(bins),
+                edges=tuple(_as_number(e, name, "edges") for e in raw.get("edges") or ()),
                 integer=_as_bool(raw.get("integer", False), name, "integer"),
                 nullable=_as_bool(raw.get("nullable", False), name, "nullable"),
                 description=str(raw.get("description", "")),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise SchemaError(f"column {name!r}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
@@ -267,12 +278,17 @@ class Schema:
         na_values = raw.get("na_values", list(DEFAULT_NA_VALUES))
         if not isinstance(na_values, list) or not all(isinstance(v, str) for v in na_values):
             raise SchemaError("schema: 'na_values' must be a list of strings")
+        qis = raw.get("quasi_identifiers") or []
+        if not isinstance(qis, list) or not all(isinstance(v, str) for v in qis):
+            raise SchemaError(f"schema: 'quasi_identifiers' must be a list of column names, got {qis!r}")
+        if raw.get("target") is not None and not isinstance(raw["target"], str):
+            raise SchemaError(f"schema: 'target' must be a column name, got {raw['target']!r}")
         return cls(
             columns=tuple(Column.from_dict(c, i) for i, c in enumerate(columns)),
             name=str(raw.get("name", "")),
             source=str(raw.get("source", PUBLIC)),
             na_values=tuple(na_values),
-            quasi_identifiers=tuple(raw.get("quasi_identifiers", ()) or ()),
+            quasi_identifiers=tuple(qis),
             target=raw.get("target"),
             description=str(raw.get("description", "")),
         )
@@ -296,8 +312,10 @@ class Schema:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SchemaError(f"schema file not found: {path}") from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SchemaError(f"schema file {path} is not valid JSON: {exc}") from None
+        except OSError as exc:
+            raise SchemaError(f"schema file {path} cannot be read: {exc.strerror or exc}") from None
         return cls.from_dict(raw)
 
     def save(self, path: str | Path) -> None:
@@ -351,6 +369,14 @@ def _natural_key(label: str) -> tuple:
         return (0, float(label), label)
     except ValueError:
         return (1, 0.0, label)
+
+
+def _as_number(value: Any, column: str, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SchemaError(f"column {column!r}: {key!r} must be a number, got {value!r}")
+    return float(value)
 
 
 def _as_bool(value: Any, column: str, key: str) -> bool:

@@ -13,8 +13,11 @@ Two steps, kept apart because they fail differently:
 
 from __future__ import annotations
 
+import csv
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -58,15 +61,38 @@ def read_csv(path: str | Path, schema: Schema) -> pd.DataFrame:
         raise DataError(f"{path} is empty: expected a CSV file with a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} could not be parsed as CSV: {exc}") from None
-    return coerce(raw, schema, source=str(path), row_offset=2)
+    lines = functools.cache(lambda: _record_lines(path))  # read again only if an error needs a line number
+
+    def line_of(row: int) -> int:
+        starts = lines()
+        return starts[row] if row < len(starts) else row + 2
+
+    return coerce(raw, schema, source=str(path), line_of=line_of)
 
 
-def coerce(df: pd.DataFrame, schema: Schema, source: str = "table", row_offset: int = 0) -> pd.DataFrame:
+def _record_lines(path: Path) -> list[int]:
+    """File line on which each data record starts (pandas skips blank lines; quoted fields may span lines)."""
+    starts, start = [], 1
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        try:
+            for record in reader:
+                if record and not (len(record) == 1 and not record[0].strip()):
+                    starts.append(start)
+                start = reader.line_num + 1
+        except csv.Error:  # e.g. a field over csv's size limit: fall back to counting records
+            return []
+    return starts[1:]  # the first record is the header
+
+
+def coerce(df: pd.DataFrame, schema: Schema, source: str = "table", row_offset: int = 0,
+           line_of: Callable[[int], int] | None = None) -> pd.DataFrame:
     """Return the schema's columns of ``df`` with schema types, or raise :class:`DataError`.
 
     Numeric columns become float64 (NaN for null), categorical columns object
-    dtype holding canonical string labels (NaN for null). ``row_offset`` turns
-    positional row numbers into the line numbers a user sees in the file.
+    dtype holding canonical string labels (NaN for null). Errors name a
+    positional row (plus ``row_offset``); ``line_of`` maps a positional row to
+    the line a user sees in the file instead.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
@@ -77,20 +103,24 @@ def coerce(df: pd.DataFrame, schema: Schema, source: str = "table", row_offset: 
     if missing:
         raise DataError(f"{source} lacks column(s) {missing} declared in the schema; it has {list(df.columns)}")
     na_values = set(schema.na_values)
+
+    def where(row: int) -> str:
+        return f"line {line_of(row)}" if line_of is not None else f"row {row + row_offset}"
+
     out = {}
     for column in schema:
         series = df[column.name].reset_index(drop=True)
         is_null = series.isna() | series.map(lambda v: isinstance(v, str) and v.strip() in na_values)
         if is_null.any() and not column.nullable:
-            row = int(np.flatnonzero(is_null.to_numpy())[0]) + row_offset
-            raise DataError(f"{source}: column {column.name!r} is not nullable but row {row} is null "
+            row = int(np.flatnonzero(is_null.to_numpy())[0])
+            raise DataError(f"{source}: column {column.name!r} is not nullable but {where(row)} is null "
                             f"({int(is_null.sum())} null value(s) in all); declare \"nullable\": true or fill them")
         if column.kind == "numeric":
             values = pd.to_numeric(series.where(~is_null), errors="coerce")
             bad = values.isna() & ~is_null
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(f"{source}: column {column.name!r} is numeric but row {row + row_offset} holds "
+                raise DataError(f"{source}: column {column.name!r} is numeric but {where(row)} holds "
                                 f"{series.iloc[row]!r} ({int(bad.sum())} non-numeric value(s) in all)")
             out[column.name] = values.astype(float)
         else:

@@ -69,12 +69,15 @@ def epsilon_for(event: dpa.DpEvent, delta: float, accountant: Accountant = "auto
     """
     if not 0 <= delta < 1:
         raise PrivacyAccountingError(f"delta must be in [0, 1), got {delta}")
+    if accountant not in ("auto", "pld", "rdp"):
+        raise PrivacyAccountingError(f"accountant must be 'auto', 'pld' or 'rdp', got {accountant!r}")
     if isinstance(event, dpa.NoOpDpEvent):
         return (0.0, "none") if with_accountant else 0.0
     chosen, name = _pick(event, accountant)
-    epsilon = float(chosen.compose(event).get_epsilon(delta))
-    if name == "auto":
-        name = "pld"
+    try:
+        epsilon = float(chosen.compose(event).get_epsilon(delta))
+    except (ValueError, ArithmeticError) as exc:  # e.g. a negative noise multiplier, q > 1, zero Laplace scale
+        raise PrivacyAccountingError(f"cannot compute epsilon of {event}: {exc}") from exc
     return (epsilon, name) if with_accountant else epsilon
 
 
@@ -122,6 +125,10 @@ def gaussian_sigma(epsilon: float, delta: float, sensitivity: float = 1.0) -> fl
     up to discretisation (it agrees with the analytic Gaussian mechanism of
     Balle & Wang 2018).
     """
+    if not 0 < delta < 1:
+        raise PrivacyAccountingError(f"a Gaussian mechanism needs delta in (0, 1), got {delta}")
+    if not (sensitivity > 0 and math.isfinite(sensitivity)):
+        raise PrivacyAccountingError(f"sensitivity must be a positive finite number, got {sensitivity}")
     multiplier = calibrate(lambda s: dpa.GaussianDpEvent(s), epsilon, delta, lower=1e-2, upper=1e4,
                            rel_tol=1e-6, accountant="pld")
     return multiplier * sensitivity
@@ -129,4 +136,6 @@ def gaussian_sigma(epsilon: float, delta: float, sensitivity: float = 1.0) -> fl
 
 def zcdp_epsilon(rho: float, delta: float) -> float:
     """The simple zCDP -> (epsilon, delta) bound of Bun & Steinke 2016 (Prop. 1.3), for comparison."""
+    if not (rho >= 0 and math.isfinite(rho)) or not 0 < delta < 1:
+        raise PrivacyAccountingError(f"need rho >= 0 and delta in (0, 1), got rho={rho}, delta={delta}")
     return rho + 2 * math.sqrt(rho * math.log(1 / delta))

@@ -20,7 +20,18 @@ import dp_accounting as dpa
 from dpsynth.errors import PrivacyAccountingError
 
 
+MAX_EVENT_DEPTH = 32  # nesting limit for stored events; real ones are a few levels deep
+
+
+def _field(raw: dict[str, Any], key: str) -> Any:
+    if key not in raw:
+        raise PrivacyAccountingError(f"stored privacy event of type {raw.get('type')!r} lacks the field {key!r}")
+    return raw[key]
+
+
 def _positive(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PrivacyAccountingError(f"stored privacy event: {key!r} must be a number, got {value!r:.80}")
     number = float(value)
     if not math.isfinite(number) or number < 0:
         raise PrivacyAccountingError(f"stored privacy event: {key!r} must be a finite number >= 0, got {value!r}")
@@ -55,28 +66,30 @@ def event_to_dict(event: dpa.DpEvent) -> dict[str, Any]:
     raise PrivacyAccountingError(f"privacy event type {type(event).__name__} is not supported by dpsynth's ledger")
 
 
-def event_from_dict(raw: Any) -> dpa.DpEvent:
+def event_from_dict(raw: Any, _depth: int = 0) -> dpa.DpEvent:
     """Inverse of :func:`event_to_dict`; refuses anything outside the allow-list."""
+    if _depth > MAX_EVENT_DEPTH:
+        raise PrivacyAccountingError(f"stored privacy event is nested deeper than {MAX_EVENT_DEPTH} levels")
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         raise PrivacyAccountingError(f"stored privacy event must be an object with a 'type', got {raw!r:.80}")
     kind = raw["type"]
     if kind == "gaussian":
-        return dpa.GaussianDpEvent(_positive(raw["noise_multiplier"], "noise_multiplier"))
+        return dpa.GaussianDpEvent(_positive(_field(raw, "noise_multiplier"), "noise_multiplier"))
     if kind == "laplace":
-        return dpa.LaplaceDpEvent(_positive(raw["noise_multiplier"], "noise_multiplier"))
+        return dpa.LaplaceDpEvent(_positive(_field(raw, "noise_multiplier"), "noise_multiplier"))
     if kind == "zcdp":
-        return dpa.ZCDpEvent(_positive(raw["rho"], "rho"), _positive(raw.get("xi", 0.0), "xi"))
+        return dpa.ZCDpEvent(_positive(_field(raw, "rho"), "rho"), _positive(raw.get("xi", 0.0), "xi"))
     if kind == "self_composed":
-        return dpa.SelfComposedDpEvent(event_from_dict(raw["event"]), _count(raw["count"]))
+        return dpa.SelfComposedDpEvent(event_from_dict(_field(raw, "event"), _depth + 1), _count(_field(raw, "count")))
     if kind == "composed":
         if not isinstance(raw.get("events"), list):
             raise PrivacyAccountingError("stored privacy event: 'composed' needs an 'events' list")
-        return dpa.ComposedDpEvent([event_from_dict(e) for e in raw["events"]])
+        return dpa.ComposedDpEvent([event_from_dict(e, _depth + 1) for e in raw["events"]])
     if kind == "poisson_sampled":
-        q = _positive(raw["sampling_probability"], "sampling_probability")
+        q = _positive(_field(raw, "sampling_probability"), "sampling_probability")
         if q > 1:
             raise PrivacyAccountingError(f"stored privacy event: sampling_probability {q} > 1")
-        return dpa.PoissonSampledDpEvent(q, event_from_dict(raw["event"]))
+        return dpa.PoissonSampledDpEvent(q, event_from_dict(_field(raw, "event"), _depth + 1))
     if kind == "no_op":
         return dpa.NoOpDpEvent()
     if kind == "non_private":
@@ -115,6 +128,9 @@ class PrivacyCost:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "PrivacyCost":
+        if not isinstance(raw, dict) or not all(k in raw for k in ("mechanism", "event", "epsilon", "delta")):
+            raise PrivacyAccountingError(
+                f"a stored privacy cost needs 'mechanism', 'event', 'epsilon' and 'delta', got {raw!r:.120}")
         return cls(mechanism=str(raw["mechanism"]), event=event_from_dict(raw["event"]),
                    epsilon=float(raw["epsilon"]), delta=float(raw["delta"]),
                    accountant=str(raw.get("accountant", "")), details=dict(raw.get("details", {})))

@@ -95,7 +95,21 @@ class Synthesizer(ABC):
             raise UsageError(f"number of rows to sample must be a positive integer, got {n!r}")
         return self._sample(int(n), self._rng)
 
+    def planned_cost(self, n_rows: int, schema: Schema) -> PrivacyCost:
+        """The most that ``fit`` on ``n_rows`` rows of ``schema`` can cost, computed without the data.
+
+        The ledger reserves this before the generator touches the data; ``fit``
+        never spends more (its realised ``privacy_cost_`` is at most this).
+        """
+        self._validate_parameters()
+        check_privacy_parameters(self.epsilon, self.delta, n_rows)
+        return self._planned_cost(n_rows, schema)
+
     # -- for subclasses ----------------------------------------------------------------
+    def _planned_cost(self, n_rows: int, schema: Schema) -> PrivacyCost:
+        """Data-independent upper bound on the cost of fitting ``n_rows`` rows of ``schema``."""
+        raise NotImplementedError(f"{type(self).__name__} does not state its cost before fitting")
+
     def _validate_parameters(self) -> None:
         """Check constructor parameters; subclasses extend and call super()."""
         check_privacy_parameters(self.epsilon, self.delta)

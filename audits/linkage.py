@@ -1,0 +1,315 @@
+"""Re-identification attacks: linkage, singling out, attribute inference.
+
+References
+----------
+Giomi, Boenisch, Wehmeyer, Tasnádi 2023, "A Unified Framework for Quantifying
+Privacy Risk in Synthetic Data" (PoPETs; the anonymeter library), which
+operationalises the three criteria of the EU Article 29 Working Party's
+Opinion 05/2014 on anonymisation techniques: singling out, linkability and
+inference. Each attack is run against *train* targets (records the generator
+saw) and *control* targets (holdout records it never saw); the reported risk
+is ``(r_train - r_control) / (1 - r_control)`` with anonymeter's Wilson-based
+error propagation (:func:`audits.stats.normalised_risk`). Train targets and
+control targets are always equal in number, and for singling out the train
+set a predicate is checked against is subsampled to the holdout's size, so an
+honest generator scores 0 in expectation.
+
+Attacker knowledge: the declared quasi-identifiers (QIs) and secret of the
+spec (or of the policy). Without QIs the documented defaults below still run,
+so this family is never silently skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from audits.data import AuditData
+from audits.embedding import MixedEncoder
+from audits.errors import AuditInputError
+from audits.results import AuditResult
+from audits.spec import category_labels, numeric_values
+from audits.stats import Risk, normalised_risk
+
+NUMERIC_TOLERANCE = 0.05  # attribute inference: a numeric guess within 5% of the column's range is a success
+
+
+def _risk_details(risk: Risk) -> dict[str, object]:
+    return {
+        "success_rate_train": risk.attack.successes / risk.attack.n,
+        "success_rate_control": risk.control.successes / risk.control.n,
+        "successes_train": risk.attack.successes, "successes_control": risk.control.successes,
+        "n_train_attacks": risk.attack.n, "n_control_attacks": risk.control.n,
+        "anonymeter_error": risk.anonymeter_error,
+    }
+
+
+def _targets(data: AuditData, n_attacks: int, stream: str) -> tuple[np.ndarray, np.ndarray]:
+    """Equal numbers of train and control (holdout) target rows."""
+    n = min(n_attacks, data.size("train"), data.size("holdout"))
+    rng = data.rng(stream)
+    return (np.sort(rng.choice(data.size("train"), n, replace=False)),
+            np.sort(rng.choice(data.size("holdout"), n, replace=False)))
+
+
+def _sub_encoder(data: AuditData, columns: Sequence[str]) -> MixedEncoder:
+    return MixedEncoder(data.spec, columns).fit(*data.frames.values())
+
+
+# ---------------------------------------------------------------------------- linkage
+def linkage_attack(data: AuditData, quasi_identifiers: Sequence[str] | None = None, n_attacks: int = 2000,
+                   n_neighbors: int = 1) -> AuditResult:
+    """Linkability: can the synthetic table link two pieces of information about one person?
+
+    The attacker holds, for each target, the QIs (source A) and the remaining
+    columns (source B), e.g. from two different databases. They look up the
+    ``n_neighbors`` nearest synthetic rows on A and on B; the link succeeds if
+    the two lookups share a synthetic row (anonymeter's ``LinkabilityEvaluator``).
+    Without declared QIs, the columns are split into two random halves.
+    Ties between equally near synthetic rows are broken by one random order.
+    """
+    start = time.perf_counter()
+    qis = list(quasi_identifiers if quasi_identifiers is not None else data.spec.quasi_identifiers)
+    names = data.spec.names
+    if len(names) < 2:
+        raise AuditInputError("linkage needs at least 2 columns")
+    rng = data.rng("linkage")
+    if qis:
+        cols_a = qis
+        cols_b = [c for c in names if c not in qis]
+        split = "quasi-identifiers vs other columns"
+        if not cols_b:
+            raise AuditInputError("linkage: every column is a quasi-identifier, nothing is left to link to")
+    else:
+        perm = list(rng.permutation(names))
+        half = len(perm) // 2
+        cols_a, cols_b = sorted(perm[:half], key=names.index), sorted(perm[half:], key=names.index)
+        split = "random halves (no quasi-identifiers declared)"
+    train_idx, control_idx = _targets(data, n_attacks, "linkage-targets")
+    syn_order = rng.permutation(data.size("synthetic"))  # random tie-breaking
+    synthetic = data.frames["synthetic"].iloc[syn_order]
+    k = min(n_neighbors, len(synthetic))
+    enc_a, enc_b = _sub_encoder(data, cols_a), _sub_encoder(data, cols_b)
+    syn_a, syn_b = enc_a.transform(synthetic), enc_b.transform(synthetic)
+    successes = []
+    for part, idx in (("train", train_idx), ("holdout", control_idx)):
+        frame = data.frames[part].iloc[idx]
+        _, ia = enc_a.knn(enc_a.transform(frame), syn_a, k=k)
+        _, ib = enc_b.knn(enc_b.transform(frame), syn_b, k=k)
+        linked = np.array([bool(np.intersect1d(a, b, assume_unique=False).size) for a, b in zip(ia, ib)])
+        successes.append(int(linked.sum()))
+    risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), data.confidence)
+    details = _risk_details(risk)
+    details.update({"columns_a": cols_a, "columns_b": cols_b, "split": split, "n_neighbors": k})
+    return AuditResult(name="linkage_risk", family="reidentification", value=risk.value, ci_low=risk.ci_low,
+                       ci_high=risk.ci_high, direction="max", baseline=0.0, details=details,
+                       seconds=time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------- attribute inference
+def attribute_inference_attack(data: AuditData, quasi_identifiers: Sequence[str] | None = None,
+                               secret: str | None = None, n_attacks: int = 2000, max_secrets: int = 6
+                               ) -> AuditResult:
+    """Attribute inference: guess a target's secret column from its QIs via the nearest synthetic row.
+
+    A categorical guess succeeds when it equals the target's value (missing
+    equals missing), a numeric one when it is within 5% of the column's
+    range. Which columns are secret, and what the attacker knows:
+
+    - QIs and secret declared: the secret, from the QIs;
+    - QIs only: each non-QI column in turn (at most ``max_secrets``, drawn at random), from the QIs;
+    - nothing declared: each column in turn (at most ``max_secrets``), from all the other columns.
+
+    The value is the highest risk over the secrets tried (the attacker picks
+    the column that leaks most); every secret's risk is in ``details``.
+    """
+    start = time.perf_counter()
+    names = data.spec.names
+    qis = list(quasi_identifiers if quasi_identifiers is not None else data.spec.quasi_identifiers)
+    secret = secret if secret is not None else data.spec.secret
+    rng = data.rng("inference")
+    if qis and secret:
+        plan = [(secret, [q for q in qis if q != secret])]
+        mode = "declared secret from quasi-identifiers"
+    elif qis:
+        candidates = [c for c in names if c not in qis]
+        chosen = _pick(candidates, max_secrets, rng)
+        plan = [(s, qis) for s in chosen]
+        mode = "each non-QI column from the quasi-identifiers"
+    else:
+        chosen = _pick(names, max_secrets, rng)
+        plan = [(s, [c for c in names if c != s]) for s in chosen]
+        mode = "each column from all other columns (no quasi-identifiers declared)"
+    plan = [(s, aux) for s, aux in plan if aux]
+    if not plan:
+        raise AuditInputError("attribute inference needs at least one auxiliary column besides the secret")
+    train_idx, control_idx = _targets(data, n_attacks, "inference-targets")
+    syn_order = rng.permutation(data.size("synthetic"))
+    synthetic = data.frames["synthetic"].iloc[syn_order].reset_index(drop=True)
+    per_secret: dict[str, dict[str, object]] = {}
+    best: tuple[Risk, str] | None = None
+    for secret_col, aux in plan:
+        enc = _sub_encoder(data, aux)
+        syn_enc = enc.transform(synthetic)
+        successes = []
+        for part, idx in (("train", train_idx), ("holdout", control_idx)):
+            frame = data.frames[part].iloc[idx]
+            _, nn = enc.knn(enc.transform(frame), syn_enc, k=1)
+            guesses = synthetic[secret_col].iloc[nn[:, 0]]
+            successes.append(int(_correct(guesses, frame[secret_col], data, secret_col).sum()))
+        risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), data.confidence)
+        per_secret[secret_col] = {"risk": risk.value, "ci": [risk.ci_low, risk.ci_high], "auxiliary": aux,
+                                  **_risk_details(risk)}
+        if best is None or risk.value > best[0].value:
+            best = (risk, secret_col)
+    assert best is not None
+    risk, worst = best
+    return AuditResult(
+        name="attribute_inference_risk", family="reidentification", value=risk.value, ci_low=risk.ci_low,
+        ci_high=risk.ci_high, direction="max", baseline=0.0,
+        details={"mode": mode, "worst_secret": worst, "per_secret": per_secret, **_risk_details(risk),
+                 "numeric_tolerance_of_range": NUMERIC_TOLERANCE},
+        seconds=time.perf_counter() - start)
+
+
+def _pick(columns: Sequence[str], cap: int, rng: np.random.Generator) -> list[str]:
+    if len(columns) <= cap:
+        return list(columns)
+    chosen = set(rng.choice(len(columns), size=cap, replace=False).tolist())
+    return [c for i, c in enumerate(columns) if i in chosen]
+
+
+def _correct(guesses: pd.Series, truth: pd.Series, data: AuditData, column: str) -> np.ndarray:
+    col = data.spec.column(column)
+    if col.kind == "numeric":
+        g, t = numeric_values(guesses, col), numeric_values(truth, col)
+        both_missing = np.isnan(g) & np.isnan(t)
+        with np.errstate(invalid="ignore"):
+            close = np.abs(g - t) <= NUMERIC_TOLERANCE * col.span
+        return both_missing | close
+    return category_labels(guesses) == category_labels(truth)
+
+
+# ---------------------------------------------------------------------------- singling out
+class _Columns:
+    """Per-column arrays of one table with codes shared across tables (for predicate matching)."""
+
+    def __init__(self, frame: pd.DataFrame, data: AuditData, vocab: dict[str, dict[str | None, int]]) -> None:
+        self.n = len(frame)
+        self.values: dict[str, np.ndarray] = {}
+        for name in data.spec.names:
+            col = data.spec.column(name)
+            if col.kind == "numeric":
+                self.values[name] = numeric_values(frame[name], col)
+            else:
+                lookup = vocab[name]
+                self.values[name] = np.fromiter((lookup.get(v, -2) for v in category_labels(frame[name])),
+                                                dtype=np.int64, count=self.n)
+
+    def mask(self, cond: tuple[str, str, float]) -> np.ndarray:
+        name, op, value = cond
+        x = self.values[name]
+        if op == "==":
+            return x == value
+        if op == "isna":
+            return np.isnan(x)
+        with np.errstate(invalid="ignore"):
+            return x >= value if op == ">=" else x <= value
+
+    def count(self, predicate: Sequence[tuple[str, str, float]]) -> int:
+        m = self.mask(predicate[0])
+        for cond in predicate[1:]:
+            m &= self.mask(cond)
+        return int(m.sum())
+
+
+def singling_out_attack(data: AuditData, n_attacks: int = 500, max_columns: int = 3,
+                        max_attempts_factor: int = 20) -> AuditResult:
+    """Singling out: predicates that isolate one synthetic row, checked on train vs holdout.
+
+    Predicates are learnt from the synthetic table only: starting from a
+    random synthetic row, conditions on its values (categorical equality,
+    missing, or for numbers the rarer side ``>=``/``<=`` of its value) are
+    added rarest first, up to ``max_columns``, until exactly one synthetic
+    row matches. Each predicate then succeeds on a target set if it matches
+    exactly one of its records. Synthetic sample, train targets and control
+    targets all have the holdout's size, so under an honest generator the
+    three are exchangeable and the risk is 0 in expectation; a generator
+    that copies records is caught on the copies of the sampled train rows.
+    """
+    start = time.perf_counter()
+    if max_columns < 1:
+        raise ValueError(f"max_columns must be >= 1, got {max_columns}")
+    names = data.spec.names
+    vocab = {n: {lvl: i for i, lvl in enumerate(data.encoder.levels_[n])} for n in data.encoder.categorical_}
+    n_eval = min(data.size("train"), data.size("holdout"))
+    rng = data.rng("singling-out")
+    # Predicates isolate a row of a synthetic sample as large as the target sets: isolating a row of
+    # the whole synthetic table (which mirrors the whole train set) would select predicates that avoid
+    # most train records and bias the equal-size comparison against train.
+    n_syn = min(data.size("synthetic"), n_eval)
+    syn = _Columns(data.frames["synthetic"].iloc[np.sort(rng.choice(data.size("synthetic"), n_syn, replace=False))],
+                   data, vocab)
+    train_eval = _Columns(data.frames["train"].iloc[np.sort(rng.choice(data.size("train"), n_eval, replace=False))],
+                          data, vocab)
+    control = _Columns(data.frames["holdout"].iloc[np.sort(rng.choice(data.size("holdout"), n_eval, replace=False))],
+                       data, vocab)
+    # Per-column value counts in the synthetic table, to rank a row's conditions by rarity.
+    cat_counts = {n: np.bincount(syn.values[n][syn.values[n] >= 0], minlength=len(vocab[n]))
+                  for n in names if n in vocab}
+    sorted_num = {n: np.sort(syn.values[n][~np.isnan(syn.values[n])]) for n in names if n not in vocab}
+    nan_num = {n: int(np.isnan(syn.values[n]).sum()) for n in sorted_num}
+
+    def conditions(i: int) -> list[tuple[int, tuple[str, str, float]]]:
+        out = []
+        for name in names:
+            v = syn.values[name][i]
+            if name in vocab:
+                out.append((int(cat_counts[name][v]), (name, "==", int(v))))
+            elif np.isnan(v):
+                out.append((nan_num[name], (name, "isna", 0.0)))
+            else:
+                s = sorted_num[name]
+                above = len(s) - int(np.searchsorted(s, v, side="left"))  # rows with x >= v
+                below = int(np.searchsorted(s, v, side="right"))  # rows with x <= v
+                out.append((above, (name, ">=", float(v))) if above <= below else (below, (name, "<=", float(v))))
+        out.sort(key=lambda t: t[0])
+        return out
+
+    predicates: list[tuple[tuple[str, str, float], ...]] = []
+    seen: set[tuple[tuple[str, str, float], ...]] = set()
+    order = rng.permutation(syn.n)
+    attempts = 0
+    for i in order[: n_attacks * max_attempts_factor]:
+        attempts += 1
+        conds = conditions(int(i))
+        pred: list[tuple[str, str, float]] = []
+        mask = np.ones(syn.n, dtype=bool)
+        for _, cond in conds[:max_columns]:
+            pred.append(cond)
+            mask &= syn.mask(cond)
+            if mask.sum() == 1:
+                key = tuple(sorted(pred))
+                if key not in seen:
+                    seen.add(key)
+                    predicates.append(key)
+                break
+        if len(predicates) >= n_attacks:
+            break
+    if not predicates:
+        raise AuditInputError(f"singling out: no predicate of at most {max_columns} columns isolates a synthetic "
+                              f"row in {attempts} attempts; the synthetic table has no rare records")
+    hits_train = sum(train_eval.count(p) == 1 for p in predicates)
+    hits_control = sum(control.count(p) == 1 for p in predicates)
+    n = len(predicates)
+    risk = normalised_risk(hits_train, n, hits_control, n, data.confidence)
+    details = _risk_details(risk)
+    lengths = np.bincount([len(p) for p in predicates], minlength=max_columns + 1)[1:]
+    details.update({"n_predicates": n, "n_attempts": attempts, "n_records_per_side": n_eval,
+                    "predicates_by_length": lengths.tolist(), "max_columns": max_columns})
+    return AuditResult(name="singling_out_risk", family="reidentification", value=risk.value,
+                       ci_low=risk.ci_low, ci_high=risk.ci_high, direction="max", baseline=0.0,
+                       details=details, seconds=time.perf_counter() - start)

@@ -1,0 +1,257 @@
+"""The ``dpsynth`` command line.
+
+Exit codes (stable; pipelines script against them):
+0 released / passed, 1 other error, 2 usage or bad input, 3 refused by the gate,
+4 over budget. A user mistake prints one clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dpsynth.errors import DpsynthError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Differentially private synthetic tables with a budget ledger, privacy attacks and a release gate.")
+schema_app = typer.Typer(no_args_is_help=True, help="Write and check table schemas.")
+budget_app = typer.Typer(no_args_is_help=True, help="The privacy-budget ledger.")
+app.add_typer(schema_app, name="schema")
+app.add_typer(budget_app, name="budget")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(exc: DpsynthError) -> None:
+    label = {3: "refused", 4: "over budget"}.get(exc.exit_code, "error")
+    err.print(f"[bold red]{label}:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _parse_params(items: list[str]) -> dict:
+    params: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--param {item!r} must look like name=value")
+        key, value = item.split("=", 1)
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+# -- schema ------------------------------------------------------------------------------
+@schema_app.command("draft")
+def schema_draft(
+    data: Path = typer.Argument(..., help="CSV file to draft a schema from (the private table)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the draft schema JSON."),
+    name: str = typer.Option("", help="Name recorded in the schema."),
+    bins: int = typer.Option(10, min=1, help="Bins per numeric column."),
+) -> None:
+    """Draft a schema from the data; it is marked "source": "private-data" until you review it."""
+    import pandas as pd
+
+    from dpsynth.errors import DataError
+    from dpsynth.schema import draft_schema
+
+    try:
+        if not data.exists():
+            raise DataError(f"data file not found: {data}")
+        try:
+            table = pd.read_csv(data, dtype=str, keep_default_na=False, na_values=[""])
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{data} is empty: expected a CSV file with a header row and data rows") from None
+        if len(table) == 0:
+            raise DataError(f"{data} has no data rows")
+        schema = draft_schema(table, name=name or data.stem, bins=bins)
+        schema.save(output)
+    except DpsynthError as exc:
+        _fail(exc)
+    err.print(f"wrote {output}: {len(schema)} columns, marked [bold]\"source\": \"private-data\"[/]. Replace every "
+              "domain read from the data with public knowledge and set \"source\": \"public\", or fitting will be "
+              "refused (unless --accept-private-schema).", highlight=False)
+
+
+@schema_app.command("check")
+def schema_check(
+    schema_path: Path = typer.Argument(..., help="Schema JSON file."),
+    data: Optional[Path] = typer.Option(None, help="Also check that this CSV matches the schema."),
+) -> None:
+    """Validate a schema (and optionally a CSV against it)."""
+    from dpsynth.schema import Schema
+    from dpsynth.tables import prepare, read_csv
+
+    try:
+        schema = Schema.load(schema_path)
+        message = f"{schema_path}: {len(schema)} columns, source {schema.source}"
+        if data is not None:
+            _, report = prepare(read_csv(data, schema), schema, source=str(data))
+            message += f"; {data} conforms ({report.total_changed} value(s) clipped or mapped to 'other')"
+    except DpsynthError as exc:
+        _fail(exc)
+    out.print(message, highlight=False)
+
+
+# -- budget ------------------------------------------------------------------------------
+@budget_app.command("init")
+def budget_init(
+    ledger: Path = typer.Argument(..., help="Ledger file (SQLite); created if absent."),
+    dataset: str = typer.Option(..., "--dataset", help="Source dataset id."),
+    epsilon: float = typer.Option(..., "--epsilon", help="Epsilon cap for this dataset."),
+    delta: float = typer.Option(..., "--delta", help="Delta cap for this dataset."),
+) -> None:
+    """Create a ledger (or add a dataset to one) with its budget caps."""
+    from dpsynth.privacy.ledger import init_ledger
+
+    try:
+        init_ledger(ledger, dataset, epsilon, delta)
+    except DpsynthError as exc:
+        _fail(exc)
+    out.print(f"ledger {ledger}: dataset {dataset!r} capped at epsilon={epsilon:g}, delta={delta:g}", highlight=False)
+
+
+@budget_app.command("show")
+def budget_show(
+    ledger: Path = typer.Argument(..., help="Ledger file."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only this dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Spent and remaining budget per dataset, with every entry."""
+    from dpsynth.privacy.ledger import Ledger
+
+    try:
+        summaries = Ledger(ledger).summary(dataset)
+    except DpsynthError as exc:
+        _fail(exc)
+    if as_json:
+        out.print_json(json.dumps([s.to_dict() for s in summaries]))
+        return
+    for s in summaries:
+        out.print(f"[bold]{s.dataset_id}[/]: spent epsilon = {s.spent_epsilon:.4f} (composed by {s.accountant}; "
+                  f"naive sum {s.naive_sum_epsilon:.4f}) of cap {s.epsilon_cap:g}; remaining {s.remaining_epsilon:.4f}; "
+                  f"delta spent {s.spent_delta:.3g} of cap {s.delta_cap:g}", highlight=False)
+        table = Table("id", "time (UTC)", "generator", "epsilon", "delta", "status", "hash")
+        for e in s.entries:
+            table.add_row(str(e.id), e.created_at, e.generator or e.mechanism, f"{e.epsilon:.4f}", f"{e.delta:.3g}",
+                          e.status, e.hash[:12])
+        out.print(table)
+
+
+@budget_app.command("verify")
+def budget_verify(
+    ledger: Path = typer.Argument(..., help="Ledger file."),
+    expected_head: Optional[str] = typer.Option(None, help="Head hash recorded elsewhere (e.g. in a manifest)."),
+) -> None:
+    """Check the hash chain: detects edited, deleted or reordered entries."""
+    from dpsynth.errors import LedgerError
+    from dpsynth.privacy.ledger import Ledger
+
+    try:
+        result = Ledger(ledger).verify(expected_head=expected_head)
+        if not result.ok:
+            raise LedgerError(f"ledger {ledger} FAILED verification:\n  " + "\n  ".join(result.problems))
+    except DpsynthError as exc:
+        _fail(exc)
+    out.print(f"ledger {ledger} verified: {result.entries} entries, head hash {result.head_hash}", highlight=False)
+
+
+# -- demo data -----------------------------------------------------------------------------
+@app.command("demo-data")
+def demo_data(
+    name: str = typer.Argument("randhie", help="Demo dataset (randhie: RAND Health Insurance Experiment)."),
+    out_dir: Path = typer.Argument(Path("demo"), help="Directory to write NAME.csv and NAME.schema.json into."),
+) -> None:
+    """Export a real public demo table (shipped by statsmodels) and its hand-written public schema."""
+    from dpsynth.demo import export_demo
+
+    try:
+        csv_path, schema_path = export_demo(name, out_dir)
+    except DpsynthError as exc:
+        _fail(exc)
+    out.print(f"wrote {csv_path} and {schema_path}", highlight=False)
+
+
+# -- release -------------------------------------------------------------------------------
+@app.command("release")
+def release(
+    data: Path = typer.Argument(..., help="The private table (CSV)."),
+    schema: Path = typer.Option(..., "--schema", help="Public schema JSON."),
+    generator: str = typer.Option("mst", "--generator", help="mst, aim, dpctgan or dpvae."),
+    epsilon: float = typer.Option(..., "--epsilon", help="Epsilon this release may spend."),
+    delta: float = typer.Option(..., "--delta", help="Delta this release may spend (well below 1/rows)."),
+    ledger: Path = typer.Option(..., "--ledger", help="Budget ledger (dpsynth budget init)."),
+    dataset: str = typer.Option(..., "--dataset", help="Source dataset id in the ledger."),
+    out_dir: Path = typer.Option(..., "--out", help="Release directory to create (must not exist)."),
+    holdout_fraction: float = typer.Option(0.2, "--holdout-fraction", help="Share of rows kept out of fitting, as the audit baseline."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Fix all randomness (noise included) for reproducibility."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="Synthetic rows (default: as many as train)."),
+    tier: Optional[str] = typer.Option(None, "--tier", help="Audit tier: quick or thorough (default: the policy's)."),
+    accept_private_schema: bool = typer.Option(False, "--accept-private-schema", help="Fit with a schema drafted from the data (the domain leaks)."),
+    param: list[str] = typer.Option([], "--param", help="Generator parameter name=value (repeatable)."),
+) -> None:
+    """Budget check, fit, sample, audit, gate: release the synthetic table or refuse, saying why."""
+    from dpsynth.release import ReleaseRequest, run_release
+
+    try:
+        if tier is not None and tier not in ("quick", "thorough"):
+            raise UsageError(f"--tier must be quick or thorough, got {tier!r}")
+        request = ReleaseRequest(data=data, schema=schema, generator=generator, epsilon=epsilon, delta=delta,
+                                 ledger=ledger, dataset_id=dataset, out=out_dir, holdout_fraction=holdout_fraction,
+                                 policy=policy, seed=seed, rows=rows, accept_private_schema=accept_private_schema,
+                                 generator_params=_parse_params(param), tier=tier)
+        with err.status("starting release") as status:
+            outcome = run_release(request, progress=lambda message: status.update(message))
+    except DpsynthError as exc:
+        _fail(exc)
+    m = outcome.manifest
+    out.print(f"[bold green]RELEASED[/] {out_dir}/synthetic.csv ({m['rows']['synthetic']} rows); "
+              f"epsilon={m['privacy']['epsilon']:.4f}, delta={m['privacy']['delta']:.3g}; dataset {dataset!r} has "
+              f"epsilon {m['budget']['remaining_epsilon']:.4f} left. Report: {out_dir}/report.html", highlight=False)
+
+
+# -- audit ---------------------------------------------------------------------------------
+@app.command("audit")
+def audit(
+    train: Path = typer.Option(..., "--train", help="Records the generator was fitted on (CSV)."),
+    holdout: Path = typer.Option(..., "--holdout", help="Records it never saw, same population (CSV)."),
+    synthetic: Path = typer.Option(..., "--synthetic", help="The synthetic table to audit (CSV, any tool)."),
+    schema: Path = typer.Option(..., "--schema", help="Schema JSON for the three tables."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory for audit.json and report.html."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
+    tier: str = typer.Option("quick", "--tier", help="quick (thorough needs a generator: use dpsynth release)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the attacks' sampling."),
+) -> None:
+    """Attack any synthetic table; exit 0 when the policy passes, 3 when it refuses."""
+    from dpsynth.auditing import run_audit
+
+    try:
+        decision, failures = run_audit(train, holdout, synthetic, schema, out_dir, policy, tier, seed)
+    except DpsynthError as exc:
+        _fail(exc)
+    if decision == "PASS":
+        out.print(f"[bold green]PASS[/]: {out_dir}/audit.json, {out_dir}/report.html", highlight=False)
+        return
+    err.print("[bold red]FAIL[/]: " + "; ".join(failures) + f". See {out_dir}/report.html", highlight=False)
+    raise typer.Exit(3)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,654 @@
+"""What DP-CTGAN and DP-VAE share: a public tensor encoding, DP-SGD set-up and accounting.
+
+DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy", CCS):
+each step draws a Poisson sample of the rows (every row independently with
+probability ``q``), clips every row's gradient to L2 norm ``C``, sums, adds
+``N(0, (sigma C)^2)`` and takes an optimizer step. One step is the
+Poisson-subsampled Gaussian mechanism; a run of ``T`` steps is its ``T``-fold
+composition. Per-sample gradients, clipping, noise and Poisson sampling come
+from Opacus 1.6 (Yousefpour et al. 2021, "Opacus: User-Friendly Differential
+Privacy Library in PyTorch").
+
+Accounting, in order:
+
+1. **Calibration** before training: the noise multiplier is the smallest one
+   for which Opacus' PRV accountant (Gopi et al. 2021, "Numerical Composition
+   of Differential Privacy") says the *whole* fit -- preprocessing (e.g. the
+   noisy category counts of DP-CTGAN, entered as Gaussian mechanisms with
+   sampling rate 1) plus ``epochs / q`` DP-SGD steps -- is (epsilon, delta)-DP.
+   RDP (Mironov et al. 2019) is the fallback where PRV fails (opacus #591,
+   #604). Opacus' GDP accountant is never used: its CLT approximation is not
+   an upper bound.
+2. **Budget stop**: before training, dpsynth's own PLD accountant (the one that
+   reports the cost) gives the largest number of steps that keeps the fit
+   within the target; the loop never takes a step beyond it.
+3. **Reported cost**: the steps actually taken, as one dp-accounting event
+   ``ComposedDpEvent([preprocessing..., SelfComposedDpEvent(PoissonSampledDpEvent(q,
+   GaussianDpEvent(sigma)), steps)])``, evaluated by :class:`PrivacyCost`.
+
+The tensor encoding uses the public schema only: categories become one-hot
+blocks; numbers are placed by their public bins (one-hot) plus an offset in
+[-1, 1] inside the bin, or min-max scaled into [-1, 1] by the public bounds.
+Nothing is fitted on the private table (no per-column Gaussian mixtures as in
+CTGAN's mode-specific normalisation), so the encoding costs no budget.
+
+The sampling rate is ``1 / ceil(n / batch_size)`` as in Opacus, so the row
+count ``n`` is treated as public, as every DP-SGD library does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence
+
+import dp_accounting as dpa
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dpsynth.errors import PrivacyAccountingError, UsageError
+from dpsynth.privacy.accountant import compose, epsilon_for
+from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.randomness import RandomState
+from dpsynth.schema import Column, Schema
+from dpsynth.synthesizers.base import Synthesizer
+
+NumericEncoding = Literal["bins", "minmax"]
+Device = Literal["auto", "cpu", "cuda"] | str
+StopReason = Literal["epochs", "budget", "max_seconds"]
+
+
+# -- schema-driven tensor encoding ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Span:
+    """A block of the encoded row: ``width`` softmax logits or one ``tanh`` value of ``column``."""
+
+    column: str
+    start: int
+    width: int
+    activation: Literal["softmax", "tanh"]
+    role: Literal["category", "bin", "null", "offset", "value"]
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.width
+
+
+class TabularTransformer:
+    """Rows <-> float vectors, built from the schema alone.
+
+    * categorical: one-hot over the declared categories (+ a null slot);
+    * numeric, ``bins``: one-hot over the public bins (+ null) and the position
+      inside the bin as a value in [-1, 1] (omitted when every bin holds one
+      whole number) -- a public stand-in for CTGAN's mode-specific
+      normalisation that copes with spikes and skew (capital gains);
+    * numeric, ``minmax``: the value scaled into [-1, 1] by the public bounds
+      (+ a two-way null indicator for nullable columns).
+
+    ``categorical_spans`` are the blocks a conditional generator may condition on.
+    """
+
+    def __init__(self, schema: Schema, numeric: NumericEncoding = "bins") -> None:
+        if numeric not in ("bins", "minmax"):
+            raise UsageError(f"numeric_encoding must be 'bins' or 'minmax', got {numeric!r}")
+        self.schema = schema
+        self.numeric = numeric
+        spans: list[Span] = []
+        start = 0
+
+        def add(column: str, width: int, activation: str, role: str) -> None:
+            nonlocal start
+            spans.append(Span(column, start, width, activation, role))  # type: ignore[arg-type]
+            start += width
+
+        for col in schema:
+            if col.kind == "categorical":
+                add(col.name, col.domain_size, "softmax", "category")
+            elif numeric == "bins":
+                add(col.name, col.domain_size, "softmax", "bin")
+                if not _unit_bins(col):
+                    add(col.name, 1, "tanh", "offset")
+            else:
+                if col.nullable:
+                    add(col.name, 2, "softmax", "null")
+                add(col.name, 1, "tanh", "value")
+        self.spans: tuple[Span, ...] = tuple(spans)
+        self.dim = start
+        self.categorical_spans: tuple[Span, ...] = tuple(s for s in spans if s.role == "category")
+
+    # -- rows -> vectors -------------------------------------------------------------------
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Float32 matrix (rows x ``dim``) of a table already prepared to the schema."""
+        out = np.zeros((len(df), self.dim), dtype=np.float32)
+        rows = np.arange(len(df))
+        for span in self.spans:
+            col = self.schema[span.column]
+            series = df[col.name]
+            null = series.isna().to_numpy()
+            if span.role == "category":
+                lookup = {label: i for i, label in enumerate(col.categories)}
+                codes = np.full(len(df), len(col.categories), dtype=np.int64)
+                codes[~null] = series[~null].map(lookup).to_numpy(dtype=np.int64)
+                out[rows, span.start + codes] = 1.0
+            elif span.role == "bin":
+                out[rows, span.start + _bin_codes(col, series.to_numpy(dtype=float), null)] = 1.0
+            elif span.role == "offset":
+                values = series.to_numpy(dtype=float)
+                offsets = np.zeros(len(df))
+                codes = _bin_codes(col, values, null)
+                low, high = _bin_bounds(col)
+                ok = ~null
+                offsets[ok] = 2 * (values[ok] - low[codes[ok]]) / (high[codes[ok]] - low[codes[ok]]) - 1
+                out[:, span.start] = np.clip(offsets, -1, 1)
+            elif span.role == "null":
+                out[rows, span.start + null.astype(np.int64)] = 1.0
+            else:  # value
+                values = series.to_numpy(dtype=float)
+                scaled = 2 * (values - col.lower) / (col.upper - col.lower) - 1
+                out[:, span.start] = np.where(null, 0.0, np.clip(scaled, -1, 1))
+        return out
+
+    # -- vectors -> rows -------------------------------------------------------------------
+    def inverse(self, logits: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+        """Decode raw network outputs: softmax blocks are *sampled*, tanh values squashed.
+
+        Sampling (rather than arg-max) keeps rare categories at their modelled
+        frequency; it is the arg-max of CTGAN's Gumbel-softmax output in law.
+        """
+        logits = np.asarray(logits, dtype=np.float64)
+        n = len(logits)
+        chosen: dict[tuple[str, str], np.ndarray] = {}
+        for span in self.spans:
+            block = logits[:, span.start:span.stop]
+            if span.activation == "softmax":
+                chosen[(span.column, span.role)] = _sample_softmax(block, rng)
+            else:
+                chosen[(span.column, span.role)] = np.tanh(block[:, 0])
+        out: dict[str, pd.Series] = {}
+        for col in self.schema:
+            if col.kind == "categorical":
+                codes = chosen[(col.name, "category")]
+                labels = np.asarray(list(col.categories) + [np.nan], dtype=object)
+                out[col.name] = pd.Series(labels[codes], dtype=object)
+            elif self.numeric == "bins":
+                codes = chosen[(col.name, "bin")]
+                offsets = chosen.get((col.name, "offset"), np.zeros(n))
+                out[col.name] = pd.Series(_decode_bins(col, codes, offsets), dtype=float)
+            else:
+                values = col.lower + (chosen[(col.name, "value")] + 1) / 2 * (col.upper - col.lower)
+                values = _finish_numeric(col, values)
+                if col.nullable:
+                    values = np.where(chosen[(col.name, "null")] == 1, np.nan, values)
+                out[col.name] = pd.Series(values, dtype=float)
+        return pd.DataFrame(out)[self.schema.names]
+
+
+def _unit_bins(col: Column) -> bool:
+    """True when every bin of an integer column holds exactly one whole number."""
+    return col.integer and all(a == b for a, b in col.integer_ranges())
+
+
+def _bin_codes(col: Column, values: np.ndarray, null: np.ndarray) -> np.ndarray:
+    edges = col.bin_edges()
+    codes = np.full(len(values), col.n_bins, dtype=np.int64)  # null code (nullable columns only)
+    codes[~null] = np.clip(np.searchsorted(edges, values[~null], side="right") - 1, 0, col.n_bins - 1)
+    return codes
+
+
+def _bin_bounds(col: Column) -> tuple[np.ndarray, np.ndarray]:
+    """Lower/upper end of each bin; for integer columns the half-integer span of its whole numbers."""
+    if col.integer:
+        ranges = np.asarray(col.integer_ranges(), dtype=float)
+        return ranges[:, 0] - 0.5, ranges[:, 1] + 0.5
+    edges = col.bin_edges()
+    return edges[:-1], edges[1:]
+
+
+def _decode_bins(col: Column, codes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    values = np.full(len(codes), np.nan)
+    valid = codes < col.n_bins
+    low, high = _bin_bounds(col)
+    c = codes[valid]
+    values[valid] = low[c] + (np.clip(offsets[valid], -1, 1) + 1) / 2 * (high[c] - low[c])
+    if col.integer:
+        ranges = np.asarray(col.integer_ranges(), dtype=float)
+        values[valid] = np.clip(np.floor(values[valid] + 0.5), ranges[c, 0], ranges[c, 1])
+    return _finish_numeric(col, values)
+
+
+def _finish_numeric(col: Column, values: np.ndarray) -> np.ndarray:
+    if col.integer:
+        values = np.round(values)
+        return np.clip(values, math.ceil(col.lower), math.floor(col.upper))
+    return np.clip(values, col.lower, col.upper)
+
+
+def _sample_softmax(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random(len(logits)) * cdf[:, -1]
+    return np.minimum((cdf < u[:, None]).sum(axis=1), logits.shape[1] - 1)
+
+
+# -- accounting ------------------------------------------------------------------------------
+
+def poisson_sample_rate(n_rows: int, batch_size: int) -> tuple[float, int]:
+    """Opacus' sampling rate ``1 / ceil(n / batch_size)`` and the number of steps per epoch."""
+    batches = math.ceil(n_rows / batch_size)
+    q = 1 / batches
+    return q, int(1 / q)
+
+
+def dpsgd_event(sample_rate: float, noise_multiplier: float, steps: int) -> dpa.DpEvent:
+    """``steps`` Poisson-subsampled Gaussian steps (add/remove one record)."""
+    if steps <= 0:
+        return dpa.NoOpDpEvent()
+    step = dpa.PoissonSampledDpEvent(sample_rate, dpa.GaussianDpEvent(noise_multiplier))
+    return dpa.SelfComposedDpEvent(step, steps)
+
+
+def fit_event(preprocessing: Sequence[dpa.DpEvent], sample_rate: float, noise_multiplier: float,
+              steps: int) -> dpa.DpEvent:
+    """The whole fit: preprocessing events, then the DP-SGD steps."""
+    parts = [*preprocessing, dpsgd_event(sample_rate, noise_multiplier, steps)]
+    parts = [p for p in parts if not isinstance(p, dpa.NoOpDpEvent)]
+    if not parts:
+        return dpa.NoOpDpEvent()
+    return dpa.ComposedDpEvent(parts) if len(parts) > 1 else parts[0]
+
+
+def _opacus_history(preprocessing: Sequence[dpa.GaussianDpEvent]) -> list[tuple[float, float, int]]:
+    """Preprocessing Gaussians as Opacus accountant history entries (sampling rate 1)."""
+    counts: dict[float, int] = {}
+    for event in preprocessing:
+        if not isinstance(event, dpa.GaussianDpEvent):
+            raise PrivacyAccountingError(f"preprocessing event {event} is not a Gaussian mechanism; "
+                                         "Opacus' accountants cannot compose it")
+        counts[float(event.noise_multiplier)] = counts.get(float(event.noise_multiplier), 0) + 1
+    return [(sigma, 1.0, k) for sigma, k in counts.items()]
+
+
+def calibrate_noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: int,
+                               preprocessing: Sequence[dpa.GaussianDpEvent] = (),
+                               accountant: Literal["prv", "rdp"] = "prv") -> tuple[float, str]:
+    """Smallest DP-SGD noise multiplier for which the whole fit is (epsilon, delta)-DP.
+
+    Uses Opacus' own calibration (``get_noise_multiplier``) when nothing precedes
+    training; with preprocessing, the same bisection over an accountant whose
+    history starts with the preprocessing Gaussians, so their cost is subtracted
+    by composition rather than by splitting epsilon. PRV first, RDP where PRV
+    fails. Returns ``(noise_multiplier, accountant_used)``.
+    """
+    from opacus.accountants import create_accountant
+    from opacus.accountants.utils import get_noise_multiplier
+
+    tolerance = 1e-3 * epsilon
+    prefix = _opacus_history(preprocessing)
+    order = ["prv", "rdp"] if accountant == "prv" else ["rdp"]
+    failures = []
+    for name in order:
+        # PRV's own error bound: absolute, so scale it with the target (1e-3 relative).
+        kwargs: dict[str, Any] = {"eps_error": max(1e-4, 1e-3 * epsilon)} if name == "prv" else {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with np.errstate(all="ignore"):
+                    if not prefix:
+                        sigma = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                                     sample_rate=sample_rate, steps=steps, accountant=name,
+                                                     epsilon_tolerance=tolerance, **kwargs)
+                    else:
+                        sigma = _bisect_noise(create_accountant(mechanism=name), prefix, epsilon, delta,
+                                              sample_rate, steps, tolerance, kwargs)
+        except Exception as exc:  # noqa: BLE001 - any accountant failure means: try the next one
+            failures.append(f"{name}: {exc}")
+            continue
+        if math.isfinite(sigma) and sigma > 0:
+            return float(sigma), name
+        failures.append(f"{name}: returned {sigma}")
+    raise PrivacyAccountingError(
+        f"could not calibrate DP-SGD noise for epsilon={epsilon}, delta={delta} with sampling rate "
+        f"{sample_rate:.4g} over {steps} steps ({'; '.join(failures)}). The budget may be too small for "
+        "this many steps: lower epochs or raise batch_size.")
+
+
+def _bisect_noise(accountant, prefix: list[tuple[float, float, int]], epsilon: float, delta: float,
+                  sample_rate: float, steps: int, tolerance: float, kwargs: dict[str, Any]) -> float:
+    """``get_noise_multiplier``'s bisection, with ``prefix`` composed before the DP-SGD steps."""
+
+    def spent(sigma: float) -> float:
+        accountant.history = [*prefix, (sigma, sample_rate, steps)]
+        return float(accountant.get_epsilon(delta=delta, **kwargs))
+
+    accountant.history = list(prefix)
+    floor = float(accountant.get_epsilon(delta=delta, **kwargs))
+    if floor >= epsilon:
+        raise PrivacyAccountingError(f"preprocessing alone costs epsilon={floor:.4g} >= target {epsilon}")
+    low, high, eps_high = 0.0, 10.0, math.inf
+    while eps_high > epsilon:
+        high *= 2
+        eps_high = spent(high)
+        if high > 1e6:
+            raise PrivacyAccountingError("the privacy budget is too low for DP-SGD")
+    while epsilon - eps_high > tolerance:
+        mid = (low + high) / 2
+        eps = spent(mid)
+        if eps < epsilon:
+            high, eps_high = mid, eps
+        else:
+            low = mid
+    return high
+
+
+def steps_within_budget(epsilon: float, delta: float, sample_rate: float, noise_multiplier: float,
+                        max_steps: int, preprocessing: Sequence[dpa.DpEvent] = ()) -> int:
+    """Largest ``t <= max_steps`` such that preprocessing + ``t`` steps is (epsilon, delta)-DP.
+
+    Judged by dpsynth's reporting accountant (PLD), so a run that stops here
+    is reported within the target. Epsilon grows with ``t``: bisection.
+    """
+
+    def within(t: int) -> bool:
+        return epsilon_for(fit_event(preprocessing, sample_rate, noise_multiplier, t), delta) <= epsilon
+
+    if within(max_steps):
+        return max_steps
+    if not within(0):
+        raise PrivacyAccountingError(f"preprocessing alone exceeds epsilon={epsilon} at delta={delta}")
+    low, high = 0, max_steps  # within(low), not within(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if within(mid):
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+@dataclass
+class TrainingPlan:
+    """Everything fixed before the first step: sampling rate, noise, step limits."""
+
+    sample_rate: float
+    steps_per_epoch: int
+    epochs: int
+    noise_multiplier: float
+    calibrated_by: str
+    max_steps: int
+
+    @property
+    def planned_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def plan_training(epsilon: float, delta: float, n_rows: int, batch_size: int, epochs: int,
+                  noise_multiplier: float | None,
+                  preprocessing: Sequence[dpa.GaussianDpEvent] = ()) -> TrainingPlan:
+    """Calibrate (or take) the noise multiplier and cap the steps at the budget."""
+    q, per_epoch = poisson_sample_rate(n_rows, batch_size)
+    planned = epochs * per_epoch
+    if noise_multiplier is None:
+        sigma, by = calibrate_noise_multiplier(epsilon, delta, q, planned, preprocessing)
+        # PRV and PLD bound the same curve from above with different errors; if PLD (which
+        # reports) sees a hair above the target, add a hair of noise rather than drop steps.
+        for _ in range(20):
+            if epsilon_for(fit_event(preprocessing, q, sigma, planned), delta) <= epsilon:
+                break
+            sigma *= 1.002
+    else:
+        sigma, by = float(noise_multiplier), "given"
+    limit = steps_within_budget(epsilon, delta, q, sigma, planned, preprocessing)
+    return TrainingPlan(q, per_epoch, epochs, sigma, by, limit)
+
+
+# -- devices, seeds, progress --------------------------------------------------------------------
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device={device!r} but CUDA is not available; use device='auto' or 'cpu'")
+    if resolved.type not in ("cpu", "cuda"):
+        raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    return resolved
+
+
+@contextlib.contextmanager
+def seeded_torch(rng: np.random.Generator, device: torch.device) -> Iterator[torch.Generator]:
+    """Seed torch's global generators from ``rng`` inside the block, leaving the caller's state intact.
+
+    Yields a generator on ``device`` (for Opacus' noise) seeded from the same source.
+    """
+    seed = int(rng.integers(0, 2**62))
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed + 1)
+        yield generator
+
+
+@contextlib.contextmanager
+def epoch_progress(enabled: bool, label: str, epochs: int):
+    """A rich progress bar over epochs; a no-op when ``enabled`` is false."""
+    if not enabled:
+        yield lambda **_: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task(label, total=epochs, info="")
+
+        def update(advance: int = 0, info: str = "") -> None:
+            bar.update(task, advance=advance, info=info)
+
+        yield update
+
+
+# -- the shared estimator -----------------------------------------------------------------------------
+
+@dataclass
+class TrainingRecord:
+    """What the loop did: steps taken and why it stopped."""
+
+    steps: int = 0
+    epochs_completed: int = 0
+    stopped_by: StopReason = "epochs"
+    seconds: float = 0.0
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+class DPSGDSynthesizer(Synthesizer):
+    """Base of the DP-SGD generators: validation, planning, the Opacus loop, the cost.
+
+    Subclasses build their networks (:meth:`_build`), say which module is
+    trained on private rows (:meth:`_private_module`), take one DP step on a
+    Poisson batch (:meth:`_step`), and generate logits (:meth:`_generate`).
+    They may spend part of the budget on Gaussian preprocessing
+    (:meth:`_preprocess`); it is composed into the calibration and the cost.
+    """
+
+    name: ClassVar[str] = "dpsgd"
+
+    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 10, batch_size: int = 1000,
+                 max_grad_norm: float = 1.0, learning_rate: float = 1e-3, noise_multiplier: float | None = None,
+                 numeric_encoding: NumericEncoding = "bins", random_state: RandomState = None,
+                 max_seconds: float | None = None, device: str = "auto", progress: bool = True) -> None:
+        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state)
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_grad_norm = max_grad_norm
+        self.learning_rate = learning_rate
+        self.noise_multiplier = noise_multiplier
+        self.numeric_encoding = numeric_encoding
+        self.max_seconds = max_seconds
+        self.device = device
+        self.progress = progress
+
+    # -- validation ------------------------------------------------------------------------------
+    def _validate_parameters(self) -> None:
+        super()._validate_parameters()
+        _check_int(self.epochs, "epochs", 1)
+        _check_int(self.batch_size, "batch_size", 2)
+        _check_positive(self.max_grad_norm, "max_grad_norm")
+        _check_positive(self.learning_rate, "learning_rate")
+        if self.noise_multiplier is not None:
+            _check_positive(self.noise_multiplier, "noise_multiplier", "a positive number, or None to calibrate")
+        if self.max_seconds is not None:
+            _check_positive(self.max_seconds, "max_seconds", "a positive number of seconds, or None")
+        if self.numeric_encoding not in ("bins", "minmax"):
+            raise UsageError(f"numeric_encoding must be 'bins' or 'minmax', got {self.numeric_encoding!r}")
+        if not isinstance(self.progress, bool):
+            raise UsageError(f"progress must be True or False, got {self.progress!r}")
+        resolve_device(self.device)
+
+    # -- fit -------------------------------------------------------------------------------------
+    def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
+        from opacus import PrivacyEngine
+        from torch.utils.data import DataLoader, TensorDataset
+
+        device = resolve_device(self.device)
+        self.device_ = device
+        n = len(data)
+        batch = min(int(self.batch_size), max(1, n // 2))
+        self.batch_size_ = batch
+        self.transformer_ = TabularTransformer(self.schema_, self.numeric_encoding)
+        x = torch.as_tensor(self.transformer_.transform(data))
+        with seeded_torch(rng, device) as noise_generator:
+            preprocessing = self._preprocess(x, rng)
+            plan = plan_training(self.epsilon, self.delta, n, batch, int(self.epochs), self.noise_multiplier,
+                                 preprocessing)
+            self.plan_ = plan
+            private, optimizer = self._build(self.transformer_, device)
+            engine = PrivacyEngine(accountant="prv")
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
+                warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
+                module, dp_optimizer, loader = engine.make_private(
+                    module=private, optimizer=optimizer, data_loader=DataLoader(TensorDataset(x), batch_size=batch),
+                    noise_multiplier=plan.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
+                    poisson_sampling=True, noise_generator=noise_generator)
+            if not math.isclose(loader.sample_rate, plan.sample_rate) or len(loader) != plan.steps_per_epoch:
+                raise PrivacyAccountingError("Opacus' sampling rate differs from the planned one; refusing to train")
+            self.expected_batch_size_ = dp_optimizer.expected_batch_size
+            record = self._train(module, dp_optimizer, loader, plan, device, x.shape[1])
+            self._finish(module)
+        if len(engine.accountant.history) and engine.accountant.history[0][2] != record.steps:
+            raise PrivacyAccountingError("Opacus' accountant saw a different number of steps than the loop took")
+        self.training_ = record
+        event = fit_event(preprocessing, plan.sample_rate, plan.noise_multiplier, record.steps)
+        return PrivacyCost.of(
+            self.name, event, self.delta,
+            target_epsilon=float(self.epsilon), noise_multiplier=plan.noise_multiplier,
+            calibrated_by=plan.calibrated_by, sample_rate=plan.sample_rate, batch_size=batch,
+            max_grad_norm=float(self.max_grad_norm), steps=record.steps, steps_planned=plan.planned_steps,
+            steps_allowed=plan.max_steps, epochs_completed=record.epochs_completed, stopped_by=record.stopped_by,
+            train_seconds=round(record.seconds, 3), **self._cost_details())
+
+    def _train(self, module: nn.Module, optimizer, loader, plan: TrainingPlan, device: torch.device,
+               dim: int) -> TrainingRecord:
+        record = TrainingRecord()
+        start = time.monotonic()
+        with epoch_progress(self.progress, f"{self.name} (DP-SGD)", plan.epochs) as update:
+            for epoch in range(plan.epochs):
+                totals: dict[str, float] = {}
+                taken = 0
+                for batch in loader:
+                    if record.steps >= plan.max_steps:
+                        record.stopped_by = "budget"
+                        break
+                    if self.max_seconds is not None and time.monotonic() - start >= self.max_seconds:
+                        record.stopped_by = "max_seconds"
+                        break
+                    real = batch[0] if isinstance(batch, (list, tuple)) and len(batch) else torch.empty(0, dim)
+                    losses = self._step(module, optimizer, real.to(device))
+                    record.steps += 1
+                    taken += 1
+                    for key, value in losses.items():
+                        totals[key] = totals.get(key, 0.0) + value
+                if taken == plan.steps_per_epoch:
+                    record.epochs_completed = epoch + 1
+                record.losses = {k: v / max(taken, 1) for k, v in totals.items()}
+                update(advance=1, info=" ".join(f"{k}={v:.3f}" for k, v in record.losses.items()))
+                if record.stopped_by != "epochs":
+                    break
+        record.seconds = time.monotonic() - start
+        return record
+
+    # -- sample ----------------------------------------------------------------------------------
+    def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        chunks = []
+        with seeded_torch(rng, self.device_), torch.no_grad():
+            for begin in range(0, n, 10_000):
+                chunks.append(self._generate(min(10_000, n - begin), rng).detach().cpu().numpy())
+        return self.transformer_.inverse(np.concatenate(chunks), rng)
+
+    # -- for subclasses ---------------------------------------------------------------------------
+    def _preprocess(self, x: torch.Tensor, rng: np.random.Generator) -> list[dpa.GaussianDpEvent]:
+        """Data-dependent preprocessing, paid for with Gaussian mechanisms; none by default."""
+        return []
+
+    def _cost_details(self) -> dict[str, Any]:
+        return {}
+
+    @abstractmethod
+    def _build(self, transformer: TabularTransformer, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """Create the networks; return the module trained on private rows and its optimizer."""
+
+    @abstractmethod
+    def _step(self, module: nn.Module, optimizer, real: torch.Tensor) -> dict[str, float]:
+        """One DP-SGD step on a Poisson batch ``real`` (possibly empty); return losses for display."""
+
+    def _finish(self, module: nn.Module) -> None:
+        """Drop training-only state after the last step."""
+
+    @abstractmethod
+    def _generate(self, n: int, rng: np.random.Generator) -> torch.Tensor:
+        """Raw outputs (logits / pre-tanh values) for ``n`` synthetic rows."""
+
+
+def _check_int(value: Any, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_positive(value: Any, name: str, allowed: str = "a positive finite number") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise UsageError(f"{name} must be {allowed}, got {value!r}")
+
+
+def check_dims(value: Any, name: str) -> tuple[int, ...]:
+    """Hidden layer widths: a non-empty sequence of positive integers."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        dims = tuple(value)
+    except TypeError:
+        raise UsageError(f"{name} must be a sequence of positive integers, got {value!r}") from None
+    if not dims or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in dims):
+        raise UsageError(f"{name} must be a non-empty sequence of positive integers, got {value!r}")
+    return tuple(int(d) for d in dims)
+
+
+def apply_activations(raw: torch.Tensor, spans: Sequence[Span],
+                      softmax: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Raw outputs -> activated row vectors: ``softmax`` on categorical blocks, tanh on values."""
+    parts = []
+    for span in spans:
+        block = raw[:, span.start:span.stop]
+        parts.append(torch.tanh(block) if span.activation == "tanh" else softmax(block))
+    return torch.cat(parts, dim=1)
