@@ -155,6 +155,8 @@ def run(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         if name not in ran:
             results.append(_placeholder(name, "not_run", f"not run: the policy requires tier "
                                         f"{policy.tier!r}, the audit ran tier {tier!r}"))
+    order = {name: i for i, name in enumerate(TESTS)}
+    results.sort(key=lambda r: order.get(r.name, len(order)))  # stable, documented order
     judged = [policy.judge_result(r, claimed_epsilon) for r in results]
     decision = policy.decide(judged)
     return AuditReport(decision=decision, tier=tier, results=judged, seed=seed,
@@ -175,7 +177,8 @@ def _plan(data: AuditData, policy: Policy, tier: str, generator: GeneratorFactor
     p = policy.params
     n_t, n_h, n_s = data.size("train"), data.size("holdout"), data.size("synthetic")
     n_q, n_tg = data.size("synthetic_q"), data.size("members")
-    reid = min(p["reid_attacks"], n_t, n_h)
+    n_link = min(p["linkage_targets"], n_t, n_h)
+    n_inf = min(p["inference_targets"], n_t, n_h)
     plan = [
         _Attack("exact_copy_rate", ("exact_copy_rate",), lambda: [exact_copy_rate(data)], lambda: 0.0),
         _Attack("dcr_share", ("dcr_share",), lambda: [dcr_share(data)], lambda: n_q * (n_t + n_h) + n_h * n_t),
@@ -185,11 +188,11 @@ def _plan(data: AuditData, policy: Policy, tier: str, generator: GeneratorFactor
         _Attack("mia_domias", ("mia_domias", "mia_domias_tpr_1pct_fpr"),
                 lambda: _with_tpr(domias_attack(data)), lambda: min(n_h // 2, n_tg) * (2.0 * n_s + n_h)),
         _Attack("attribute_inference_risk", ("attribute_inference_risk",),
-                lambda: [attribute_inference_attack(data, n_attacks=p["reid_attacks"],
+                lambda: [attribute_inference_attack(data, n_attacks=p["inference_targets"],
                                                     max_secrets=p["inference_max_secrets"])],
-                lambda: 2.0 * reid * n_s * min(p["inference_max_secrets"], len(data.spec.names)) * 0.5),
+                lambda: 2.0 * n_inf * n_s * min(p["inference_max_secrets"], len(data.spec.names)) * 0.5),
         _Attack("linkage_risk", ("linkage_risk",),
-                lambda: [linkage_attack(data, n_attacks=p["reid_attacks"])], lambda: 2.0 * reid * n_s),
+                lambda: [linkage_attack(data, n_attacks=p["linkage_targets"])], lambda: 4.0 * n_link * n_s),
         _Attack("singling_out_risk", ("singling_out_risk",),
                 lambda: [singling_out_attack(data, n_attacks=p["singling_out_predicates"])], lambda: 0.0),
     ]

@@ -52,7 +52,8 @@ def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Sch
     try:
         atomic_write_text(staging / "audit.json", json.dumps(audit, indent=2) + "\n")
         write_report(staging / "report.html", manifest, audit, tables["train"], tables["synthetic"],
-                     {c.name: c.kind for c in schema})
+                     {c.name: c.kind for c in schema},
+                     bounds={c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"})
         os.rename(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

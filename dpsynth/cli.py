@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -55,6 +56,7 @@ def schema_draft(
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the draft schema JSON."),
     name: str = typer.Option("", help="Name recorded in the schema."),
     bins: int = typer.Option(10, min=1, help="Bins per numeric column."),
+    na_value: list[str] = typer.Option([], "--na-value", help="Extra token meaning null, e.g. N (repeatable)."),
 ) -> None:
     """Draft a schema from the data; it is marked "source": "private-data" until you review it."""
     import pandas as pd
@@ -66,12 +68,14 @@ def schema_draft(
         if not data.exists():
             raise DataError(f"data file not found: {data}")
         try:
-            table = pd.read_csv(data, dtype=str, keep_default_na=False, na_values=[""])
+            table = pd.read_csv(data, dtype=str, keep_default_na=False, na_values=["", *na_value])
         except pd.errors.EmptyDataError:
             raise DataError(f"{data} is empty: expected a CSV file with a header row and data rows") from None
         if len(table) == 0:
             raise DataError(f"{data} has no data rows")
         schema = draft_schema(table, name=name or data.stem, bins=bins)
+        if na_value:
+            schema = replace(schema, na_values=tuple(dict.fromkeys([*schema.na_values, *na_value])))
         schema.save(output)
     except DpsynthError as exc:
         _fail(exc)
@@ -201,6 +205,9 @@ def release(
     """Budget check, fit, sample, audit, gate: release the synthetic table or refuse, saying why."""
     from dpsynth.release import ReleaseRequest, run_release
 
+    if seed is not None:
+        err.print("[yellow]note:[/] --seed makes the privacy noise reproducible by anyone who knows the seed, and "
+                  "the manifest records it. Use it for tests and demos; omit it for a real release.", highlight=False)
     try:
         if tier is not None and tier not in ("quick", "thorough"):
             raise UsageError(f"--tier must be quick or thorough, got {tier!r}")

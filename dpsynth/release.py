@@ -255,7 +255,8 @@ def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: 
             manifest["files"]["synthetic.csv"] = manifest["synthetic_sha256"]
         atomic_write_text(staging / "audit.json", json.dumps(audit, indent=2, default=_json_default) + "\n")
         kinds = {c.name: c.kind for c in schema}
-        write_report(staging / "report.html", manifest, audit, train, synthetic, kinds)
+        bounds = {c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"}
+        write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
         for name in ("audit.json", "report.html"):
             manifest["files"][name] = _sha256(staging / name)
         atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2, default=_json_default) + "\n")

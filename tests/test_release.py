@@ -76,7 +76,7 @@ def test_a_crash_in_fit_keeps_the_spend_and_leaves_no_release(setup, monkeypatch
         run_release(request(setup, "r2"))
     assert not (setup["tmp"] / "r2").exists()
     budget = Ledger(setup["ledger"]).summary("toy")[0]
-    assert budget.spent_epsilon > 0.9  # the reservation stands
+    assert budget.spent_epsilon > 0.8  # the reservation stands (composed at the cap's delta 1e-5)
     assert [e.status for e in budget.entries] == ["failed"]
     assert Ledger(setup["ledger"]).verify().ok
 
@@ -92,7 +92,7 @@ def test_a_crash_while_writing_leaves_no_half_release(setup, monkeypatch):
         run_release(request(setup, "r3"))
     leftovers = [p.name for p in setup["tmp"].iterdir() if p.name.startswith(".r3")]
     assert not (setup["tmp"] / "r3").exists() and leftovers == []
-    assert Ledger(setup["ledger"]).summary("toy")[0].spent_epsilon > 0.9
+    assert Ledger(setup["ledger"]).summary("toy")[0].spent_epsilon > 0.8
 
 
 def test_refusal_writes_manifest_and_report_only(setup):

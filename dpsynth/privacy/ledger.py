@@ -42,6 +42,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -211,7 +212,7 @@ def _normalise(events: list[dpa.DpEvent]) -> dpa.DpEvent:
     convolution per release (repeated identical releases are common).
     """
     counts: Counter = Counter()
-    order: list[dpa.DpEvent] = []
+    leaves: dict[str, dpa.DpEvent] = {}  # keyed by canonical JSON: events holding lists are unhashable
 
     def walk(event: dpa.DpEvent, times: int) -> None:
         if isinstance(event, dpa.ComposedDpEvent):
@@ -220,13 +221,28 @@ def _normalise(events: list[dpa.DpEvent]) -> dpa.DpEvent:
         elif isinstance(event, dpa.SelfComposedDpEvent):
             walk(event.event, times * event.count)
         elif not isinstance(event, dpa.NoOpDpEvent):
-            if event not in counts:
-                order.append(event)
-            counts[event] += times
+            key = _canonical_json(event_to_dict(event))
+            leaves.setdefault(key, event)
+            counts[key] += times
 
     for event in events:
         walk(event, 1)
-    return compose(e if counts[e] == 1 else dpa.SelfComposedDpEvent(e, counts[e]) for e in order)
+    return compose(e if counts[k] == 1 else dpa.SelfComposedDpEvent(e, counts[k]) for k, e in leaves.items())
+
+
+def _composed_epsilon(events: list[dpa.DpEvent], delta: float) -> tuple[float, str]:
+    """Epsilon of the composition of ``events`` at ``delta``, and the accountant that computed it."""
+    if not events:
+        return 0.0, "none"
+    return _cached_epsilon(_canonical_json(event_to_dict(_normalise(events))), delta)
+
+
+@lru_cache(maxsize=64)
+def _cached_epsilon(event_json: str, delta: float) -> tuple[float, str]:
+    # PLD takes seconds on long histories, and a release asks for the same total twice
+    # (reserve, then summary for the manifest): remember results by the exact event.
+    epsilon, accountant = epsilon_for(event_from_dict(json.loads(event_json)), delta, with_accountant=True)
+    return float(epsilon), accountant
 
 
 def _check_dataset_id(dataset_id: Any) -> str:
@@ -263,7 +279,7 @@ class Ledger:
         if not self.path.is_file():
             raise LedgerError(f"no ledger at {self.path}: create one with "
                               "`dpsynth budget init LEDGER --dataset ID --epsilon CAP --delta CAP`")
-        con = self._connect()
+        con = self._connect(readonly=True)
         try:
             self._check_format(con)
         finally:
@@ -287,38 +303,10 @@ class Ledger:
         epsilon_cap, delta_cap = _check_caps(epsilon_cap, delta_cap)
         if path.exists():
             raise LedgerError(f"{path} already exists: open it with Ledger(path) and add datasets to it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
         try:
-            con = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                con.executescript(_SCHEMA)
-                con.execute("BEGIN IMMEDIATE")
-                con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
-                    ("format", LEDGER_FORMAT), ("version", LEDGER_VERSION), ("created_at", _now()),
-                    ("head_id", "0"), ("head_hash", GENESIS_HASH)])
-                _append(con, {"kind": "dataset", "dataset_id": dataset_id, "epsilon_cap": epsilon_cap,
-                              "delta_cap": delta_cap})
-                con.execute("COMMIT")
-            finally:
-                con.close()
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            try:
-                os.link(tmp, path)  # atomic, and fails rather than overwrite
-            except FileExistsError:
-                raise LedgerError(f"{path} already exists (created concurrently): open it with Ledger(path)") \
-                    from None
-            except OSError:  # a file system without hard links: rename (a tiny race on concurrent creation)
-                if path.exists():
-                    raise LedgerError(f"{path} already exists: open it with Ledger(path)") from None
-                os.replace(tmp, path)
-        finally:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _build(path, dataset_id, epsilon_cap, delta_cap)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"cannot create ledger {path}: {exc}") from exc
         return cls(path, timeout=timeout)
 
     def add_dataset(self, dataset_id: str, epsilon_cap: float, delta_cap: float) -> LedgerEntry:
@@ -373,9 +361,9 @@ class Ledger:
                     f"dataset {dataset_id!r}: the release needs delta={cost.delta:.3g} but the dataset's delta cap "
                     f"is {delta_cap:.3g}. Nothing was spent. Use a smaller delta.")
             stored = [_load_event(r) for r in rows if r["kind"] == "spend" and r["dataset_id"] == dataset_id]
-            total, accountant = epsilon_for(_normalise(stored + [new_event]), delta_cap, with_accountant=True)
+            total, accountant = _composed_epsilon(stored + [new_event], delta_cap)
             if not total <= epsilon_cap:
-                spent = epsilon_for(_normalise(stored), delta_cap) if stored else 0.0
+                spent, _ = _composed_epsilon(stored, delta_cap)
                 raise BudgetExceeded(
                     f"dataset {dataset_id!r}: spending epsilon={cost.epsilon:.4g} (delta={cost.delta:.3g}) would "
                     f"bring the composed total to epsilon={total:.4g} at delta={delta_cap:.3g} ({accountant}), over "
@@ -447,11 +435,7 @@ class Ledger:
         out = []
         for ds in datasets:
             spends = [r for r in rows if r["kind"] == "spend" and r["dataset_id"] == ds["dataset_id"]]
-            events = [_load_event(r) for r in spends]
-            if events:
-                spent, accountant = epsilon_for(_normalise(events), ds["delta_cap"], with_accountant=True)
-            else:
-                spent, accountant = 0.0, "none"
+            spent, accountant = _composed_epsilon([_load_event(r) for r in spends], ds["delta_cap"])
             out.append(DatasetBudget(
                 dataset_id=ds["dataset_id"], epsilon_cap=ds["epsilon_cap"], delta_cap=ds["delta_cap"],
                 created_at=ds["created_at"], spent_epsilon=float(spent), accountant=accountant,
@@ -479,6 +463,8 @@ class Ledger:
         problems = _chain_problems(rows, meta)
         head_id, head_hash = (rows[-1]["id"], rows[-1]["hash"]) if rows else (0, GENESIS_HASH)
         if expected_head is not None:
+            if not isinstance(expected_head, str):
+                raise UsageError(f"expected head must be a hex string, got {type(expected_head).__name__}")
             anchor = expected_head.strip().lower()
             if len(anchor) < 12 or any(c not in "0123456789abcdef" for c in anchor):
                 raise UsageError(f"expected head must be a hex hash (at least 12 digits), got {expected_head!r}")
@@ -491,11 +477,15 @@ class Ledger:
                             head_id=head_id, head_hash=head_hash)
 
     # -- connections ---------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, readonly: bool = False) -> sqlite3.Connection:
+        # mode=rw/ro: never create a file by accident (ro also lets auditors read a file they cannot
+        # write); isolation_level=None: we issue BEGIN ourselves.
+        mode = "ro" if readonly else "rw"
         try:
-            # mode=rw: never create a file by accident; isolation_level=None: we issue BEGIN ourselves.
-            return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True, timeout=self.timeout,
-                                   isolation_level=None)
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True, timeout=self.timeout,
+                                  isolation_level=None)
+            con.execute("PRAGMA synchronous = FULL")  # a committed spend survives a power cut
+            return con
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
 
@@ -513,7 +503,7 @@ class Ledger:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: a consistent snapshot, released before any slow computation."""
-        con = self._connect()
+        con = self._connect(readonly=True)
         try:
             con.execute("BEGIN")
             yield con
@@ -569,6 +559,42 @@ def init_ledger(path: str | os.PathLike[str], dataset_id: str, epsilon_cap: floa
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _build(path: Path, dataset_id: str, epsilon_cap: float, delta_cap: float) -> None:
+    """Write a complete one-dataset ledger under a temporary name, then link it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            con.executescript(_SCHEMA)
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                ("format", LEDGER_FORMAT), ("version", LEDGER_VERSION), ("created_at", _now()),
+                ("head_id", "0"), ("head_hash", GENESIS_HASH)])
+            _append(con, {"kind": "dataset", "dataset_id": dataset_id, "epsilon_cap": epsilon_cap,
+                          "delta_cap": delta_cap})
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # atomic, and fails rather than overwrite
+        except FileExistsError:
+            raise LedgerError(f"{path} already exists (created concurrently): open it with Ledger(path)") \
+                from None
+        except OSError:  # a file system without hard links: rename (a tiny race on concurrent creation)
+            if path.exists():
+                raise LedgerError(f"{path} already exists: open it with Ledger(path)") from None
+            os.replace(tmp, path)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
 def _to_json_text(value: Any, what: str) -> str:
     if not isinstance(value, dict):
         raise UsageError(f"{what} must be a dict, got {type(value).__name__}")

@@ -17,6 +17,10 @@ The report is read by the data owner, so it may show aggregates of the real
   tails clipped into the end bins. A unique extreme value therefore never
   becomes an axis limit or a label.
 
+The shares of the shown buckets let a reader work out the merged bucket's
+share (one minus the rest); that bucket pools every rare category, so what it
+reveals is how many rows are rare, never which value a rare row holds.
+
 Synthetic values are aggregated on the same buckets as the real ones (a
 category that is rare in the real table is merged in the synthetic table as
 well), so a generator that memorised a rare record cannot expose it here either.
@@ -245,35 +249,32 @@ def numeric_grid(values: np.ndarray, min_cell: int, bins: int = NUMERIC_BINS,
                  bounds: tuple[float, float] | None = None) -> np.ndarray:
     """Bin edges for a numeric column that no single record determines.
 
-    With public ``bounds`` the grid spans them. Otherwise the range runs from
-    the ``min_cell``-th smallest to the ``min_cell``-th largest value (so at
-    least ``min_cell`` rows lie at or beyond each end) and is rounded outward
-    to a multiple of a nice step. Whole-number data with a step of 1 or less
-    gets one bin per integer, centred on it.
+    The range is the public ``bounds`` when given; otherwise it runs from the
+    ``min_cell``-th smallest to the ``min_cell``-th largest value (so at least
+    ``min_cell`` rows lie at or beyond each end). The range is then covered by
+    about ``bins`` bins of a "nice" width (1, 2, 2.5 or 5 times a power of
+    ten) starting at a multiple of that width. Whole-number data gets a whole
+    width and edges halfway between integers, so every bin holds the same
+    number of possible values.
     """
     finite = values[np.isfinite(values)]
     if bounds is not None:
-        lo, hi = float(bounds[0]), float(bounds[1])
+        lo, hi = sorted((float(bounds[0]), float(bounds[1])))
     elif finite.size == 0:
         return np.array([0.0, 1.0])
     else:
         k = min(max(min_cell, 1), finite.size) - 1
         part = np.partition(finite, (k, finite.size - 1 - k))
         lo, hi = float(part[k]), float(part[finite.size - 1 - k])
-    if hi < lo:
-        lo, hi = hi, lo
     integral = finite.size > 0 and bool(np.all(np.mod(finite, 1) == 0))
     step = _nice_step((hi - lo) / bins) if hi > lo else 1.0
-    if integral and step <= 1:
-        first, last = math.floor(lo), math.ceil(hi)
-        return np.arange(first, last + 2, dtype=float) - 0.5
-    if bounds is not None:
-        return np.linspace(lo, hi, bins + 1) if hi > lo else np.array([lo - 0.5, lo + 0.5])
-    first = math.floor(lo / step) * step
-    last = math.ceil(hi / step) * step
-    if last <= first:
-        last = first + step
-    n = int(round((last - first) / step))
+    if integral:
+        step = float(max(1, math.ceil(step)))
+        first = math.floor(lo / step) * step - 0.5
+        n = max(1, math.ceil((math.floor(hi) + 0.5 - first) / step))
+    else:
+        first = math.floor(lo / step) * step
+        n = max(1, math.ceil((hi - first) / step))
     return first + step * np.arange(n + 1, dtype=float)
 
 

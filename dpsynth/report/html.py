@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,7 @@ def _budget(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
         saved = float(naive) - float(spent)
     return {
         "epsilon": eps, "delta": privacy.get("delta"), "accountant": privacy.get("accountant"),
+        "neighbouring": privacy.get("neighbouring"),
         "event": json.dumps(privacy["event"], indent=1, sort_keys=True) if privacy.get("event") else None,
         "cap": cap, "delta_cap": budget.get("delta_cap"), "spent": spent, "remaining": remaining,
         "naive": naive, "saved": saved, "bars": bars,
@@ -244,7 +245,7 @@ def build_context(manifest: Mapping[str, Any], audit: Mapping[str, Any], figures
         "parameters": _mapping_rows(manifest.get("parameters")),
         "created_at": manifest.get("created_at"),
         "budget": _budget(manifest),
-        "schema": {"name": schema.get("name"), "source": schema.get("source"),
+        "schema": {"name": schema.get("name"), "source": schema.get("source"), "sha256": schema.get("sha256"),
                    "leaked": bool(schema.get("leaked_domain", False))} if schema else None,
         "rows": manifest.get("rows") or audit.get("sizes") or {},
         "audit": {"tier": audit.get("tier"), "confidence": audit.get("confidence", 0.95),
@@ -253,6 +254,7 @@ def build_context(manifest: Mapping[str, Any], audit: Mapping[str, Any], figures
                   "claimed_epsilon": audit.get("claimed_epsilon")},
         "results": _result_rows(audit),
         "domain_rows": domain_rows, "ignored_columns": ignored,
+        "has_domain_report": bool(manifest.get("domain_report")),
         "repro": {"seed": manifest.get("seed"), "noise_source": manifest.get("noise_source"),
                   "sha256": manifest.get("synthetic_sha256"), "entry_id": ledger.get("entry_id"),
                   "entry_hash": ledger.get("entry_hash"), "head_hash": ledger.get("head_hash"),
@@ -295,4 +297,4 @@ def write_report(
     return target
 
 
-__all__: Sequence[str] = ("render_report", "write_report", "build_context", "describe_failure", "fmt_number")
+__all__ = ["render_report", "write_report", "build_context", "describe_failure", "fmt_number"]

@@ -49,10 +49,12 @@ from dpsynth.privacy.accountant import gaussian_sigma
 from dpsynth.randomness import RandomState
 from dpsynth.synthesizers.dpsgd import (
     DPSGDSynthesizer,
+    GradSampleMode,
     NumericEncoding,
     TabularTransformer,
     apply_activations,
     check_dims,
+    private_backward,
 )
 
 Conditional = Literal["noisy-counts", "none"]
@@ -120,11 +122,13 @@ class DPCTGAN(DPSGDSynthesizer):
                  embedding_dim: int = 64, conditional: Conditional = "noisy-counts",
                  count_budget_fraction: float = 0.1, noise_multiplier: float | None = None,
                  numeric_encoding: NumericEncoding = "bins", random_state: RandomState = None,
-                 max_seconds: float | None = None, device: str = "auto", progress: bool = True) -> None:
+                 max_seconds: float | None = None, device: str = "auto", progress: bool = True,
+                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = None) -> None:
         super().__init__(epsilon=epsilon, delta=delta, epochs=epochs, batch_size=batch_size,
                          max_grad_norm=max_grad_norm, learning_rate=learning_rate,
                          noise_multiplier=noise_multiplier, numeric_encoding=numeric_encoding,
-                         random_state=random_state, max_seconds=max_seconds, device=device, progress=progress)
+                         random_state=random_state, max_seconds=max_seconds, device=device, progress=progress,
+                         grad_sample_mode=grad_sample_mode, num_threads=num_threads)
         self.generator_lr = generator_lr
         self.generator_dim = generator_dim
         self.discriminator_dim = discriminator_dim
@@ -247,15 +251,12 @@ class DPCTGAN(DPSGDSynthesizer):
         # Discriminator, real rows: per-sample gradients, clipped and noised by Opacus.
         optimizer.zero_grad(set_to_none=True)
         discriminator.enable_hooks()
-        real_in = torch.cat([real, self._real_cond(real)], dim=1)
         if len(real):
-            logits = discriminator(real_in)
-            loss_real = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="sum")
-            (loss_real / len(real)).backward()
-        else:  # an empty Poisson batch is still a step: noise only
-            loss_real = torch.zeros(())
-            for p in params:
-                p.grad_sample = torch.zeros((0, *p.shape), device=device)
+            logits = discriminator(torch.cat([real, self._real_cond(real)], dim=1))
+            loss_real = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+        else:
+            loss_real = torch.zeros(0, device=device)
+        private_backward(discriminator, optimizer, loss_real, self.grad_sample_mode)
         optimizer.pre_step()
         discriminator.disable_hooks()
 
@@ -278,7 +279,9 @@ class DPCTGAN(DPSGDSynthesizer):
             p.grad = g
         self._g_optimizer.step()
         discriminator.enable_hooks()
-        return {"loss_d": float(loss_real) / max(len(real), 1) + float(loss_fake), "loss_g": float(loss_g)}
+        real_loss = float(loss_real.detach().mean()) if len(real) else 0.0
+        return {"loss_d": real_loss + float(loss_fake.detach()),
+                "loss_g": float(loss_g.detach())}
 
     def _finish(self, module: nn.Module) -> None:
         self.generator_.eval()

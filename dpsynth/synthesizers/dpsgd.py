@@ -60,6 +60,7 @@ from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers.base import Synthesizer
 
 NumericEncoding = Literal["bins", "minmax"]
+GradSampleMode = Literal["ghost", "hooks"]
 Device = Literal["auto", "cpu", "cuda"] | str
 StopReason = Literal["epochs", "budget", "max_seconds"]
 
@@ -442,6 +443,20 @@ def seeded_torch(rng: np.random.Generator, device: torch.device) -> Iterator[tor
 
 
 @contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads (``None``: leave torch's setting), then restore."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def epoch_progress(enabled: bool, label: str, epochs: int):
     """A rich progress bar over epochs; a no-op when ``enabled`` is false."""
     if not enabled:
@@ -487,7 +502,8 @@ class DPSGDSynthesizer(Synthesizer):
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 10, batch_size: int = 1000,
                  max_grad_norm: float = 1.0, learning_rate: float = 1e-3, noise_multiplier: float | None = None,
                  numeric_encoding: NumericEncoding = "bins", random_state: RandomState = None,
-                 max_seconds: float | None = None, device: str = "auto", progress: bool = True) -> None:
+                 max_seconds: float | None = None, device: str = "auto", progress: bool = True,
+                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = None) -> None:
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state)
         self.epochs = epochs
         self.batch_size = batch_size
@@ -498,6 +514,8 @@ class DPSGDSynthesizer(Synthesizer):
         self.max_seconds = max_seconds
         self.device = device
         self.progress = progress
+        self.grad_sample_mode = grad_sample_mode
+        self.num_threads = num_threads
 
     # -- validation ------------------------------------------------------------------------------
     def _validate_parameters(self) -> None:
@@ -514,6 +532,10 @@ class DPSGDSynthesizer(Synthesizer):
             raise UsageError(f"numeric_encoding must be 'bins' or 'minmax', got {self.numeric_encoding!r}")
         if not isinstance(self.progress, bool):
             raise UsageError(f"progress must be True or False, got {self.progress!r}")
+        if self.grad_sample_mode not in ("ghost", "hooks"):
+            raise UsageError(f"grad_sample_mode must be 'ghost' or 'hooks', got {self.grad_sample_mode!r}")
+        if self.num_threads is not None:
+            _check_int(self.num_threads, "num_threads", 1)
         resolve_device(self.device)
 
     # -- fit -------------------------------------------------------------------------------------
@@ -528,7 +550,7 @@ class DPSGDSynthesizer(Synthesizer):
         self.batch_size_ = batch
         self.transformer_ = TabularTransformer(self.schema_, self.numeric_encoding)
         x = torch.as_tensor(self.transformer_.transform(data))
-        with seeded_torch(rng, device) as noise_generator:
+        with seeded_torch(rng, device) as noise_generator, torch_threads(self.num_threads):
             preprocessing = self._preprocess(x, rng)
             plan = plan_training(self.epsilon, self.delta, n, batch, int(self.epochs), self.noise_multiplier,
                                  preprocessing)
@@ -538,10 +560,11 @@ class DPSGDSynthesizer(Synthesizer):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
                 warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
-                module, dp_optimizer, loader = engine.make_private(
+                module, dp_optimizer, *_, loader = engine.make_private(
                     module=private, optimizer=optimizer, data_loader=DataLoader(TensorDataset(x), batch_size=batch),
                     noise_multiplier=plan.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
-                    poisson_sampling=True, noise_generator=noise_generator)
+                    poisson_sampling=True, noise_generator=noise_generator,
+                    grad_sample_mode=self.grad_sample_mode)
             if not math.isclose(loader.sample_rate, plan.sample_rate) or len(loader) != plan.steps_per_epoch:
                 raise PrivacyAccountingError("Opacus' sampling rate differs from the planned one; refusing to train")
             self.expected_batch_size_ = dp_optimizer.expected_batch_size
@@ -592,7 +615,7 @@ class DPSGDSynthesizer(Synthesizer):
     # -- sample ----------------------------------------------------------------------------------
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         chunks = []
-        with seeded_torch(rng, self.device_), torch.no_grad():
+        with seeded_torch(rng, self.device_), torch_threads(self.num_threads), torch.no_grad():
             for begin in range(0, n, 10_000):
                 chunks.append(self._generate(min(10_000, n - begin), rng).detach().cpu().numpy())
         return self.transformer_.inverse(np.concatenate(chunks), rng)
@@ -619,6 +642,33 @@ class DPSGDSynthesizer(Synthesizer):
     @abstractmethod
     def _generate(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         """Raw outputs (logits / pre-tanh values) for ``n`` synthetic rows."""
+
+
+def private_backward(module: nn.Module, optimizer, loss_per_row: torch.Tensor, mode: GradSampleMode) -> None:
+    """Back-propagate per-row losses so that Opacus' ``optimizer.pre_step()`` sees clipped per-row gradients.
+
+    ``hooks`` materialises every row's gradient (``p.grad_sample``); ``ghost``
+    (Li et al. 2022, Bu et al. 2023) computes each row's gradient norm from
+    layer activations and back-propagations, then back-propagates the loss
+    reweighted by the clipping factors, leaving the clipped sum in ``p.grad``.
+    Both clip exactly the same per-row gradients. An empty Poisson batch
+    contributes a zero sum; the step still adds noise.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    if len(loss_per_row) == 0:
+        for p in params:
+            if mode == "hooks":
+                p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
+            else:
+                p.grad = torch.zeros_like(p)
+        return
+    if mode == "ghost":
+        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+        DPTensorFastGradientClipping(module, optimizer, loss_per_row, "mean").backward()
+    else:
+        # mean over the batch: Opacus rescales by the batch length to recover per-row gradients
+        loss_per_row.mean().backward()
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:

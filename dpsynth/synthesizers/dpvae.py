@@ -28,7 +28,15 @@ from torch import nn
 
 from dpsynth.errors import UsageError
 from dpsynth.randomness import RandomState
-from dpsynth.synthesizers.dpsgd import DPSGDSynthesizer, NumericEncoding, Span, TabularTransformer, check_dims
+from dpsynth.synthesizers.dpsgd import (
+    DPSGDSynthesizer,
+    GradSampleMode,
+    NumericEncoding,
+    Span,
+    TabularTransformer,
+    check_dims,
+    private_backward,
+)
 
 
 def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
@@ -85,11 +93,13 @@ class DPVAE(DPSGDSynthesizer):
                  latent_dim: int = 32, loss_factor: float = 2.0, value_scale: float = 0.1,
                  noise_multiplier: float | None = None, numeric_encoding: NumericEncoding = "bins",
                  random_state: RandomState = None, max_seconds: float | None = None, device: str = "auto",
-                 progress: bool = True) -> None:
+                 progress: bool = True, grad_sample_mode: GradSampleMode = "ghost",
+                 num_threads: int | None = None) -> None:
         super().__init__(epsilon=epsilon, delta=delta, epochs=epochs, batch_size=batch_size,
                          max_grad_norm=max_grad_norm, learning_rate=learning_rate,
                          noise_multiplier=noise_multiplier, numeric_encoding=numeric_encoding,
-                         random_state=random_state, max_seconds=max_seconds, device=device, progress=progress)
+                         random_state=random_state, max_seconds=max_seconds, device=device, progress=progress,
+                         grad_sample_mode=grad_sample_mode, num_threads=num_threads)
         self.hidden_dim = hidden_dim
         self.latent_dim = latent_dim
         self.loss_factor = loss_factor
@@ -116,13 +126,10 @@ class DPVAE(DPSGDSynthesizer):
             reconstruction = row_losses(raw, real, self.transformer_.spans, float(self.value_scale))
             kl = -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(dim=1)
             per_row = float(self.loss_factor) * reconstruction + kl
-            # mean over the batch: Opacus rescales by the batch length to recover per-row gradients
-            per_row.mean().backward()
-            shown = {"loss": float(per_row.mean()), "kl": float(kl.mean())}
-        else:  # an empty Poisson batch is still a step: noise only
-            for p in vae.parameters():
-                p.grad_sample = torch.zeros((0, *p.shape), device=real.device)
-            shown = {}
+            shown = {"loss": float(per_row.detach().mean()), "kl": float(kl.detach().mean())}
+        else:
+            per_row, shown = torch.zeros(0, device=real.device), {}
+        private_backward(vae, optimizer, per_row, self.grad_sample_mode)
         optimizer.step()
         return shown
 

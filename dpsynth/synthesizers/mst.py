@@ -114,6 +114,7 @@ class MST(Synthesizer):
         two_way = mg.measure(codes, domain, edges, sigma2, rng)
 
         self.compression_ = compression
+        self.measurements_ = raw_one_way + two_way  # DP outputs: safe to keep and inspect
         self.model_ = mg.estimate(domain, one_way + two_way, iters=self.iters,
                                   total=mg.estimate_total(raw_one_way + two_way))
         self.selected_edges_ = edges
@@ -123,6 +124,12 @@ class MST(Synthesizer):
             sigma_one_way=sigma1, sigma_two_way=sigma2 if d > 1 else None,
             epsilon_selection=epsilon_selection if d > 1 else None,
             selected_edges=[list(e) for e in edges], compressed_domain=dict(domain.config))
+
+    def _planned_cost(self, n_rows: int, schema) -> PrivacyCost:
+        """MST's cost depends only on the number of columns and the target: exactly what ``fit`` spends."""
+        d = len(schema)
+        scale = calibrate(lambda s: mst_event(s, d), self.epsilon, self.delta, lower=1e-3, upper=1e7)
+        return PrivacyCost.of(self.name, mst_event(scale, d), self.delta, noise_scale=scale)
 
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         codes = mg.sample_records(self.model_, n, rng)

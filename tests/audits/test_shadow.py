@@ -11,9 +11,9 @@ from audits import AuditData, shadow_model_attack
 
 
 def _resample_with_noise(df: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
-    """Leaky: bootstrap rows of its input, numerics jittered slightly."""
+    """Leaky: resamples its own input (every row once while n_rows allows), numerics jittered slightly."""
     rng = np.random.default_rng(seed)
-    out = df.sample(n=n_rows, replace=True, random_state=seed).reset_index(drop=True)
+    out = df.sample(n=n_rows, replace=n_rows > len(df), random_state=seed).reset_index(drop=True)
     for c in out.columns:
         if pd.api.types.is_numeric_dtype(out[c]):
             out[c] = out[c] + rng.normal(0, 0.002 * (float(out[c].max() - out[c].min()) or 1.0), n_rows)

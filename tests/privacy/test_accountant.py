@@ -26,7 +26,8 @@ from dpsynth.privacy.accountant import calibrate, compose, epsilon_for, gaussian
 # -- an independent reference: the analytic Gaussian mechanism ---------------------------
 def analytic_gaussian_delta(epsilon: float, sigma: float) -> float:
     """Balle & Wang 2018, Thm. 8: the exact delta of N(0, sigma^2) noise at L2 sensitivity 1."""
-    return norm.cdf(1 / (2 * sigma) - epsilon * sigma) - math.exp(epsilon) * norm.cdf(-1 / (2 * sigma) - epsilon * sigma)
+    a, b = 1 / (2 * sigma), epsilon * sigma
+    return norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b)
 
 
 def analytic_gaussian_sigma(epsilon: float, delta: float) -> float:

@@ -140,11 +140,14 @@ def test_extreme_numeric_value_never_sets_an_edge(tables: tuple[pd.DataFrame, pd
 
 
 def test_numeric_grid_uses_public_bounds_and_integer_bins() -> None:
-    values = np.arange(1, 1001, dtype=float)
+    values = np.linspace(1.0, 1000.0, 997)
     edges = numeric_grid(values, min_cell=10, bins=10, bounds=(0.0, 2000.0))
-    assert edges[0] == 0.0 and edges[-1] == 2000.0 and len(edges) == 11
+    assert np.allclose(edges, np.linspace(0.0, 2000.0, 11))
     ints = numeric_grid(np.repeat(np.arange(1, 8, dtype=float), 20), min_cell=10)
     assert np.array_equal(ints, np.arange(0.5, 8.0, 1.0))  # one bin per whole number, centred
+    ages = numeric_grid(np.arange(17.0, 91.0), min_cell=10, bins=20, bounds=(17, 90))
+    assert np.allclose(np.diff(ages), 5.0) and ages[0] < 17 and ages[-1] >= 90  # 5 whole years a bin
+    assert np.allclose(ages % 1, 0.5)
 
 
 def test_small_bins_merge_and_tiny_columns_are_suppressed() -> None:
