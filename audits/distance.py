@@ -187,9 +187,11 @@ def roc_result(name: str, scores: np.ndarray, labels: np.ndarray, data: AuditDat
         "auc": s.auc,
         "tpr_at_fpr_0.01": s.tpr_at[0.01][0], "tpr_at_fpr_0.01_ci": list(s.tpr_at[0.01][1:]),
         "tpr_at_fpr_0.1": s.tpr_at[0.1][0], "tpr_at_fpr_0.1_ci": list(s.tpr_at[0.1][1:]),
+        "tpr_at_fpr_0.01_p_value": s.tpr_p_values[0.01], "tpr_at_fpr_0.1_p_value": s.tpr_p_values[0.1],
         "n_members": s.n_members, "n_nonmembers": s.n_nonmembers, "n_bootstrap": s.n_bootstrap,
+        "n_permutations": s.n_permutations,
         "roc": {"fpr": s.roc_fpr, "tpr": s.roc_tpr},
     })
     return AuditResult(name=name, family="membership", value=s.auc, ci_low=s.auc_ci[0], ci_high=s.auc_ci[1],
-                       direction="max", baseline=0.5, details=details,
+                       direction="max", baseline=0.5, details=details, p_value=s.auc_p_value,
                        seconds=time.perf_counter() - start)

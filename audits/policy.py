@@ -23,7 +23,18 @@ from audits.errors import PolicyError
 from audits.results import AuditResult
 
 TIERS = ("quick", "thorough")
-JUDGES = ("ci", "point")
+JUDGES = ("significant", "point", "ci", "beyond")
+# How a result is compared with its threshold (the "unsafe" side is above a "max" threshold, below a
+# "min" one); see default_policy.toml for when to use which:
+#   significant  fail iff the estimate is on the unsafe side of the threshold AND the interval excludes the
+#                value an honest release has (``baseline``) on the unsafe side: a leak that is material and
+#                statistically established. An honest release is refused with probability at most
+#                (1 - confidence) / 2 per test, at any sample size.
+#   point        fail iff the estimate is on the unsafe side (no allowance for sampling noise).
+#   ci           fail unless the whole interval is on the safe side: the release must *prove* it is below
+#                the threshold; refuses honest releases of small tables (wide intervals).
+#   beyond       fail only if the whole interval is on the unsafe side: the leak is established to exceed
+#                the threshold itself; lets through leaks near the threshold.
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,8 @@ _PARAMS: dict[str, tuple[type, int]] = {  # name -> (type, minimum)
     "shadow_runs": (int, 4), "shadow_reference_rows": (int, 10), "canaries": (int, 4),
     "canary_reference_rows": (int, 10),
 }
-_TOP_KEYS = {"tier", "confidence", "judge", "attacker", "params", "tests"}
+_TOP_KEYS = {"tier", "confidence", "correction", "judge", "attacker", "params", "tests"}
+CORRECTIONS = ("bonferroni", "none")
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,8 @@ class Policy:
 
     tier: str = "quick"
     confidence: float = 0.95
-    judge: str = "ci"
+    correction: str = "bonferroni"
+    judge: str = "significant"
     quasi_identifiers: tuple[str, ...] = ()
     secret: str | None = None
     params: Mapping[str, int] = field(default_factory=dict)
@@ -126,9 +139,23 @@ class Policy:
         """Enabled, required tests of the tier the policy demands."""
         return [n for n in self.tests_for_tier(self.tier) if self.tests[n].required]
 
+    def test_confidence(self, tier: str) -> float:
+        """Level of each test's interval in an audit of ``tier``.
+
+        With ``correction = "bonferroni"`` the ``m`` tests the tier runs each
+        get ``1 - (1 - confidence) / m``, so their intervals hold
+        simultaneously at ``confidence``: an honest release (one whose output
+        does not depend on which records were trained on) is then refused by
+        the ``significant`` judge with probability at most ``1 - confidence``
+        whatever the table size. With ``"none"`` each test uses ``confidence``.
+        """
+        m = len(self.tests_for_tier(tier)) if self.correction == "bonferroni" else 1
+        return 1.0 - (1.0 - self.confidence) / max(m, 1)
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source, "tier": self.tier, "confidence": self.confidence, "judge": self.judge,
+            "source": self.source, "tier": self.tier, "confidence": self.confidence,
+            "correction": self.correction, "judge": self.judge,
             "attacker": {"quasi_identifiers": list(self.quasi_identifiers), "secret": self.secret or ""},
             "params": dict(self.params),
             "tests": {n: {k: v for k, v in dataclasses.asdict(r).items() if k != "name" and v is not None}
@@ -136,8 +163,16 @@ class Policy:
         }
 
     # ---------------------------------------------------------------- judging
-    def judge_result(self, result: AuditResult, claimed_epsilon: float | None = None) -> AuditResult:
-        """Return ``result`` with threshold, judged value, pass flag and (on failure) a message filled in."""
+    def judge_result(self, result: AuditResult, claimed_epsilon: float | None = None,
+                     level: float | None = None) -> AuditResult:
+        """Return ``result`` with threshold, judged value, pass flag and a message filled in.
+
+        ``level`` is the confidence of the result's interval (default: the
+        policy's ``confidence``; the runner passes :meth:`test_confidence`).
+        The message says by how much a failed test missed; a test that passed
+        although its estimate is beyond the threshold (judges ``significant``
+        and ``beyond``) gets a note saying why it still passed.
+        """
         rule = self.tests.get(result.name)
         if rule is None:
             return dataclasses.replace(result, required=False, passed=None)
@@ -154,27 +189,60 @@ class Policy:
             threshold = rule.max if r.direction == "max" else rule.min
         if threshold is None:
             return dataclasses.replace(r, passed=None, required=False)
-        bound = r.ci_high if r.direction == "max" else r.ci_low
-        judged = bound if (judge == "ci" and bound is not None) else r.value
-        passed = judged <= threshold if r.direction == "max" else judged >= threshold
+        upper = r.direction == "max"
+        beyond = (lambda x: x > threshold) if upper else (lambda x: x < threshold)  # noqa: E731
+        unsafe_bound = r.ci_high if upper else r.ci_low  # the interval's end on the unsafe side
+        safe_bound = r.ci_low if upper else r.ci_high
+        lvl = level if level is not None else self.confidence
+        significant = None
+        if r.p_value is not None:  # an exact / permutation test of the no-leak null, one-sided
+            significant = bool(r.p_value < (1.0 - lvl) / 2.0)
+        elif safe_bound is not None and r.baseline is not None:
+            significant = bool(safe_bound > r.baseline if upper else safe_bound < r.baseline)
+        if judge == "ci" and unsafe_bound is not None:
+            judged, failed = unsafe_bound, beyond(unsafe_bound)
+        elif judge == "beyond" and safe_bound is not None:
+            judged, failed = safe_bound, beyond(safe_bound)
+        elif judge == "significant" and significant is not None:
+            judged, failed = r.value, beyond(r.value) and significant
+        else:  # "point", or no interval / baseline to judge by: the estimate alone
+            judged, failed = r.value, beyond(r.value)
         message = ""
-        if not passed:
-            verb = "exceeds" if r.direction == "max" else "is below"
+        level = _pct(lvl)
+        interval = (f"{level} interval {_fmt(r.ci_low)} to {_fmt(r.ci_high)}"
+                    if r.ci_low is not None and r.ci_high is not None else "")
+
+        def evidence(found: bool) -> str:
+            if r.p_value is not None:
+                return (f"one-sided p = {r.p_value:.2g} against no leak, {'below' if found else 'not below'} "
+                        f"{(1.0 - lvl) / 2.0:.3g}")
+            return (f"its {interval} {'excludes' if found else 'includes'} the no-leak value "
+                    f"{_fmt(r.baseline) if r.baseline is not None else '?'}")
+        verb = "exceeds" if upper else "is below"
+        if failed:
             how = ""
-            if judged != r.value:
-                side = "upper" if r.direction == "max" else "lower"
-                how = f" (its {side} {self.confidence:.0%} confidence bound {_fmt(judged)})"
+            if judge in ("ci", "beyond") and judged != r.value:
+                side = "upper" if (judge == "ci") == upper else "lower"
+                how = f" (its {side} {level} confidence bound {_fmt(judged)})"
             message = (f"{r.name} = {_fmt(r.value)}{how} {verb} threshold {_fmt(threshold)} "
                        f"by {_fmt(abs(judged - threshold))}")
-        return dataclasses.replace(r, threshold=threshold, judged_value=judged, passed=bool(passed), message=message)
+            if judge == "significant" and significant is not None:
+                message += f" ({evidence(True)})"
+        elif beyond(r.value) and judge in ("significant", "beyond"):
+            what = (evidence(False) if judge == "significant"
+                    else f"its {interval} reaches the safe side of the threshold")
+            message = (f"note: {r.name} = {_fmt(r.value)} {verb} threshold {_fmt(threshold)}, but {what}: "
+                       f"not established at this sample size (judge = {judge!r}); passed")
+        return dataclasses.replace(r, threshold=threshold, judged_value=judged, passed=not failed,
+                                   message=message, judge=judge, significant=significant)
 
     def _judge_epsilon(self, r: AuditResult, rule: Rule, claimed: float | None) -> AuditResult:
         if claimed is None:
             if rule.require_claim:
                 return dataclasses.replace(r, passed=False, judged_value=r.value, message=(
                     "epsilon_lower_bound: no claimed epsilon was given and the policy requires one "
-                    "(tests.epsilon_lower_bound.require_claim = true)"))
-            return dataclasses.replace(r, passed=True, judged_value=r.value, threshold=None)
+                    "(tests.epsilon_lower_bound.require_claim = true)"), judge="point")
+            return dataclasses.replace(r, passed=True, judged_value=r.value, threshold=None, judge="point")
         threshold = float(claimed) + rule.slack
         passed = r.value <= threshold
         message = "" if passed else (
@@ -182,7 +250,7 @@ class Policy:
             f"claimed epsilon {_fmt(float(claimed))}{f' + slack {_fmt(rule.slack)}' if rule.slack else ''} "
             f"by {_fmt(r.value - threshold)}")
         return dataclasses.replace(r, threshold=threshold, judged_value=r.value, passed=bool(passed),
-                                   message=message)
+                                   message=message, judge="point")
 
     def decide(self, results: list[AuditResult]) -> str:
         """``"PASS"`` iff every required test of the policy's tier is present, ran and passed."""
@@ -192,6 +260,11 @@ class Policy:
             if r is None or r.passed is not True:
                 return "FAIL"
         return "FAIL" if any(r.required and r.passed is False for r in results) else "PASS"
+
+
+def _pct(level: float) -> str:
+    text = f"{100 * level:.2f}".rstrip("0").rstrip(".")
+    return f"{text}%"
 
 
 def _fmt(x: float) -> str:
@@ -246,6 +319,7 @@ def _table(value: Any, key: str, source: str) -> Mapping[str, Any]:
 def _parse(raw: Mapping[str, Any], source: str) -> Policy:
     tier = _choice(raw.get("tier"), "tier", source, TIERS)
     confidence = _number(raw.get("confidence"), "confidence", source, 0.5, 0.999)
+    correction = _choice(raw.get("correction", "bonferroni"), "correction", source, CORRECTIONS)
     judge = _choice(raw.get("judge"), "judge", source, JUDGES)
 
     attacker = _table(raw.get("attacker", {}), "attacker", source)
@@ -282,7 +356,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> Policy:
         info, rule = TESTS[name], tests[name]
         if rule.enabled and info.bound in ("max", "min", "margin") and getattr(rule, info.bound) is None:
             raise PolicyError(f"{source}: 'tests.{name}.{info.bound}' is required for an enabled test")
-    return Policy(tier=tier, confidence=confidence, judge=judge, quasi_identifiers=tuple(qis),
+    return Policy(tier=tier, confidence=confidence, correction=correction, judge=judge, quasi_identifiers=tuple(qis),
                   secret=secret or None, params=params, tests=tests, source=source)
 
 

@@ -29,9 +29,17 @@ class AuditResult:
 
     ``direction`` says which side is safe: ``"max"`` means the value must not
     exceed the threshold, ``"min"`` that it must not fall below it.
-    ``judged_value`` is the number actually compared (the value itself or,
-    under the conservative ``judge = "ci"`` policy, the CI bound on the unsafe
-    side). ``status`` is ``"ok"``, ``"not_run"`` (time budget, or not in the
+    ``judge`` is the policy rule that was applied (``significant``, ``point``,
+    ``ci`` or ``beyond``; see :mod:`audits.policy`) and ``judged_value`` the
+    number it compared with the threshold (the estimate, or under ``ci`` /
+    ``beyond`` the interval's bound on the unsafe / safe side).
+    ``p_value`` is the one-sided p-value of the no-leak null (train and
+    holdout records equally exposed) where the attack computes an exact or
+    permutation test (membership AUCs and TPRs, singling out); ``None``
+    elsewhere. ``significant`` says whether the no-leak null is rejected on
+    the unsafe side: by ``p_value`` where there is one, otherwise by the
+    interval excluding ``baseline`` (the value of an honest release).
+    ``status`` is ``"ok"``, ``"not_run"`` (time budget, or not in the
     tier) or ``"error"``; a required test that did not run fails the audit.
     ``details`` holds the attack's parameters, sample sizes and plot data
     (binned histograms, thinned ROC points), never raw records.
@@ -52,6 +60,9 @@ class AuditResult:
     judged_value: float | None = None
     message: str = ""
     seconds: float = 0.0
+    judge: str | None = None
+    significant: bool | None = None
+    p_value: float | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -86,6 +97,7 @@ class AuditReport:
     policy: dict[str, Any] = field(default_factory=dict)
     claimed_epsilon: float | None = None
     confidence: float = 0.95
+    test_confidence: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -113,6 +125,7 @@ class AuditReport:
             "seed": self.seed,
             "seconds": self.seconds,
             "confidence": self.confidence,
+            "test_confidence": self.test_confidence,
             "claimed_epsilon": self.claimed_epsilon,
             "sizes": self.sizes,
             "policy": self.policy,
@@ -149,7 +162,7 @@ class AuditReport:
             results=[AuditResult.from_dict(r) for r in d["results"]],
             seed=d.get("seed", 0), seconds=d.get("seconds", 0.0), sizes=d.get("sizes", {}),
             policy=d.get("policy", {}), claimed_epsilon=d.get("claimed_epsilon"),
-            confidence=d.get("confidence", 0.95),
+            confidence=d.get("confidence", 0.95), test_confidence=d.get("test_confidence"),
         )
 
 

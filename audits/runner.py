@@ -61,9 +61,9 @@ def _tpr_result(auc: AuditResult) -> AuditResult:
     d = auc.details
     lo, hi = d["tpr_at_fpr_0.01_ci"]
     return AuditResult(name=f"{auc.name}_tpr_1pct_fpr", family="membership", value=d["tpr_at_fpr_0.01"],
-                       ci_low=lo, ci_high=hi, direction="max", baseline=0.01,
+                       ci_low=lo, ci_high=hi, direction="max", baseline=0.01, p_value=d["tpr_at_fpr_0.01_p_value"],
                        details={"from": auc.name, "fpr": 0.01, "n_members": d["n_members"],
-                                "n_nonmembers": d["n_nonmembers"]})
+                                "n_nonmembers": d["n_nonmembers"], "n_permutations": d["n_permutations"]})
 
 
 def run(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
@@ -113,8 +113,9 @@ def run(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         spec = TableSpec.infer(pd.concat([train, holdout], ignore_index=True),
                                quasi_identifiers=policy.quasi_identifiers, secret=policy.secret)
     p = dict(policy.params)
+    level = policy.test_confidence(tier)  # every interval at this level: simultaneous at policy.confidence
     data = AuditData(train, holdout, synthetic, spec, seed=seed, max_targets=p["max_targets"],
-                     max_queries=p["max_queries"], confidence=policy.confidence, n_bootstrap=p["n_bootstrap"])
+                     max_queries=p["max_queries"], confidence=level, n_bootstrap=p["n_bootstrap"])
 
     attacks = _plan(data, policy, tier, generator, claimed_epsilon, claimed_delta)
     results: list[AuditResult] = []
@@ -157,11 +158,11 @@ def run(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
                                         f"{policy.tier!r}, the audit ran tier {tier!r}"))
     order = {name: i for i, name in enumerate(TESTS)}
     results.sort(key=lambda r: order.get(r.name, len(order)))  # stable, documented order
-    judged = [policy.judge_result(r, claimed_epsilon) for r in results]
+    judged = [policy.judge_result(r, claimed_epsilon, level=level) for r in results]
     decision = policy.decide(judged)
     return AuditReport(decision=decision, tier=tier, results=judged, seed=seed,
                        seconds=time.perf_counter() - start, sizes=data.sizes(), policy=policy.to_dict(),
-                       claimed_epsilon=claimed_epsilon, confidence=policy.confidence)
+                       claimed_epsilon=claimed_epsilon, confidence=policy.confidence, test_confidence=level)
 
 
 def _placeholder(name: str, status: str, message: str, trace: str | None = None) -> AuditResult:

@@ -45,8 +45,10 @@ with warnings.catch_warnings():
     import mbi
     from mbi import Domain, LinearMeasurement, estimation, junction_tree, marginal_loss, marginal_oracles
 
+import networkx as nx
 import numpy as np
 import pandas as pd
+from scipy.special import logsumexp
 
 from dpsynth.encoding import TableEncoder
 
@@ -54,7 +56,7 @@ Clique = tuple[str, ...]
 Codes = dict[str, np.ndarray]
 
 __all__ = ["CellWeights", "Clique", "Codes", "Domain", "DomainCompression", "LinearMeasurement", "encode_table",
-           "estimate", "estimate_total", "exponential_mechanism", "marginal", "measure", "model_marginal",
+           "ModelMarginals", "estimate", "estimate_total", "exponential_mechanism", "marginal", "measure",
            "project_to_simplex", "sample_records"]
 
 
@@ -134,36 +136,52 @@ def estimate(domain: Domain, measurements: list[LinearMeasurement], iters: int, 
     (:func:`estimate_total`). ``warm_start`` starts from an earlier model's
     potentials (AIM re-fits after every new measurement).
 
-    This is ``MirrorDescent().estimate`` with its set-up and final message
-    passing compiled as one XLA program each: run eagerly, they compile about
-    a hundred tiny programs, which on a 2-core CPU took longer than all the
-    iterations (13 s against 4 s on Adult).
+    This runs mbi's own jitted mirror-descent steps (``MirrorDescent._multi_step``,
+    Armijo line search included) but sets up the initial state in numpy and
+    skips the final marginal computation: run eagerly, those two steps compile
+    about a hundred tiny XLA programs, which on a 2-core CPU took longer than
+    all the iterations (13 s against 4 s on Adult). The initial ``mu`` and
+    ``loss`` are placeholders (each step recomputes both from the potentials);
+    the returned model's ``marginals`` are those of the last iterate but one,
+    so read marginals through :class:`ModelMarginals`, which uses the
+    potentials.
     """
     loss_fn = marginal_loss.from_linear_measurements(measurements, domain)
-    # Host copies: the optimiser donates (frees) its state buffers, and they must not alias the old model's.
-    potentials = None if warm_start is None else jax.tree.map(np.asarray, warm_start.potentials)
-    state = _initial_state(domain, loss_fn, float(total), potentials)
+    cliques = list(loss_fn.cliques)
+    total = float(total)
+    state = estimation.MirrorDescentState(
+        mu=_clique_vector(domain, cliques, {}),
+        potentials=_clique_vector(domain, cliques, _expanded_potentials(warm_start, domain, cliques)),
+        alpha=jax.numpy.asarray(2.0 / (loss_fn.lipschitz * total)),  # mbi's initial step size
+        loss=jax.numpy.asarray(np.inf, dtype=jax.numpy.float64))
     for _ in range(math.ceil(iters / estimation.CALLBACK_EVERY)):
-        state = _ESTIMATOR._multi_step(state, loss_fn, float(total))
-    return _final_model(state, float(total))
+        state = _ESTIMATOR._multi_step(state, loss_fn, total)
+    return mbi.MarkovRandomField(potentials=state.potentials, marginals=state.mu, total=total)
 
 
 _ESTIMATOR = estimation.MirrorDescent()
 
 
-@functools.partial(jax.jit, static_argnames=("domain",))
-def _initial_state(domain: Domain, loss_fn, total, potentials):
-    return _ESTIMATOR._init(domain, loss_fn, total, warm_start=potentials)
+def _expanded_potentials(model: mbi.MarkovRandomField | None, domain: Domain,
+                         cliques: list[Clique]) -> dict[Clique, np.ndarray]:
+    """``model``'s log-potentials re-expressed over ``cliques`` (which must cover its cliques): same distribution."""
+    tables = {clique: np.zeros(domain.project(clique).shape) for clique in cliques}
+    if model is not None:
+        for factor in model.potentials.tables.values():
+            attrs = tuple(factor.domain.attributes)
+            host = min((c for c in cliques if set(attrs) <= set(c)), key=domain.size)
+            tables[host] = tables[host] + _align(np.asarray(factor.values, dtype=float), attrs, host)
+    return tables
 
 
-@jax.jit
-def _final_model(state, total) -> mbi.MarkovRandomField:
-    return _ESTIMATOR._finalize(state, total)
-
-
-def model_marginal(model: mbi.MarkovRandomField, clique: Sequence[str]) -> np.ndarray:
-    """The model's estimate of a marginal, flat, as numpy float64."""
-    return np.asarray(model.project(tuple(clique)).datavector(), dtype=float)
+def _clique_vector(domain: Domain, cliques: list[Clique], tables: dict[Clique, np.ndarray]) -> mbi.CliqueVector:
+    """A CliqueVector of fresh float64 device arrays (zeros where ``tables`` has none)."""
+    factors = {}
+    for clique in cliques:
+        sub = domain.project(clique)
+        values = tables.get(clique, np.zeros(sub.shape))
+        factors[clique] = mbi.Factor(sub, jax.numpy.asarray(values, dtype=jax.numpy.float64))
+    return mbi.CliqueVector(domain, cliques, factors)
 
 
 @dataclass
@@ -248,6 +266,105 @@ class CellWeights:
         return max(w * w for w in self.weights)
 
 
+class ModelMarginals:
+    """Any marginal of a fitted mbi model, by exact inference in numpy on its junction tree.
+
+    mbi answers ``model.project(clique)`` for a clique outside its measured
+    cliques by variable elimination in eager JAX, which compiles a program for
+    every new shape: seconds per query on a small CPU. AIM scores about a
+    hundred candidate marginals every round, so this class does the same exact
+    computation in numpy: Shafer-Shenoy message passing from the model's
+    potentials gives every junction-tree clique's distribution, and a marginal
+    spanning several cliques is the product of clique distributions over
+    separator distributions on the smallest subtree that covers it (Koller &
+    Friedman 2009, Sec. 10.3).
+    """
+
+    def __init__(self, model: mbi.MarkovRandomField) -> None:
+        domain = self.domain = model.domain
+        self.total = float(model.total)
+        self.tree, self.elimination_order = junction_tree.make_junction_tree(
+            domain, [tuple(c) for c in model.cliques])
+        nodes = list(self.tree.nodes)
+        log_potential = {node: np.zeros(domain.project(node).shape) for node in nodes}
+        for factor in model.potentials.tables.values():
+            attrs = tuple(factor.domain.attributes)
+            host = min((n for n in nodes if set(attrs) <= set(n)), key=domain.size)
+            log_potential[host] = log_potential[host] + _align(np.asarray(factor.values, dtype=float), attrs, host)
+        messages: dict[tuple[Clique, Clique], tuple[Clique, np.ndarray]] = {}
+
+        def incoming(node: Clique, skip: Clique | None = None) -> np.ndarray:
+            out = log_potential[node]
+            for (sender, receiver), (sep, message) in messages.items():
+                if receiver == node and sender != skip:
+                    out = out + _align(message, sep, node)
+            return out
+
+        for sender, receiver in junction_tree.message_passing_order(self.tree):
+            sep = tuple(a for a in sender if a in receiver)
+            messages[sender, receiver] = (sep, _logsumexp_to(incoming(sender, skip=receiver), sender, sep))
+        self.beliefs: dict[Clique, np.ndarray] = {}  # probabilities, axes in clique order
+        for node in nodes:
+            log_belief = incoming(node)
+            self.beliefs[node] = np.exp(log_belief - logsumexp(log_belief))
+
+    def project(self, attrs: Sequence[str]) -> np.ndarray:
+        """Estimated counts over ``attrs``, one axis per attribute in that order."""
+        attrs = tuple(attrs)
+        hosts = [n for n in self.beliefs if set(attrs) <= set(n)]
+        if hosts:
+            host = min(hosts, key=lambda n: self.beliefs[n].size)
+            return self.total * _sum_to(self.beliefs[host], host, attrs)
+        nodes = self._covering_subtree(attrs)
+        label = {a: i for i, a in enumerate(self.domain.attributes)}
+        operands: list = []
+        for node in nodes:
+            operands += [self.beliefs[node], [label[a] for a in node]]
+        for u, v in self.tree.subgraph(nodes).edges:
+            sep = tuple(a for a in u if a in v)
+            separator = _sum_to(self.beliefs[u], u, sep)
+            operands += [np.divide(1.0, separator, out=np.zeros_like(separator), where=separator > 0),
+                         [label[a] for a in sep]]
+        return self.total * np.einsum(*operands, [label[a] for a in attrs], optimize="greedy")
+
+    def _covering_subtree(self, attrs: tuple[str, ...]) -> list[Clique]:
+        """Nodes of a subtree (per connected component) whose cliques together contain ``attrs``."""
+        chosen: set[Clique] = set()
+        for attribute in attrs:
+            if any(attribute in node for node in chosen):
+                continue
+            hosts = [n for n in self.tree.nodes if attribute in n]
+            component = nx.node_connected_component(self.tree, hosts[0])
+            sources = chosen & component
+            if not sources:
+                chosen.add(hosts[0])
+                continue
+            _, paths = nx.multi_source_dijkstra(self.tree, sources, weight=lambda *_: 1)  # edges carry -overlap
+            nearest = min((h for h in hosts if h in paths), key=lambda h: len(paths[h]))
+            chosen.update(paths[nearest])
+        return sorted(chosen)
+
+
+def _align(values: np.ndarray, attrs: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """``values`` (axes ``attrs``) reshaped to broadcast against an array with axes ``target``."""
+    present = [a for a in target if a in attrs]
+    values = np.transpose(values, [list(attrs).index(a) for a in present])
+    return values.reshape([values.shape[present.index(a)] if a in attrs else 1 for a in target])
+
+
+def _logsumexp_to(values: np.ndarray, attrs: Sequence[str], keep: Sequence[str]) -> np.ndarray:
+    """Log-sum-exp out every axis not in ``keep``; the result's axes follow ``attrs`` order."""
+    axes = tuple(i for i, a in enumerate(attrs) if a not in keep)
+    return logsumexp(values, axis=axes) if axes else values
+
+
+def _sum_to(values: np.ndarray, attrs: Sequence[str], keep: Sequence[str]) -> np.ndarray:
+    """Sum out every axis not in ``keep``; the result's axes follow ``keep`` order."""
+    summed = values.sum(axis=tuple(i for i, a in enumerate(attrs) if a not in keep))
+    kept = [a for a in attrs if a in keep]
+    return np.transpose(summed, [kept.index(a) for a in keep])
+
+
 def sample_records(model: mbi.MarkovRandomField, n: int, rng: np.random.Generator) -> Codes:
     """Draw ``n`` records from ``model``, one attribute at a time along its junction tree.
 
@@ -257,37 +374,18 @@ def sample_records(model: mbi.MarkovRandomField, n: int, rng: np.random.Generato
     sampling over a random order of the group's rows), so the synthetic
     counts match the model's marginals up to rounding: mbi's "round" method.
     """
-    domain = model.domain
-    jtree, elimination_order = junction_tree.make_junction_tree(domain, [tuple(c) for c in model.cliques])
-    nodes = tuple(sorted(tuple(c) for c in jtree.nodes))
-    tables = [(tuple(f.domain.attributes), np.asarray(f.values, dtype=float))
-              for f in model.marginals.tables.values()]
-    if not all(any(set(node) <= set(attrs) for attrs, _ in tables) for node in nodes):
-        beliefs = _junction_tree_marginals(model.potentials, float(model.total), nodes)
-        tables = [(tuple(f.domain.attributes), np.asarray(f.values, dtype=float)) for f in beliefs.tables.values()]
+    marginals = ModelMarginals(model)
+    domain, nodes = model.domain, list(marginals.beliefs)
     position = {a: i for i, a in enumerate(domain.attributes)}
     data: Codes = {}
-    for attribute in elimination_order[::-1]:
+    for attribute in marginals.elimination_order[::-1]:
         neighbours = set().union(*[set(node) for node in nodes if attribute in node])
         parents = sorted(neighbours & data.keys(), key=position.__getitem__)
-        joint = _project(tables, tuple(parents) + (attribute,))
+        joint = marginals.project(tuple(parents) + (attribute,))
         key = (np.ravel_multi_index(tuple(data[p] for p in parents), joint.shape[:-1]) if parents
                else np.zeros(n, dtype=np.int64))
         data[attribute] = _stratified_draw(np.clip(joint.reshape(-1, domain[attribute]), 0.0, None), key, rng)
     return {a: data[a] for a in domain.attributes}
-
-
-@functools.partial(jax.jit, static_argnames=("nodes",))
-def _junction_tree_marginals(potentials, total, nodes):
-    return marginal_oracles.message_passing_stable(potentials.expand(list(nodes)), total)
-
-
-def _project(tables: list[tuple[tuple[str, ...], np.ndarray]], attrs: tuple[str, ...]) -> np.ndarray:
-    """Marginal over ``attrs`` (axes in that order) from the smallest table that contains them."""
-    source, values = min(((a, v) for a, v in tables if set(attrs) <= set(a)), key=lambda t: t[1].size)
-    summed = values.sum(axis=tuple(i for i, a in enumerate(source) if a not in attrs))
-    kept = [a for a in source if a in attrs]
-    return np.transpose(summed, [kept.index(a) for a in attrs])
 
 
 def _stratified_draw(table: np.ndarray, key: np.ndarray, rng: np.random.Generator) -> np.ndarray:
