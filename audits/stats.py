@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ import numpy as np
 from scipy import stats as _st
 
 
+@functools.lru_cache(maxsize=64)
 def z_value(confidence: float) -> float:
     """Two-sided normal quantile for ``confidence`` (1.959964 for 0.95)."""
     if not 0.0 < confidence < 1.0:
@@ -240,11 +242,21 @@ def auc_from_curve(fpr: np.ndarray, tpr: np.ndarray) -> float:
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     """TPR of the (randomised-threshold) ROC at false-positive rate ``target``."""
-    # Where the curve is vertical (several TPRs at one FPR), take the highest: the attacker's best.
-    right = np.searchsorted(fpr, target, side="right")
-    if right > 0 and fpr[right - 1] == target:
-        return float(tpr[right - 1])
-    return float(np.interp(target, fpr, tpr))
+    return float(tpr_at_fpr_rows(np.asarray(fpr)[None, :], np.asarray(tpr)[None, :], target)[0])
+
+
+def tpr_at_fpr_rows(fpr: np.ndarray, tpr: np.ndarray, target: float) -> np.ndarray:
+    """:func:`tpr_at_fpr` for each row of ``(n_curves, n_points)`` arrays of ROC curves."""
+    # Where a curve is vertical (several TPRs at one FPR), take the highest: the attacker's best.
+    rows = np.arange(fpr.shape[0])
+    right = (fpr <= target).sum(axis=1)  # curves start at (0, 0), so right >= 1 for target >= 0
+    last = right - 1
+    nxt = np.minimum(right, fpr.shape[1] - 1)
+    f0, f1 = fpr[rows, last], fpr[rows, nxt]
+    t0, t1 = tpr[rows, last], tpr[rows, nxt]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(f1 > f0, (target - f0) / (f1 - f0), 0.0)
+    return np.where(f0 == target, t0, t0 + w * (t1 - t0))
 
 
 @dataclass(frozen=True)
@@ -300,8 +312,7 @@ def tpr_permutation_p_values(roc: WeightedROC, observed: dict[float, float], n_p
         tpr = np.c_[np.zeros(m), tp / tp[:, -1:]]
         fpr = np.c_[np.zeros(m), fp / fp[:, -1:]]
         for f, t_obs in observed.items():
-            null = np.array([tpr_at_fpr(fpr[i], tpr[i], f) for i in range(m)])
-            exceed[f] += int(np.sum(null >= t_obs - 1e-12))
+            exceed[f] += int(np.sum(tpr_at_fpr_rows(fpr, tpr, f) >= t_obs - 1e-12))
         done += m
     return {f: (1 + exceed[f]) / (1 + n_permutations) for f in observed}
 

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Literal
 import numpy as np
 import pandas as pd
 
+from audits.spec import category_label  # one canonical rule for both packages
 from dpsynth._files import atomic_write_text
 from dpsynth.errors import SchemaError
 
@@ -43,17 +44,6 @@ _COLUMN_KEYS = {"name", "kind", "categories", "other", "lower", "upper", "bins",
                 "integer", "nullable", "description"}
 _SCHEMA_KEYS = {"name", "source", "columns", "na_values", "quasi_identifiers", "description",
                 "target"}
-
-
-def category_label(value: Any) -> str:
-    """Canonical string form of a category, so JSON ``1`` and CSV ``"1"`` match."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 @dataclass(frozen=True)

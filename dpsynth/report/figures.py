@@ -44,6 +44,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from dpsynth.schema import category_label
+
 REAL_COLOR = "#8c96a3"
 SYNTHETIC_COLOR = "#1f5fa8"
 HOLDOUT_COLOR = "#8c96a3"
@@ -163,20 +165,9 @@ class ReportFigures:
 
 
 # ---------------------------------------------------------------------------- aggregation
-def _label(value: Any) -> str:
-    """Canonical category label (same rule as dpsynth.schema.category_label: 1, "1" and 1.0 match)."""
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _category_counts(series: pd.Series) -> pd.Series:
     counts = series.value_counts(dropna=False, sort=False)
-    labels = ["(missing)" if pd.isna(v) else _label(v) for v in counts.index]
+    labels = ["(missing)" if pd.isna(v) else category_label(v) for v in counts.index]
     return pd.Series(counts.to_numpy(), index=labels).groupby(level=0, sort=False).sum()
 
 

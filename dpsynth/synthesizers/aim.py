@@ -77,9 +77,13 @@ class AIM(Synthesizer):
     max_iters:
         Mirror-descent iterations per model fit.
     max_seconds:
-        Optional wall-clock allowance for the adaptive rounds: once exceeded,
-        the next round spends the whole remaining budget and is the last. The
-        privacy guarantee is unaffected; only utility may suffer.
+        Optional wall-clock allowance for the adaptive rounds. Each round
+        (mostly one XLA compilation of the grown model) is assumed to take as
+        long as the previous one; when the rounds that still fit cannot use
+        the budget at the current pace, each gets a larger share, and the last
+        round that fits spends whatever is left. The privacy cost is the same
+        (the whole budget, accounted event by event); only the schedule
+        changes.
     rounds:
         The paper's T, the number of rounds the initial budget split assumes
         (default 16 x number of columns). Annealing usually ends AIM earlier.
@@ -131,14 +135,19 @@ class AIM(Synthesizer):
         measurements = mg.measure(codes, domain, [(a,) for a in domain], sigma, rng)
         events: list[dpa.DpEvent] = [dpa.GaussianDpEvent(sigma)] * d
         rho_used = d / (2 * sigma ** 2)
+        start = time.monotonic()
         model = self._estimate(domain, measurements)
+        round_seconds = time.monotonic() - start  # a fit is most of a round: the first round's estimate
         selected: list[dict] = []
-        start, stop_reason = time.monotonic(), "budget"
+        stop_reason = "budget"
         while rho_used < rho:
+            round_start = time.monotonic()
             remaining = rho - rho_used
+            if self.max_seconds is not None:
+                sigma, epsilon, out_of_time = _pace(remaining, sigma, epsilon, self.max_seconds - (round_start - start),
+                                                    round_seconds)
+                stop_reason = "time" if out_of_time else stop_reason
             last = remaining < 2 * (1 / (2 * sigma ** 2) + epsilon ** 2 / 8)
-            if self.max_seconds is not None and time.monotonic() - start > self.max_seconds:
-                last, stop_reason = True, "time"
             if last:  # spend exactly what is left, in the same measure/select proportions
                 sigma = math.sqrt(1 / (2 * ALPHA * remaining))
                 epsilon = math.sqrt(8 * (1 - ALPHA) * remaining)
@@ -153,6 +162,7 @@ class AIM(Synthesizer):
             model = self._estimate(domain, measurements, warm_start=model)
             after = mg.ModelMarginals(model).project(clique).ravel()
             selected.append({"clique": list(clique), "sigma": sigma, "epsilon_selection": epsilon})
+            round_seconds = time.monotonic() - round_start
             log.info("AIM round %d: measured %s with sigma=%.3g (%.0f%% of rho, %.1f s)", len(selected), clique,
                      sigma, 100 * rho_used / rho, time.monotonic() - start)
             if last:
@@ -188,6 +198,28 @@ class AIM(Synthesizer):
         combined = combine_repeats(measurements)
         return mg.estimate(domain, combined, iters=self.max_iters, total=mg.estimate_total(combined),
                            warm_start=warm_start)
+
+
+def _pace(remaining: float, sigma: float, epsilon: float, seconds_left: float, round_seconds: float
+          ) -> tuple[float, float, bool]:
+    """Round parameters that spend ``remaining`` zCDP within the time left.
+
+    If the rounds that fit in ``seconds_left`` (each assumed to last as long
+    as the last one) cannot use up the budget at the current pace, each
+    round's share grows so that they can; with at most one round left, the
+    third value says to stop after it. The schedule depends only on elapsed
+    time, which the earlier (DP) choices and the machine determine: adaptive
+    composition covers it as it covers annealing, and every round's actual
+    events are accounted.
+    """
+    rounds_left = int(seconds_left // max(round_seconds, 1e-3))
+    if rounds_left <= 1:
+        return math.sqrt(1 / (2 * ALPHA * remaining)), math.sqrt(8 * (1 - ALPHA) * remaining), True
+    per_round = 1 / (2 * sigma ** 2) + epsilon ** 2 / 8
+    if remaining > rounds_left * per_round:
+        share = remaining / rounds_left
+        return math.sqrt(1 / (2 * ALPHA * share)), math.sqrt(8 * (1 - ALPHA) * share), False
+    return sigma, epsilon, False
 
 
 def compile_workload(workload: Sequence[mg.Clique], domain: mg.Domain) -> dict[mg.Clique, float]:

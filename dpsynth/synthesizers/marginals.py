@@ -15,12 +15,19 @@ Also here:
 * :class:`DomainCompression`: MST's "compress_domain" step (McKenna et al.
   2021, Sec. 4). Values whose *noisy* one-way count is below ``3 sigma`` are
   merged into one code. It reads only noisy measurements, so it is free.
+* :class:`ModelMarginals`: exact marginals of a fitted model, computed in
+  numpy on its junction tree (mbi's eager-JAX inference compiles a program
+  per query shape, seconds each on a small CPU).
 * :func:`sample_records`: draws records from a fitted model with *our*
   numpy generator. mbi's ``MarkovRandomField.synthetic_data`` draws from the
   global ``np.random`` state and orders conditioning sets by Python set
   iteration (which depends on ``PYTHONHASHSEED``), so it is not reproducible
   from a seed; this is the same stratified ("round") sampler, made
   deterministic.
+
+On a 2-core CPU, XLA compilation, not arithmetic, dominates mbi's cost:
+:func:`estimate` therefore compiles only mbi's mirror-descent loop, once per
+model structure.
 
 JAX is switched to float64 before mbi is imported: in float32, mbi's
 estimation can stall on large tables (its own warning), and on these sizes
@@ -30,7 +37,6 @@ dpsynth component uses JAX.
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -41,9 +47,9 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # mbi warns at import about JAX settings it cannot see yet
+    warnings.simplefilter("ignore")  # mbi's import-time advice on JAX settings (float32, compilation cache)
     import mbi
-    from mbi import Domain, LinearMeasurement, estimation, junction_tree, marginal_loss, marginal_oracles
+    from mbi import Domain, LinearMeasurement, estimation, junction_tree, marginal_loss
 
 import networkx as nx
 import numpy as np
@@ -139,8 +145,8 @@ def estimate(domain: Domain, measurements: list[LinearMeasurement], iters: int, 
     This runs mbi's own jitted mirror-descent steps (``MirrorDescent._multi_step``,
     Armijo line search included) but sets up the initial state in numpy and
     skips the final marginal computation: run eagerly, those two steps compile
-    about a hundred tiny XLA programs, which on a 2-core CPU took longer than
-    all the iterations (13 s against 4 s on Adult). The initial ``mu`` and
+    about a hundred tiny XLA programs, which on Adult took 13 s on a 2-core CPU
+    against about a second for 1,000 iterations. The initial ``mu`` and
     ``loss`` are placeholders (each step recomputes both from the potentials);
     the returned model's ``marginals`` are those of the last iterate but one,
     so read marginals through :class:`ModelMarginals`, which uses the

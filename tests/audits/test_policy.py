@@ -16,8 +16,13 @@ def _write(tmp_path, text):
 
 def test_default_policy_is_complete():
     p = Policy.default()
-    assert p.tier == "quick" and p.judge == "ci"
+    assert p.tier == "quick" and p.judge == "significant" and p.correction == "bonferroni"
+    assert all(r.judge is None for r in p.tests.values())  # one rule for every test
     assert set(p.tests) == set(TESTS)
+    # Bonferroni over the tests a tier runs: 10 in quick, 12 in thorough.
+    assert p.test_confidence("quick") == pytest.approx(1 - 0.05 / 10)
+    assert p.test_confidence("thorough") == pytest.approx(1 - 0.05 / 12)
+    assert Policy.from_dict({"correction": "none"}).test_confidence("quick") == pytest.approx(0.95)
     assert p.tests["dcr_share"].max == 0.6
     assert "mia_shadow" not in p.required_tests()
     assert set(Policy.from_dict({"tier": "thorough"}).required_tests()) == set(TESTS)
@@ -42,6 +47,9 @@ def test_file_overrides_merge_over_the_default(tmp_path):
     ("[params]\nshadow_runs = 2\n", "'params.shadow_runs' must be >= 4"),
     ("[attacker]\nquasi_identifiers = \"age\"\n", "'attacker.quasi_identifiers'"),
     ("[tests.exact_copy_rate]\nmargin = -0.1\n", "'tests.exact_copy_rate.margin'"),
+    ("judge = \"maybe\"\n", "'judge' must be one of"),
+    ("[tests.linkage_risk]\njudge = \"upper\"\n", "'tests.linkage_risk.judge' must be one of"),
+    ("correction = \"holm\"\n", "'correction' must be one of"),
 ])
 def test_bad_policy_errors_name_the_key(tmp_path, text, key):
     with pytest.raises(PolicyError) as exc:
@@ -55,25 +63,79 @@ def test_missing_file_is_a_policy_error(tmp_path):
         Policy.load(tmp_path / "nope.toml")
 
 
-def _result(name, value, lo, hi, direction="max", family="distance", baseline=None):
+def _result(name, value, lo, hi, direction="max", family="distance", baseline=None, p_value=None):
     return AuditResult(name=name, family=family, value=value, ci_low=lo, ci_high=hi, direction=direction,
-                       baseline=baseline)
+                       baseline=baseline, p_value=p_value)
 
 
-def test_judging_uses_the_unsafe_confidence_bound_and_reports_by_how_much():
+def _policy(judge):
+    return Policy.from_dict({"judge": judge})
+
+
+def test_significant_judge_needs_a_material_and_established_leak():
     p = Policy.default()
-    bad = p.judge_result(_result("dcr_share", 0.98, 0.97, 0.99))
-    assert bad.passed is False and bad.threshold == 0.6
-    assert bad.message.startswith("dcr_share = 0.98") and "exceeds threshold 0.60 by 0.39" in bad.message
-    # Point estimate inside, upper bound outside: conservative judge fails it.
-    edge = p.judge_result(_result("dcr_share", 0.58, 0.55, 0.61))
-    assert edge.passed is False and edge.judged_value == 0.61
-    assert p.judge_result(_result("dcr_share", 0.5, 0.49, 0.51)).passed is True
-    # "min" direction uses the lower bound.
-    low = p.judge_result(_result("nndr_ratio", 0.9, 0.84, 0.95, direction="min"))
-    assert low.passed is False and "is below threshold 0.85" in low.message
-    # Point-judged tests ignore the interval.
-    assert p.judge_result(_result("linkage_risk", 0.05, -0.1, 0.2, family="reidentification")).passed
+    # Beyond the threshold and the interval excludes the no-leak value 0: refused, message says both.
+    leak = p.judge_result(_result("attribute_inference_risk", 0.39, 0.03, 0.63, family="reidentification",
+                                  baseline=0.0))
+    assert leak.passed is False and leak.significant is True and leak.judge == "significant"
+    assert leak.judged_value == 0.39 and leak.threshold == 0.1
+    assert leak.message.startswith("attribute_inference_risk = 0.39 exceeds threshold 0.10 by 0.29")
+    assert "excludes the no-leak value 0" in leak.message
+    # The reported case: 0.185 with an interval around 0 is noise, not a leak: passes, with a note.
+    noise = p.judge_result(_result("attribute_inference_risk", 0.185, -0.365, 0.522, family="reidentification",
+                                   baseline=0.0))
+    assert noise.passed is True and noise.significant is False
+    assert noise.message.startswith("note: attribute_inference_risk = 0.18") and "includes the no-leak" in noise.message
+    # Significant but immaterial (tiny leak, huge sample): passes, no note.
+    small = p.judge_result(_result("linkage_risk", 0.02, 0.01, 0.03, family="reidentification", baseline=0.0))
+    assert small.passed is True and small.significant is True and small.message == ""
+    # "min" direction: the interval must lie below the baseline 1.0.
+    nndr = p.judge_result(_result("nndr_ratio", 0.5, 0.45, 0.55, direction="min", baseline=1.0))
+    assert nndr.passed is False and "is below threshold 0.85" in nndr.message
+    assert p.judge_result(_result("nndr_ratio", 0.8, 0.6, 1.05, direction="min", baseline=1.0)).passed
+
+
+def test_significance_uses_the_p_value_when_the_attack_has_one():
+    p = Policy.default()
+    level = p.test_confidence("quick")  # 0.995: one-sided cut-off 0.0025
+    # The bootstrap interval excludes 0.01, but the exact test does not reject: not significant.
+    r = _result("mia_domias_tpr_1pct_fpr", 0.06, 0.013, 0.12, family="membership", baseline=0.01, p_value=0.02)
+    judged = p.judge_result(r, level=level)
+    assert judged.passed is True and judged.significant is False and "p = 0.02" in judged.message
+    r = _result("mia_domias_tpr_1pct_fpr", 0.3, 0.2, 0.4, family="membership", baseline=0.01, p_value=0.001)
+    judged = p.judge_result(r, level=level)
+    assert judged.passed is False and judged.significant is True and "p = 0.001" in judged.message
+
+
+def test_the_four_judges_on_one_result():
+    # Estimate 0.58 under threshold 0.6, interval 0.52 to 0.66 (excludes the baseline 0.5).
+    under = _result("dcr_share", 0.58, 0.52, 0.66, baseline=0.5)
+    assert _policy("point").judge_result(under).passed is True
+    assert _policy("significant").judge_result(under).passed is True
+    ci = _policy("ci").judge_result(under)
+    assert ci.passed is False and ci.judged_value == 0.66 and "upper 95% confidence bound 0.66" in ci.message
+    assert _policy("beyond").judge_result(under).passed is True
+    # Estimate 0.63 over the threshold, interval 0.48 to 0.75 (includes the baseline).
+    over = _result("dcr_share", 0.63, 0.48, 0.75, baseline=0.5)
+    assert _policy("point").judge_result(over).passed is False
+    assert _policy("significant").judge_result(over).passed is True
+    assert _policy("ci").judge_result(over).passed is False
+    beyond = _policy("beyond").judge_result(over)
+    assert beyond.passed is True and beyond.judged_value == 0.48 and beyond.message.startswith("note:")
+    # The whole interval over the threshold: every judge refuses.
+    far = _result("dcr_share", 0.9, 0.85, 0.95, baseline=0.5)
+    assert all(_policy(j).judge_result(far).passed is False for j in ("point", "significant", "ci", "beyond"))
+    assert "lower 95% confidence bound 0.85" in _policy("beyond").judge_result(far).message
+    # A per-test judge overrides the top-level one.
+    p = Policy.from_dict({"tests": {"dcr_share": {"judge": "ci"}}})
+    assert p.judge_result(under).passed is False and p.judge_result(under).judge == "ci"
+
+
+def test_significant_without_interval_or_baseline_falls_back_to_the_estimate():
+    p = Policy.default()
+    assert p.judge_result(_result("dcr_share", 0.7, None, None, baseline=0.5)).passed is False
+    assert p.judge_result(_result("dcr_share", 0.7, 0.4, 0.9, baseline=None)).passed is False
+    assert p.judge_result(_result("dcr_share", 0.5, None, None)).passed is True
 
 
 def test_relative_threshold_for_exact_copies():
@@ -82,6 +144,8 @@ def test_relative_threshold_for_exact_copies():
     assert r.threshold == pytest.approx(0.13) and r.passed
     r = p.judge_result(_result("exact_copy_rate", 0.2, 0.19, 0.21, baseline=0.10))
     assert not r.passed
+    # Over the margin, but the interval reaches the holdout's own rate: not established.
+    assert p.judge_result(_result("exact_copy_rate", 0.14, 0.09, 0.2, baseline=0.10)).passed
 
 
 def test_epsilon_rule():

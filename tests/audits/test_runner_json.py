@@ -12,7 +12,8 @@ from audits.policy import TESTS
 from audits.results import FAMILIES, SCHEMA_VERSION
 
 RESULT_KEYS = {"name", "family", "value", "ci_low", "ci_high", "threshold", "passed", "direction", "details",
-               "baseline", "status", "required", "judged_value", "message", "seconds"}
+               "baseline", "status", "required", "judged_value", "message", "seconds", "judge", "significant",
+               "p_value"}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,9 @@ def quick_report(small):
 
 def test_json_schema_is_stable(quick_report, tmp_path):
     d = quick_report.to_dict()
-    assert {"schema_version", "decision", "tier", "seed", "seconds", "confidence", "claimed_epsilon", "sizes",
-            "policy", "results"} <= set(d)
+    assert {"schema_version", "decision", "tier", "seed", "seconds", "confidence", "test_confidence",
+            "claimed_epsilon", "sizes", "policy", "results"} <= set(d)
+    assert d["test_confidence"] == pytest.approx(0.995) and d["policy"]["correction"] == "bonferroni"
     assert d["schema_version"] == SCHEMA_VERSION and d["decision"] in ("PASS", "FAIL") and d["tier"] == "quick"
     names = [r["name"] for r in d["results"]]
     assert names == [n for n in TESTS if TESTS[n].tier == "quick"]
@@ -40,6 +42,9 @@ def test_json_schema_is_stable(quick_report, tmp_path):
         assert r["family"] in FAMILIES and r["direction"] in ("max", "min") and r["status"] == "ok"
         assert isinstance(r["passed"], bool) and isinstance(r["value"], float)
         assert r["ci_low"] <= r["value"] <= r["ci_high"]
+        assert r["judge"] == "significant" and isinstance(r["significant"], bool)
+        has_test = r["name"].startswith("mia_")
+        assert (r["p_value"] is not None) == has_test and (not has_test or 0 < r["p_value"] <= 1)
     dcr = next(r for r in d["results"] if r["name"] == "dcr_share")["details"]["dcr_histogram"]
     assert len(dcr["edges"]) == len(dcr["synthetic_to_train"]) + 1 == len(dcr["holdout_to_train"]) + 1
     roc = next(r for r in d["results"] if r["name"] == "mia_distance")["details"]["roc"]

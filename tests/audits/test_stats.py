@@ -9,8 +9,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from audits.stats import (
-    WeightedROC, auc_from_curve, clopper_pearson_interval, normalised_risk, roc_summary, success_rate,
-    tpr_at_fpr, wilson_interval,
+    WeightedROC, auc_from_curve, auc_p_value, bonferroni_confidence, clopper_pearson_interval, normalised_risk,
+    ratio_interval, risk_values, roc_summary, success_rate, tpr_at_fpr, tpr_at_fpr_rows, tpr_permutation_p_values,
+    wilson_interval,
 )
 
 
@@ -68,7 +69,7 @@ def test_bootstrap_auc_interval_covers_the_truth():
         rng = np.random.default_rng(seed)
         scores = np.r_[rng.normal(1, 1, 300), rng.normal(0, 1, 300)]
         labels = np.r_[np.ones(300), np.zeros(300)]
-        s = roc_summary(scores, labels, n_bootstrap=200, seed=seed)
+        s = roc_summary(scores, labels, n_bootstrap=200, seed=seed, n_permutations=0)
         assert s.auc_ci[0] < s.auc < s.auc_ci[1]
         covered += s.auc_ci[0] <= true_auc <= s.auc_ci[1]
     assert covered >= 17  # nominal 95%: P(fewer than 17 of 20) < 2%
@@ -83,3 +84,99 @@ def test_normalised_risk_signs_and_bounds():
     # Control always succeeds (holdout used as the synthetic table): bounded, clearly not a risk.
     safe = normalised_risk(300, 1000, 1000, 1000)
     assert safe.value == -1.0 and safe.ci_high < 0
+    # Train always succeeds (every record copied): the interval reaches 1.
+    copied = normalised_risk(300, 300, 250, 300)
+    assert copied.ci_high == 1.0 and copied.ci_low > 0.8
+    np.testing.assert_allclose(risk_values(np.array([600, 100]), 1000, np.array([100, 100]), 1000),
+                               [leak.value, same.value])
+
+
+def test_ratio_interval_solves_the_mover_equations():
+    # Zou & Donner (2008): the lower limit t solves (p1 - t p2)^2 = (p1 - l1)^2 + t^2 (u2 - p2)^2.
+    x1, n1, x2, n2 = 30, 200, 45, 180
+    lo, hi = ratio_interval(x1, n1, x2, n2)
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = wilson_interval(x1, n1)
+    l2, u2 = wilson_interval(x2, n2)
+    assert (p1 - lo * p2) ** 2 == pytest.approx((p1 - l1) ** 2 + lo ** 2 * (u2 - p2) ** 2)
+    assert (p1 - hi * p2) ** 2 == pytest.approx((p1 - u1) ** 2 + hi ** 2 * (l2 - p2) ** 2)
+    assert lo < p1 / p2 < hi
+    assert ratio_interval(5, 100, 0, 100)[1] == math.inf
+
+
+@pytest.mark.parametrize("n, a, c", [(300, 0.85, 0.85), (300, 0.9, 0.83), (60, 0.5, 0.5), (2000, 0.05, 0.04)])
+def test_risk_interval_has_its_nominal_coverage(n, a, c):
+    # The former interval arithmetic on two 95% Wilson intervals covered ~99.5% and so hid real leaks;
+    # the MOVER interval should cover close to 95%, and exclude 0 on the unsafe side ~2.5% under no leak.
+    rng = np.random.default_rng(int(1000 * a + n))
+    truth = (a - c) / (1 - c)
+    trials = 1500
+    covered = above = 0
+    for _ in range(trials):
+        r = normalised_risk(int(rng.binomial(n, a)), n, int(rng.binomial(n, c)), n)
+        covered += r.ci_low <= truth <= r.ci_high
+        above += r.ci_low > 0
+    assert 0.93 <= covered / trials <= 0.975
+    if a == c:
+        assert above / trials <= 0.045
+
+
+def test_bonferroni_confidence():
+    assert bonferroni_confidence(0.95, 1) == pytest.approx(0.95)
+    assert bonferroni_confidence(0.95, 10) == pytest.approx(0.995)
+    with pytest.raises(ValueError):
+        bonferroni_confidence(0.95, 0)
+
+
+def test_auc_p_value_is_mann_whitney():
+    rng = np.random.default_rng(1)
+    scores = np.r_[rng.normal(0.3, 1, 40), rng.normal(0, 1, 40)]
+    labels = np.r_[np.ones(40), np.zeros(40)]
+    u = roc_auc_score(labels, scores) * 40 * 40
+    from scipy import stats
+
+    expected = stats.mannwhitneyu(scores[:40], scores[40:], alternative="greater").pvalue
+    assert auc_p_value(scores, labels) == pytest.approx(expected)
+    assert stats.mannwhitneyu(scores[:40], scores[40:]).statistic == pytest.approx(u)
+    # Perfect separation of 8 vs 8 (the shadow attack's size): exact p = 1 / C(16, 8).
+    assert auc_p_value(np.r_[np.ones(8) + np.arange(8), -np.arange(8.0)], np.r_[np.ones(8), np.zeros(8)]) \
+        == pytest.approx(1 / math.comb(16, 8))
+
+
+def test_tpr_at_fpr_rows_matches_the_scalar_reading():
+    rng = np.random.default_rng(3)
+    curves = []
+    for _ in range(20):
+        scores = rng.integers(0, 6, 60).astype(float)  # ties: vertical and diagonal segments
+        labels = np.r_[np.ones(30), np.zeros(30)]
+        curves.append(WeightedROC(scores, labels).curve())
+    width = max(len(f) for f, _ in curves)
+    pad = lambda a: np.r_[a, np.full(width - len(a), a[-1])]  # noqa: E731
+    fprs = np.stack([pad(f) for f, _ in curves])
+    tprs = np.stack([pad(t) for _, t in curves])
+    for target in (0.0, 0.01, 0.1, 0.5, 1.0):
+        expected = [float(np.interp(target, f, t)) if target not in f else float(t[f == target].max())
+                    for f, t in curves]
+        np.testing.assert_allclose(tpr_at_fpr_rows(fprs, tprs, target), expected, atol=1e-12)
+
+
+def test_tpr_permutation_p_values_are_calibrated():
+    # No signal, 150 members vs 150 tied-heavy non-members (DOMIAS-like scores): the one-sided p-value of
+    # TPR at 1% FPR is below 0.05 about 5% of the time. The percentile bootstrap is no test here: with
+    # 1.5 non-members beyond the 1% threshold its lower end is mostly 0 or jumps with single records.
+    rng = np.random.default_rng(2)
+    labels = np.r_[np.ones(150), np.zeros(150)]
+    p_values = []
+    for i in range(100):
+        scores = np.round(rng.normal(size=300), 1)
+        roc = WeightedROC(scores, labels)
+        fpr, tpr = roc.curve()
+        p_values.append(tpr_permutation_p_values(roc, {0.01: tpr_at_fpr(fpr, tpr, 0.01)}, 200,
+                                                 np.random.default_rng(i))[0.01])
+    p_values = np.array(p_values)
+    assert np.mean(p_values < 0.05) <= 0.1 and np.mean(p_values < 0.5) <= 0.65
+    # A strong signal gives the smallest p-value the permutations allow.
+    scores = np.r_[rng.normal(3, 1, 150), rng.normal(0, 1, 150)]
+    roc = WeightedROC(scores, labels)
+    fpr, tpr = roc.curve()
+    assert tpr_permutation_p_values(roc, {0.01: tpr_at_fpr(fpr, tpr, 0.01)}, 99, rng)[0.01] == pytest.approx(0.01)
