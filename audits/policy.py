@@ -26,10 +26,12 @@ TIERS = ("quick", "thorough")
 JUDGES = ("significant", "point", "ci", "beyond")
 # How a result is compared with its threshold (the "unsafe" side is above a "max" threshold, below a
 # "min" one); see default_policy.toml for when to use which:
-#   significant  fail iff the estimate is on the unsafe side of the threshold AND the interval excludes the
-#                value an honest release has (``baseline``) on the unsafe side: a leak that is material and
+#   significant  fail iff the estimate is on the unsafe side of the threshold AND the no-leak null is rejected
+#                on the unsafe side (by the attack's exact / permutation p-value, else by the interval
+#                excluding ``baseline``, the value an honest release has): a leak that is material and
 #                statistically established. An honest release is refused with probability at most
-#                (1 - confidence) / 2 per test, at any sample size.
+#                (1 - level) / 2 per test, at any sample size. If the threshold is stricter than the
+#                baseline (no leak is itself unacceptable), the interval must lie beyond the threshold.
 #   point        fail iff the estimate is on the unsafe side (no allowance for sampling noise).
 #   ci           fail unless the whole interval is on the safe side: the release must *prove* it is below
 #                the threshold; refuses honest releases of small tables (wide intervals).
@@ -199,10 +201,15 @@ class Policy:
             significant = bool(r.p_value < (1.0 - lvl) / 2.0)
         elif safe_bound is not None and r.baseline is not None:
             significant = bool(safe_bound > r.baseline if upper else safe_bound < r.baseline)
+        # A threshold stricter than the honest value (e.g. an AUC "max = 0.45") makes "no leak" itself
+        # unacceptable; "significant" then asks whether the value is established beyond the threshold.
+        strict = r.baseline is not None and beyond(r.baseline)
         if judge == "ci" and unsafe_bound is not None:
             judged, failed = unsafe_bound, beyond(unsafe_bound)
         elif judge == "beyond" and safe_bound is not None:
             judged, failed = safe_bound, beyond(safe_bound)
+        elif judge == "significant" and strict and safe_bound is not None:
+            judged, failed = r.value, beyond(r.value) and beyond(safe_bound)
         elif judge == "significant" and significant is not None:
             judged, failed = r.value, beyond(r.value) and significant
         else:  # "point", or no interval / baseline to judge by: the estimate alone
@@ -226,10 +233,13 @@ class Policy:
                 how = f" (its {side} {level} confidence bound {_fmt(judged)})"
             message = (f"{r.name} = {_fmt(r.value)}{how} {verb} threshold {_fmt(threshold)} "
                        f"by {_fmt(abs(judged - threshold))}")
-            if judge == "significant" and significant is not None:
+            if judge == "significant" and strict and safe_bound is not None:
+                message += (f" (its {interval} lies beyond the threshold, which is stricter than the "
+                            f"no-leak value {_fmt(r.baseline)})")
+            elif judge == "significant" and significant is not None:
                 message += f" ({evidence(True)})"
         elif beyond(r.value) and judge in ("significant", "beyond"):
-            what = (evidence(False) if judge == "significant"
+            what = (evidence(False) if judge == "significant" and not strict
                     else f"its {interval} reaches the safe side of the threshold")
             message = (f"note: {r.name} = {_fmt(r.value)} {verb} threshold {_fmt(threshold)}, but {what}: "
                        f"not established at this sample size (judge = {judge!r}); passed")

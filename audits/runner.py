@@ -4,9 +4,15 @@ Tiers:
 
 - ``quick``: distance (DCR share, NNDR, exact copies), membership (distance
   attack, DOMIAS) and re-identification (linkage, singling out, attribute
-  inference). About 10-20 s on Adult-sized tables on 2 cores.
+  inference). About 20-30 s on Adult (24k train / 6k holdout) on 2 cores.
 - ``thorough``: ``quick`` plus the shadow-model attack and the canary
   epsilon audit; both refit the generator, so they need ``generator``.
+  About 4.5 minutes for MST on Adult, 17 refits of ~13 s
+  (``benchmarks/audit_speed.py --tier thorough --generator mst``).
+
+Every interval is computed at the policy's per-test level
+(:meth:`Policy.test_confidence`: Bonferroni over the tier's tests by
+default), so the report's intervals hold simultaneously at its confidence.
 
 A ``max_seconds`` budget skips attacks predicted not to fit (prediction from
 the nearest-neighbour throughput measured so far); skipped attacks are

@@ -242,12 +242,15 @@ def auc_from_curve(fpr: np.ndarray, tpr: np.ndarray) -> float:
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     """TPR of the (randomised-threshold) ROC at false-positive rate ``target``."""
-    return float(tpr_at_fpr_rows(np.asarray(fpr)[None, :], np.asarray(tpr)[None, :], target)[0])
+    # Where the curve is vertical (several TPRs at one FPR), take the highest: the attacker's best.
+    right = np.searchsorted(fpr, target, side="right")
+    if right > 0 and fpr[right - 1] == target:
+        return float(tpr[right - 1])
+    return float(np.interp(target, fpr, tpr))
 
 
 def tpr_at_fpr_rows(fpr: np.ndarray, tpr: np.ndarray, target: float) -> np.ndarray:
-    """:func:`tpr_at_fpr` for each row of ``(n_curves, n_points)`` arrays of ROC curves."""
-    # Where a curve is vertical (several TPRs at one FPR), take the highest: the attacker's best.
+    """:func:`tpr_at_fpr` for each row of ``(n_curves, n_points)`` arrays of ROC curves (same reading)."""
     rows = np.arange(fpr.shape[0])
     right = (fpr <= target).sum(axis=1)  # curves start at (0, 0), so right >= 1 for target >= 0
     last = right - 1
@@ -305,8 +308,7 @@ def tpr_permutation_p_values(roc: WeightedROC, observed: dict[float, float], n_p
     done = 0
     while done < n_permutations:
         m = min(chunk, n_permutations - done)
-        perm = np.argsort(rng.random((m, n)), axis=1)
-        pos = roc.labels[perm].astype(np.float32)  # (m, n): labels shuffled, scores (order) fixed
+        pos = rng.permuted(np.broadcast_to(roc.labels.astype(np.float32), (m, n)), axis=1)  # scores fixed
         tp = np.cumsum(pos, axis=1)[:, roc.ends]
         fp = np.cumsum(1.0 - pos, axis=1)[:, roc.ends]
         tpr = np.c_[np.zeros(m), tp / tp[:, -1:]]

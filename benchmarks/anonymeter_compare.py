@@ -11,13 +11,18 @@ Triple: Adult is split (seeded) into train / control (holdout) / spare.
 reference cases run: ``honest`` (the spare split, an independent sample) and
 ``leaky`` (train rows with 1% numeric jitter).
 
+``--mst``: the triple of ``benchmarks/audit_speed.py --generator mst`` instead:
+Adult read with the public schema ``benchmarks/adult.schema.json``, split
+24,000 train / 6,162 control as ``dpsynth release`` splits it, and 24,000 rows
+of MST at ``--epsilon`` (default 1) fitted on train as the synthetic table.
+
 Attacks, matched as closely as the two designs allow:
 - singling out: anonymeter multivariate mode (n_cols=3) vs ours (rarest-first
   conjunctions of up to 3 columns);
 - linkability: aux columns = (QIs, the other columns) for both;
 - inference: secret = income from the QIs for both.
 
-Usage: python benchmarks/anonymeter_compare.py [--synthetic CSV] [--n-attacks 500]
+Usage: python benchmarks/anonymeter_compare.py [--synthetic CSV | --mst [--epsilon 1]] [--n-attacks 500]
 """
 
 from __future__ import annotations
@@ -114,6 +119,22 @@ def run_ours(train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.DataFrame
     return out
 
 
+def mst_triple(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, audits.TableSpec]:
+    """Train / control / MST synthetic, as in ``audit_speed.py --generator mst`` (same seed, same split)."""
+    from dpsynth.release import split_holdout
+    from dpsynth.schema import Schema
+    from dpsynth.synthesizers.mst import MST
+    from dpsynth.tables import read_csv
+
+    schema = Schema.load(Path(__file__).resolve().parent / "adult.schema.json")
+    table = read_csv(args.adult, schema)
+    train, control = split_holdout(table, 1 - 24000 / len(table), np.random.default_rng(args.seed))
+    model = MST(epsilon=args.epsilon, delta=1e-6, random_state=args.seed, iters=args.mst_iters).fit(train, schema)
+    synthetic = model.sample(len(train))
+    spec = audits.TableSpec.from_schema_dict(schema.to_dict()).with_roles(QIS, SECRET)
+    return train, control, synthetic, spec
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adult", type=Path, default=Path(os.environ.get("ADULT_CSV", DEFAULT_ADULT)))
@@ -121,13 +142,19 @@ def main() -> int:
     parser.add_argument("--n-attacks", type=int, default=500)
     parser.add_argument("--venv", type=Path, default=Path(os.environ.get("ANONYMETER_VENV", "/tmp/anonymeter-venv")))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mst", action="store_true", help="24k/6k triple with MST synthetic data (see above)")
+    parser.add_argument("--epsilon", type=float, default=1.0)
+    parser.add_argument("--mst-iters", type=int, default=2000)
     args = parser.parse_args()
     df = pd.read_csv(args.adult, skipinitialspace=True, na_values=["?"]).drop(columns=["fnlwgt"])
     perm = np.random.default_rng(args.seed).permutation(len(df))
     train, control, spare = (df.iloc[perm[a:b]].reset_index(drop=True)
                              for a, b in ((0, 12000), (12000, 18000), (18000, 30000)))
     spec = audits.TableSpec.infer(df, quasi_identifiers=QIS, secret=SECRET, name="adult")
-    if args.synthetic is not None:
+    if args.mst:
+        train, control, synthetic, spec = mst_triple(args)
+        cases = {f"mst_epsilon_{args.epsilon:g}": synthetic}
+    elif args.synthetic is not None:
         cases = {"given": pd.read_csv(args.synthetic, skipinitialspace=True, na_values=["?"])[list(df.columns)]}
     else:
         rng = np.random.default_rng(args.seed)
@@ -138,6 +165,7 @@ def main() -> int:
         cases = {"honest": spare, "leaky": leaky}
     python = ensure_venv(args.venv)
     out = {"anonymeter_version": ANONYMETER_VERSION, "quasi_identifiers": QIS, "secret": SECRET,
+           "triple": "24k/6k + MST (audit_speed.py --generator mst)" if args.mst else "12k/6k Adult split",
            "sizes": {"train": len(train), "control": len(control)}, "n_attacks": args.n_attacks, "cases": {}}
     for name, synthetic in cases.items():
         out["cases"][name] = {

@@ -86,7 +86,7 @@ def test_release_passes_and_writes_a_complete_directory(demo):
 
 def test_gate_refusal_exits_3_releases_no_data_and_keeps_the_spend(demo, tmp_path):
     strict = tmp_path / "strict.toml"
-    strict.write_text("[tests.dcr_share]\nmax = 0.0\n")
+    strict.write_text("[tests.dcr_share]\nmax = 0.0\njudge = \"point\"\n")
     out = demo["root"] / "release-refused"
     before = spends(demo["ledger"])
     result = invoke(*release_args(demo, out, "--policy", strict, epsilon="0.2"))

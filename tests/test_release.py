@@ -97,7 +97,7 @@ def test_a_crash_while_writing_leaves_no_half_release(setup, monkeypatch):
 
 def test_refusal_writes_manifest_and_report_only(setup):
     strict = setup["tmp"] / "strict.toml"
-    strict.write_text("[tests.mia_distance]\nmax = 0.0\n")
+    strict.write_text("[tests.mia_distance]\nmax = 0.0\njudge = \"point\"\n")
     with pytest.raises(GateFailed) as info:
         run_release(request(setup, "r4", policy=strict))
     assert "mia_distance" in str(info.value)

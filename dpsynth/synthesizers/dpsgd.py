@@ -282,33 +282,30 @@ def calibrate_noise_multiplier(epsilon: float, delta: float, sample_rate: float,
                                accountant: Literal["prv", "rdp"] = "prv") -> tuple[float, str]:
     """Smallest DP-SGD noise multiplier for which the whole fit is (epsilon, delta)-DP.
 
-    Uses Opacus' own calibration (``get_noise_multiplier``) when nothing precedes
-    training; with preprocessing, the same bisection over an accountant whose
-    history starts with the preprocessing Gaussians, so their cost is subtracted
-    by composition rather than by splitting epsilon. PRV first, RDP where PRV
-    fails. Returns ``(noise_multiplier, accountant_used)``.
+    The bisection of Opacus' ``get_noise_multiplier``, run on an Opacus
+    accountant whose history starts with the preprocessing Gaussians (sampling
+    rate 1), so their cost is subtracted by composition rather than by splitting
+    epsilon. Two changes make it about three times faster: the cheap RDP
+    accountant brackets the answer first (RDP overstates epsilon, so its noise
+    is an upper end), and PRV's error bound is set to 0.3% of the target, so
+    the result lands within about 0.5% below the target. PRV first, RDP where
+    PRV fails (opacus #591, #604). Returns ``(noise_multiplier, accountant_used)``.
     """
     from opacus.accountants import create_accountant
-    from opacus.accountants.utils import get_noise_multiplier
 
-    tolerance = 1e-3 * epsilon
     prefix = _opacus_history(preprocessing)
-    order = ["prv", "rdp"] if accountant == "prv" else ["rdp"]
     failures = []
-    for name in order:
-        # PRV's own error bound: absolute, so scale it with the target (1e-3 relative).
-        kwargs: dict[str, Any] = {"eps_error": max(1e-4, 1e-3 * epsilon)} if name == "prv" else {}
+    upper = None
+    for name in (["prv", "rdp"] if accountant == "prv" else ["rdp"]):
+        kwargs: dict[str, Any] = {"eps_error": max(1e-5, 3e-3 * epsilon)} if name == "prv" else {}
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                with np.errstate(all="ignore"):
-                    if not prefix:
-                        sigma = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
-                                                     sample_rate=sample_rate, steps=steps, accountant=name,
-                                                     epsilon_tolerance=tolerance, **kwargs)
-                    else:
-                        sigma = _bisect_noise(create_accountant(mechanism=name), prefix, epsilon, delta,
-                                              sample_rate, steps, tolerance, kwargs)
+                if name == "prv" and upper is None:
+                    upper = _bisect_noise(create_accountant(mechanism="rdp"), prefix, epsilon, delta,
+                                          sample_rate, steps, 1e-2 * epsilon, {})
+                sigma = _bisect_noise(create_accountant(mechanism=name), prefix, epsilon, delta, sample_rate,
+                                      steps, 1e-3 * epsilon, kwargs, upper=upper if name == "prv" else None)
         except Exception as exc:  # noqa: BLE001 - any accountant failure means: try the next one
             failures.append(f"{name}: {exc}")
             continue
@@ -322,27 +319,37 @@ def calibrate_noise_multiplier(epsilon: float, delta: float, sample_rate: float,
 
 
 def _bisect_noise(accountant, prefix: list[tuple[float, float, int]], epsilon: float, delta: float,
-                  sample_rate: float, steps: int, tolerance: float, kwargs: dict[str, Any]) -> float:
-    """``get_noise_multiplier``'s bisection, with ``prefix`` composed before the DP-SGD steps."""
+                  sample_rate: float, steps: int, tolerance: float, kwargs: dict[str, Any],
+                  upper: float | None = None) -> float:
+    """Noise multiplier whose epsilon lies in ``[epsilon - tolerance, epsilon]``; ``upper`` is a known safe value."""
 
     def spent(sigma: float) -> float:
         accountant.history = [*prefix, (sigma, sample_rate, steps)]
         return float(accountant.get_epsilon(delta=delta, **kwargs))
 
-    accountant.history = list(prefix)
-    floor = float(accountant.get_epsilon(delta=delta, **kwargs))
-    if floor >= epsilon:
-        raise PrivacyAccountingError(f"preprocessing alone costs epsilon={floor:.4g} >= target {epsilon}")
-    low, high, eps_high = 0.0, 10.0, math.inf
-    while eps_high > epsilon:
-        high *= 2
-        eps_high = spent(high)
-        if high > 1e6:
-            raise PrivacyAccountingError("the privacy budget is too low for DP-SGD")
+    if prefix:
+        accountant.history = list(prefix)
+        floor = float(accountant.get_epsilon(delta=delta, **kwargs))
+        if floor >= epsilon:
+            raise PrivacyAccountingError(f"preprocessing alone costs epsilon={floor:.4g} >= target {epsilon}")
+    if upper is None:  # get_noise_multiplier's bracket
+        low, high, eps_high = 0.0, 10.0, math.inf
+        while eps_high > epsilon:
+            high *= 2
+            eps_high = spent(high)
+            if high > 1e6:
+                raise PrivacyAccountingError("the privacy budget is too low for DP-SGD")
+    else:
+        high, eps_high = upper, spent(upper)
+        if eps_high > epsilon:
+            return _bisect_noise(accountant, prefix, epsilon, delta, sample_rate, steps, tolerance, kwargs)
+        low = high / 1.5
+        while spent(low) <= epsilon:
+            high, low = low, low / 1.5
     while epsilon - eps_high > tolerance:
         mid = (low + high) / 2
         eps = spent(mid)
-        if eps < epsilon:
+        if eps <= epsilon:
             high, eps_high = mid, eps
         else:
             low = mid
@@ -353,18 +360,35 @@ def steps_within_budget(epsilon: float, delta: float, sample_rate: float, noise_
                         max_steps: int, preprocessing: Sequence[dpa.DpEvent] = ()) -> int:
     """Largest ``t <= max_steps`` such that preprocessing + ``t`` steps is (epsilon, delta)-DP.
 
-    Judged by dpsynth's reporting accountant (PLD), so a run that stops here
-    is reported within the target. Epsilon grows with ``t``: bisection.
+    Judged by dpsynth's reporting accountant (PLD), so a run that stops here is
+    reported within the target. Epsilon grows with ``t``: bisection, started
+    from the RDP answer (RDP overstates epsilon, so its step count is safe).
     """
 
-    def within(t: int) -> bool:
-        return epsilon_for(fit_event(preprocessing, sample_rate, noise_multiplier, t), delta) <= epsilon
+    def within(t: int, accountant: str = "auto") -> bool:
+        event = fit_event(preprocessing, sample_rate, noise_multiplier, t)
+        return epsilon_for(event, delta, accountant) <= epsilon  # type: ignore[arg-type]
 
     if within(max_steps):
         return max_steps
     if not within(0):
         raise PrivacyAccountingError(f"preprocessing alone exceeds epsilon={epsilon} at delta={delta}")
     low, high = 0, max_steps  # within(low), not within(high)
+    while high - low > 1:  # the RDP bracket: cheap
+        mid = (low + high) // 2
+        if within(mid, "rdp"):
+            low = mid
+        else:
+            break
+    if low:  # everything from 0 to the RDP answer is within; search the rest with PLD
+        rdp_low, rdp_high = low, high
+        while rdp_high - rdp_low > 1:
+            mid = (rdp_low + rdp_high) // 2
+            if within(mid, "rdp"):
+                rdp_low = mid
+            else:
+                rdp_high = mid
+        low = rdp_low
     while high - low > 1:
         mid = (low + high) // 2
         if within(mid):
@@ -484,6 +508,7 @@ class TrainingRecord:
     epochs_completed: int = 0
     stopped_by: StopReason = "epochs"
     seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
     losses: dict[str, float] = field(default_factory=dict)
 
 
@@ -590,6 +615,7 @@ class DPSGDSynthesizer(Synthesizer):
             for epoch in range(plan.epochs):
                 totals: dict[str, float] = {}
                 taken = 0
+                epoch_start = time.monotonic()
                 for batch in loader:
                     if record.steps >= plan.max_steps:
                         record.stopped_by = "budget"
@@ -605,6 +631,7 @@ class DPSGDSynthesizer(Synthesizer):
                         totals[key] = totals.get(key, 0.0) + value
                 if taken == plan.steps_per_epoch:
                     record.epochs_completed = epoch + 1
+                    record.epoch_seconds.append(time.monotonic() - epoch_start)
                 record.losses = {k: v / max(taken, 1) for k, v in totals.items()}
                 update(advance=1, info=" ".join(f"{k}={v:.3f}" for k, v in record.losses.items()))
                 if record.stopped_by != "epochs":

@@ -95,6 +95,16 @@ def test_significant_judge_needs_a_material_and_established_leak():
     assert p.judge_result(_result("nndr_ratio", 0.8, 0.6, 1.05, direction="min", baseline=1.0)).passed
 
 
+def test_a_threshold_stricter_than_the_no_leak_value_refuses_what_is_established_beyond_it():
+    # "max = 0.0" for an AUC (used to force a refusal): an honest 0.5 is beyond it, and established.
+    p = Policy.from_dict({"tests": {"mia_distance": {"max": 0.0}, "dcr_share": {"max": 0.45}}})
+    auc = p.judge_result(_result("mia_distance", 0.5, 0.47, 0.53, family="membership", baseline=0.5, p_value=0.5))
+    assert auc.passed is False and "stricter than the no-leak value 0.50" in auc.message
+    # Beyond a strict threshold but not established beyond it: passes with a note.
+    dcr = p.judge_result(_result("dcr_share", 0.47, 0.42, 0.52, baseline=0.5))
+    assert dcr.passed is True and dcr.message.startswith("note:")
+
+
 def test_significance_uses_the_p_value_when_the_attack_has_one():
     p = Policy.default()
     level = p.test_confidence("quick")  # 0.995: one-sided cut-off 0.0025

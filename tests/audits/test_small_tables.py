@@ -48,8 +48,8 @@ def _tables(kind: str, seed: int, table_maker) -> tuple[pd.DataFrame, pd.DataFra
     return (*_split(df), audits.TableSpec.infer(df))
 
 
-# Seeds 0 and 1 of the toy table are ones where the former rule refused the honest release.
-@pytest.mark.parametrize("kind, seed", [("toy", 0), ("toy", 1), ("mixed", 2)])
+# On seeds 1 and 3 of the toy table the former rule refused the honest release.
+@pytest.mark.parametrize("kind, seed", [("toy", 1), ("toy", 3), ("mixed", 2)])
 def test_honest_small_release_passes(kind, seed, table_maker):
     train, holdout, fresh, spec = _tables(kind, seed, table_maker)
     report = audits.run(train, holdout, fresh.iloc[:1200], spec, seed=seed)
@@ -57,7 +57,7 @@ def test_honest_small_release_passes(kind, seed, table_maker):
     assert report.test_confidence == pytest.approx(0.995)
     # Every test was judged on evidence, and none found a leak established.
     assert all(r.judge == "significant" and r.passed for r in report.results)
-    if kind == "toy" and seed == 0:
+    if kind == "toy" and seed == 1:
         # The reported symptom: the worst secret's estimate is above 0.1, its interval wide around 0.
         ai = report.result("attribute_inference_risk")
         assert ai.value > 0.1 and ai.ci_low < 0 < ai.ci_high

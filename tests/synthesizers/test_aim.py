@@ -159,3 +159,13 @@ def test_fixed_seed_reproduces_output(fitted) -> None:
     _, first = fitted
     second = AIM(epsilon=1.0, delta=1e-6, random_state=0, **FAST).fit(make_frame(), make_schema()).sample()
     pd.testing.assert_frame_equal(first, second)
+
+
+
+def test_planned_cost_bounds_the_realised_cost(fitted) -> None:
+    """The ledger reserves planned_cost before fit; the realised cost must never exceed it."""
+    model, frame = fitted
+    planned = AIM(epsilon=model.epsilon, delta=model.delta).planned_cost(len(frame), model.schema_)
+    assert planned.epsilon <= model.epsilon + 1e-9
+    for delta in (model.delta, 1e-5, 1e-8):
+        assert epsilon_for(model.privacy_cost_.event, delta) <= epsilon_for(planned.event, delta) + 1e-9

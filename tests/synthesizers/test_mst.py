@@ -235,3 +235,13 @@ def test_adult_schema_covers_the_adult_table() -> None:
     assert report.total_changed == 0  # every value lies in the documented domain
     assert TableEncoder(schema).encode(data)["capital_gain"].min() == 0
     assert (TableEncoder(schema).encode(data)["capital_gain"] == 0).mean() > 0.8  # the bin of exactly 0
+
+
+def test_planned_cost_is_exactly_what_fit_spends(fitted) -> None:
+    """The ledger reserves planned_cost before fit: for MST it must be the realised event itself."""
+    from dpsynth.privacy.cost import event_to_dict
+
+    model = fitted[0]
+    planned = MST(epsilon=1.0, delta=1e-6).planned_cost(model.n_train_rows_, model.schema_)
+    assert event_to_dict(planned.event) == event_to_dict(model.privacy_cost_.event)
+    assert planned.epsilon == pytest.approx(model.privacy_cost_.epsilon)
