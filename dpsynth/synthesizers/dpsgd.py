@@ -16,9 +16,11 @@ Accounting, in order:
    of Differential Privacy") says the *whole* fit -- preprocessing (e.g. the
    noisy category counts of DP-CTGAN, entered as Gaussian mechanisms with
    sampling rate 1) plus ``epochs / q`` DP-SGD steps -- is (epsilon, delta)-DP.
-   RDP (Mironov et al. 2019) is the fallback where PRV fails (opacus #591,
-   #604). Opacus' GDP accountant is never used: its CLT approximation is not
-   an upper bound.
+   It is Opacus' ``get_noise_multiplier`` bisection, bracketed first by
+   Opacus' RDP accountant (Mironov et al. 2019) and run on a history that
+   starts with the preprocessing. RDP alone is the fallback where PRV fails
+   (opacus #591, #604). Opacus' GDP accountant is never used: its CLT
+   approximation is not an upper bound.
 2. **Budget stop**: before training, dpsynth's own PLD accountant (the one that
    reports the cost) gives the largest number of steps that keeps the fit
    within the target; the loop never takes a step beyond it.
@@ -31,6 +33,11 @@ blocks; numbers are placed by their public bins (one-hot) plus an offset in
 [-1, 1] inside the bin, or min-max scaled into [-1, 1] by the public bounds.
 Nothing is fitted on the private table (no per-column Gaussian mixtures as in
 CTGAN's mode-specific normalisation), so the encoding costs no budget.
+
+Per-sample clipping defaults to Opacus' ghost clipping (exact per-row gradient
+norms from activations and back-propagations, without materialising per-row
+gradients; Li et al. 2022, Bu et al. 2023); ``grad_sample_mode="hooks"``
+materialises them instead, with the same result.
 
 The sampling rate is ``1 / ceil(n / batch_size)`` as in Opacus, so the row
 count ``n`` is treated as public, as every DP-SGD library does.
@@ -53,7 +60,7 @@ import torch
 from torch import nn
 
 from dpsynth.errors import PrivacyAccountingError, UsageError
-from dpsynth.privacy.accountant import compose, epsilon_for
+from dpsynth.privacy.accountant import epsilon_for
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.randomness import RandomState
 from dpsynth.schema import Column, Schema
@@ -61,7 +68,6 @@ from dpsynth.synthesizers.base import Synthesizer
 
 NumericEncoding = Literal["bins", "minmax"]
 GradSampleMode = Literal["ghost", "hooks"]
-Device = Literal["auto", "cpu", "cuda"] | str
 StopReason = Literal["epochs", "budget", "max_seconds"]
 
 
@@ -367,35 +373,36 @@ def steps_within_budget(epsilon: float, delta: float, sample_rate: float, noise_
 
     def within(t: int, accountant: str = "auto") -> bool:
         event = fit_event(preprocessing, sample_rate, noise_multiplier, t)
-        return epsilon_for(event, delta, accountant) <= epsilon  # type: ignore[arg-type]
+        with _quiet_rdp():
+            return epsilon_for(event, delta, accountant) <= epsilon  # type: ignore[arg-type]
+
+    def largest(ok: Callable[[int], bool], low: int, high: int) -> int:
+        while high - low > 1:  # ok(low), not ok(high)
+            mid = (low + high) // 2
+            low, high = (mid, high) if ok(mid) else (low, mid)
+        return low
 
     if within(max_steps):
         return max_steps
     if not within(0):
         raise PrivacyAccountingError(f"preprocessing alone exceeds epsilon={epsilon} at delta={delta}")
-    low, high = 0, max_steps  # within(low), not within(high)
-    while high - low > 1:  # the RDP bracket: cheap
-        mid = (low + high) // 2
-        if within(mid, "rdp"):
-            low = mid
-        else:
-            break
-    if low:  # everything from 0 to the RDP answer is within; search the rest with PLD
-        rdp_low, rdp_high = low, high
-        while rdp_high - rdp_low > 1:
-            mid = (rdp_low + rdp_high) // 2
-            if within(mid, "rdp"):
-                rdp_low = mid
-            else:
-                rdp_high = mid
-        low = rdp_low
-    while high - low > 1:
-        mid = (low + high) // 2
-        if within(mid):
-            low = mid
-        else:
-            high = mid
-    return low
+    start = largest(lambda t: within(t, "rdp"), 0, max_steps)
+    if start and not within(start):  # RDP is usually, not provably, looser than PLD
+        start = 0
+    return largest(within, start, max_steps)
+
+
+@contextlib.contextmanager
+def _quiet_rdp() -> Iterator[None]:
+    """Silence dp-accounting's RDP convergence warnings (orders it excludes are reported, not errors)."""
+    from absl import logging as absl_logging
+
+    before = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(before)
 
 
 @dataclass
@@ -509,17 +516,40 @@ class TrainingRecord:
     stopped_by: StopReason = "epochs"
     seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
+    epoch_cpu_seconds: list[float] = field(default_factory=list)
     losses: dict[str, float] = field(default_factory=dict)
 
 
 class DPSGDSynthesizer(Synthesizer):
     """Base of the DP-SGD generators: validation, planning, the Opacus loop, the cost.
 
-    Subclasses build their networks (:meth:`_build`), say which module is
-    trained on private rows (:meth:`_private_module`), take one DP step on a
-    Poisson batch (:meth:`_step`), and generate logits (:meth:`_generate`).
-    They may spend part of the budget on Gaussian preprocessing
-    (:meth:`_preprocess`); it is composed into the calibration and the cost.
+    Common parameters:
+
+    * ``epsilon``, ``delta``: the target for the *whole* fit (add/remove one row).
+    * ``epochs``, ``batch_size``: planned passes and expected Poisson batch size
+      (capped at a quarter of the table, so small tables still subsample).
+    * ``max_grad_norm``: per-row clipping bound C; ``learning_rate``: Adam's step.
+    * ``noise_multiplier``: ``None`` (default) calibrates it to the target;
+      a fixed value trains until the budget is spent or ``epochs`` end.
+    * ``max_seconds``: stop at the first step boundary after this much training
+      time; the cost reported is that of the steps taken.
+    * ``numeric_encoding``: ``bins`` (public bins + in-bin offset) or ``minmax``.
+    * ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:i]``;
+      ``progress``: a rich progress bar over epochs; ``grad_sample_mode``:
+      ``ghost`` or ``hooks`` (same clipping, different cost); ``num_threads``:
+      torch intra-op threads during fit and sample (default 1: the networks are
+      small, and on a busy machine OpenMP threads spin-wait; ``None`` leaves
+      torch's setting).
+
+    Learned state: ``plan_`` (sampling rate, noise, step limits),
+    ``training_`` (steps taken, why it stopped, per-epoch times),
+    ``transformer_``, ``batch_size_``, ``privacy_cost_``.
+
+    Subclasses build their networks and say which module is trained on private
+    rows (:meth:`_build`), take one DP step on a Poisson batch (:meth:`_step`)
+    and generate raw outputs (:meth:`_generate`). They may spend part of the
+    budget on Gaussian preprocessing (:meth:`_preprocess`); it is composed into
+    the calibration and the cost.
     """
 
     name: ClassVar[str] = "dpsgd"
@@ -528,7 +558,7 @@ class DPSGDSynthesizer(Synthesizer):
                  max_grad_norm: float = 1.0, learning_rate: float = 1e-3, noise_multiplier: float | None = None,
                  numeric_encoding: NumericEncoding = "bins", random_state: RandomState = None,
                  max_seconds: float | None = None, device: str = "auto", progress: bool = True,
-                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = None) -> None:
+                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = 1) -> None:
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state)
         self.epochs = epochs
         self.batch_size = batch_size
@@ -571,7 +601,7 @@ class DPSGDSynthesizer(Synthesizer):
         device = resolve_device(self.device)
         self.device_ = device
         n = len(data)
-        batch = min(int(self.batch_size), max(1, n // 2))
+        batch = min(int(self.batch_size), max(1, n // 4))  # Poisson rate <= ~1/4 keeps amplification
         self.batch_size_ = batch
         self.transformer_ = TabularTransformer(self.schema_, self.numeric_encoding)
         x = torch.as_tensor(self.transformer_.transform(data))
@@ -581,10 +611,10 @@ class DPSGDSynthesizer(Synthesizer):
                                  preprocessing)
             self.plan_ = plan
             private, optimizer = self._build(self.transformer_, device)
-            engine = PrivacyEngine(accountant="prv")
             with warnings.catch_warnings():
+                # noise comes from a torch generator seeded by our (OS-entropy unless fixed) seed; see docs/dpsgd.md
                 warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
-                warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
+                engine = PrivacyEngine(accountant="prv")
                 module, dp_optimizer, *_, loader = engine.make_private(
                     module=private, optimizer=optimizer, data_loader=DataLoader(TensorDataset(x), batch_size=batch),
                     noise_multiplier=plan.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
@@ -611,11 +641,14 @@ class DPSGDSynthesizer(Synthesizer):
                dim: int) -> TrainingRecord:
         record = TrainingRecord()
         start = time.monotonic()
-        with epoch_progress(self.progress, f"{self.name} (DP-SGD)", plan.epochs) as update:
+        with epoch_progress(self.progress, f"{self.name} (DP-SGD)", plan.epochs) as update, \
+                warnings.catch_warnings():
+            # Opacus' hooks fire on module outputs when the inputs need no gradient: expected here
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
             for epoch in range(plan.epochs):
                 totals: dict[str, float] = {}
                 taken = 0
-                epoch_start = time.monotonic()
+                epoch_start, epoch_cpu = time.monotonic(), time.process_time()
                 for batch in loader:
                     if record.steps >= plan.max_steps:
                         record.stopped_by = "budget"
@@ -632,6 +665,7 @@ class DPSGDSynthesizer(Synthesizer):
                 if taken == plan.steps_per_epoch:
                     record.epochs_completed = epoch + 1
                     record.epoch_seconds.append(time.monotonic() - epoch_start)
+                    record.epoch_cpu_seconds.append(time.process_time() - epoch_cpu)
                 record.losses = {k: v / max(taken, 1) for k, v in totals.items()}
                 update(advance=1, info=" ".join(f"{k}={v:.3f}" for k, v in record.losses.items()))
                 if record.stopped_by != "epochs":
@@ -643,9 +677,10 @@ class DPSGDSynthesizer(Synthesizer):
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         chunks = []
         with seeded_torch(rng, self.device_), torch_threads(self.num_threads), torch.no_grad():
-            for begin in range(0, n, 10_000):
-                chunks.append(self._generate(min(10_000, n - begin), rng).detach().cpu().numpy())
-        return self.transformer_.inverse(np.concatenate(chunks), rng)
+            for begin in range(0, n, 50_000):
+                logits = self._generate(min(50_000, n - begin), rng).detach().cpu().numpy()
+                chunks.append(self.transformer_.inverse(logits, rng))
+        return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
     # -- for subclasses ---------------------------------------------------------------------------
     def _preprocess(self, x: torch.Tensor, rng: np.random.Generator) -> list[dpa.GaussianDpEvent]:
@@ -689,13 +724,15 @@ def private_backward(module: nn.Module, optimizer, loss_per_row: torch.Tensor, m
             else:
                 p.grad = torch.zeros_like(p)
         return
-    if mode == "ghost":
-        from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")  # expected, see _train
+        if mode == "ghost":
+            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
-        DPTensorFastGradientClipping(module, optimizer, loss_per_row, "mean").backward()
-    else:
-        # mean over the batch: Opacus rescales by the batch length to recover per-row gradients
-        loss_per_row.mean().backward()
+            DPTensorFastGradientClipping(module, optimizer, loss_per_row, "mean").backward()
+        else:
+            # mean over the batch: Opacus rescales by the batch length to recover per-row gradients
+            loss_per_row.mean().backward()
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:

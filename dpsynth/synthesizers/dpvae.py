@@ -88,13 +88,13 @@ class DPVAE(DPSGDSynthesizer):
 
     name: ClassVar[str] = "dpvae"
 
-    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 10, batch_size: int = 1000,
-                 max_grad_norm: float = 1.0, learning_rate: float = 2e-3, hidden_dim: Sequence[int] = (128, 128),
+    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 8, batch_size: int = 1000,
+                 max_grad_norm: float = 1.0, learning_rate: float = 2e-2, hidden_dim: Sequence[int] = (64,),
                  latent_dim: int = 32, loss_factor: float = 2.0, value_scale: float = 0.1,
                  noise_multiplier: float | None = None, numeric_encoding: NumericEncoding = "bins",
                  random_state: RandomState = None, max_seconds: float | None = None, device: str = "auto",
                  progress: bool = True, grad_sample_mode: GradSampleMode = "ghost",
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = 1) -> None:
         super().__init__(epsilon=epsilon, delta=delta, epochs=epochs, batch_size=batch_size,
                          max_grad_norm=max_grad_norm, learning_rate=learning_rate,
                          noise_multiplier=noise_multiplier, numeric_encoding=numeric_encoding,

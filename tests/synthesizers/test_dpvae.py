@@ -1,0 +1,130 @@
+"""DP-VAE: its DP-SGD cost, budget stop, refusals, output and reproducibility."""
+
+from __future__ import annotations
+
+import dp_accounting as dpa
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from dp_accounting import pld
+
+from dpsynth.errors import SchemaError, UsageError
+from dpsynth.privacy.accountant import epsilon_for
+from dpsynth.schema import Schema
+from dpsynth.synthesizers import make_synthesizer
+from dpsynth.synthesizers.dpvae import DPVAE, TabularVAE, row_losses
+from dpsynth.synthesizers.dpsgd import TabularTransformer
+from dpsynth.tables import prepare
+from tests.conftest import make_mixed_frame, make_mixed_schema
+
+EPSILON, DELTA = 1.0, 1e-6
+FAST = dict(epochs=4, batch_size=50, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> DPVAE:
+    return DPVAE(epsilon=EPSILON, delta=DELTA, random_state=0, **FAST).fit(make_mixed_frame(300), make_mixed_schema())
+
+
+def test_reported_event_is_the_dpsgd_steps_only(fitted) -> None:
+    event, plan = fitted.privacy_cost_.event, fitted.plan_
+    assert event == dpa.SelfComposedDpEvent(
+        dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)), 24)
+    assert fitted.training_.steps == plan.planned_steps == 24 and fitted.training_.stopped_by == "epochs"
+
+
+def test_calibrated_noise_meets_target_within_one_percent_by_independent_pld(fitted) -> None:
+    plan = fitted.plan_
+    accountant = pld.PLDAccountant()
+    accountant.compose(dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)),
+                       fitted.training_.steps)
+    independent = accountant.get_epsilon(DELTA)
+    assert 0.99 * EPSILON <= independent <= EPSILON
+    assert fitted.privacy_cost_.epsilon == pytest.approx(independent, rel=2e-3)
+    assert fitted.privacy_cost_.details["calibrated_by"] == "prv"
+
+
+def test_run_that_would_exceed_the_budget_stops_at_it() -> None:
+    model = DPVAE(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=100, batch_size=50, random_state=0,
+                  progress=False).fit(make_mixed_frame(300), make_mixed_schema())
+    steps = model.training_.steps
+    assert model.training_.stopped_by == "budget" and 0 < steps < model.plan_.planned_steps
+    assert model.privacy_cost_.epsilon <= EPSILON
+    step = model.privacy_cost_.event.event
+    assert epsilon_for(dpa.SelfComposedDpEvent(step, steps + 1), DELTA) > EPSILON
+
+
+def test_hooks_mode_trains_the_same_model_as_ghost_mode() -> None:
+    """Both per-sample clipping implementations give the same clipped gradients, hence the same weights."""
+    params = dict(epsilon=EPSILON, delta=DELTA, noise_multiplier=5.0, epochs=2, batch_size=50, random_state=3,
+                  progress=False)
+    frame, schema = make_mixed_frame(300), make_mixed_schema()
+    ghost = DPVAE(grad_sample_mode="ghost", **params).fit(frame, schema)
+    hooks = DPVAE(grad_sample_mode="hooks", **params).fit(frame, schema)
+    for a, b in zip(ghost.decoder_.parameters(), hooks.decoder_.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_private_schema_and_missing_schema_are_refused() -> None:
+    schema = Schema.from_dict({**make_mixed_schema().to_dict(), "source": "private-data"})
+    with pytest.raises(SchemaError, match="private"):
+        DPVAE(**FAST).fit(make_mixed_frame(100), schema)
+    with pytest.raises(UsageError, match="schema"):
+        DPVAE(**FAST).fit(make_mixed_frame(100), None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"hidden_dim": []}, "hidden_dim"), ({"latent_dim": 0}, "latent_dim"), ({"loss_factor": -1}, "loss_factor"),
+    ({"value_scale": 0}, "value_scale"), ({"epochs": 1.5}, "epochs"), ({"num_threads": 0}, "num_threads"),
+    ({"progress": "yes"}, "progress"),
+])
+def test_invalid_parameters_are_refused_naming_the_parameter(params, name) -> None:
+    with pytest.raises(UsageError, match=name):
+        DPVAE(**{**FAST, **params}).fit(make_mixed_frame(100), make_mixed_schema())
+
+
+def test_sample_respects_the_schema(fitted) -> None:
+    schema = make_mixed_schema()
+    out = fitted.sample(2000)
+    assert list(out.columns) == schema.names and len(out) == 2000
+    for column in schema:
+        values = out[column.name]
+        if not column.nullable:
+            assert values.notna().all(), column.name
+        present = values.dropna()
+        if column.kind == "categorical":
+            assert set(present) <= set(column.categories), column.name
+        else:
+            assert present.between(column.lower, column.upper).all(), column.name
+            if column.integer:
+                assert (present == np.round(present)).all(), column.name
+    assert all(out[c.name].isna().any() for c in schema if c.nullable)
+
+
+def test_fixed_seed_gives_the_same_rows() -> None:
+    params = dict(epsilon=EPSILON, delta=DELTA, noise_multiplier=5.0, epochs=2, batch_size=50, progress=False)
+    frame, schema = make_mixed_frame(300), make_mixed_schema()
+    a = DPVAE(random_state=11, **params).fit(frame, schema)
+    b = DPVAE(random_state=11, **params).fit(frame, schema)
+    pd.testing.assert_frame_equal(a.sample(500), b.sample(500))
+    first, second = a.sample(500), a.sample(500)
+    assert not first.equals(second)  # later draws continue the stream
+
+
+def test_reconstruction_loss_is_per_row() -> None:
+    """Each row's loss depends on that row only: the premise of per-sample clipping."""
+    schema = make_mixed_schema()
+    transformer = TabularTransformer(schema)
+    x = torch.as_tensor(transformer.transform(prepare(make_mixed_frame(20), schema)[0]))
+    raw = torch.randn(20, transformer.dim)
+    full = row_losses(raw, x, transformer.spans, 0.1)
+    alone = torch.cat([row_losses(raw[i:i + 1], x[i:i + 1], transformer.spans, 0.1) for i in range(20)])
+    torch.testing.assert_close(full, alone)
+    assert TabularVAE(transformer.dim, (8,), 4)(x)[0].shape == x.shape
+
+
+def test_make_synthesizer_builds_it_with_defaults() -> None:
+    model = make_synthesizer("dpvae", epsilon=EPSILON, delta=DELTA, random_state=0)
+    assert isinstance(model, DPVAE) and model.name == "dpvae"
+    assert model.get_params()["epochs"] == 8 and model.get_params()["hidden_dim"] == (64,)
