@@ -48,13 +48,17 @@ from torch import nn
 from dpsynth.errors import UsageError
 from dpsynth.privacy.accountant import gaussian_sigma
 from dpsynth.randomness import RandomState
+from dpsynth.schema import Schema
 from dpsynth.synthesizers.dpsgd import (
     DPSGDSynthesizer,
     GradSampleMode,
     NumericEncoding,
+    Span,
     TabularTransformer,
     apply_activations,
     check_dims,
+    check_int,
+    check_positive,
     private_backward,
 )
 
@@ -152,10 +156,8 @@ class DPCTGAN(DPSGDSynthesizer):
         super()._validate_parameters()
         check_dims(self.generator_dim, "generator_dim")
         check_dims(self.discriminator_dim, "discriminator_dim")
-        check_dims(self.embedding_dim, "embedding_dim")
-        if isinstance(self.generator_lr, bool) or not isinstance(self.generator_lr, (int, float)) \
-                or not 0 < self.generator_lr < float("inf"):
-            raise UsageError(f"generator_lr must be a positive finite number, got {self.generator_lr!r}")
+        check_int(self.embedding_dim, "embedding_dim", 1)
+        check_positive(self.generator_lr, "generator_lr")
         if self.conditional not in ("noisy-counts", "none"):
             raise UsageError(f"conditional must be 'noisy-counts' or 'none', got {self.conditional!r}")
         f = self.count_budget_fraction
@@ -165,30 +167,40 @@ class DPCTGAN(DPSGDSynthesizer):
             raise UsageError(f"match_marginals must be True or False, got {self.match_marginals!r}")
 
     # -- preprocessing: noisy category counts ---------------------------------------------------
-    def _preprocess(self, x: torch.Tensor, rng: np.random.Generator) -> list[dpa.GaussianDpEvent]:
-        """Gaussian noisy counts of every categorical column, for the conditional sampler.
+    def _count_spans(self, schema: Schema) -> tuple[Span, ...]:
+        if self.conditional == "none":
+            return ()
+        return TabularTransformer(schema, self.numeric_encoding).categorical_spans
+
+    def _preprocessing_events(self, schema: Schema) -> list[dpa.GaussianDpEvent]:
+        """One Gaussian per categorical column's histogram, calibrated from the schema alone.
 
         Adding or removing a record moves one count of each column by 1, so
         each column's histogram has L2 sensitivity 1. ``k`` columns with noise
         multiplier ``s`` compose exactly to one Gaussian of multiplier
         ``s / sqrt(k)``, which is calibrated to (f epsilon, f delta).
         """
-        self.cond_spans_ = () if self.conditional == "none" else self.transformer_.categorical_spans
-        self.count_noise_multiplier_ = None
-        if not self.cond_spans_:
-            self.cond_frequencies_ = []
+        k = len(self._count_spans(schema))
+        if not k:
             return []
-        k = len(self.cond_spans_)
         f = float(self.count_budget_fraction)
-        sigma = gaussian_sigma(f * self.epsilon, f * self.delta) * np.sqrt(k)
-        self.count_noise_multiplier_ = float(sigma)
+        sigma = float(gaussian_sigma(f * self.epsilon, f * self.delta) * np.sqrt(k))
+        return [dpa.GaussianDpEvent(sigma) for _ in range(k)]
+
+    def _preprocess(self, x: torch.Tensor, rng: np.random.Generator, events: list[dpa.GaussianDpEvent]) -> None:
+        """Noisy counts of every categorical column, normalised: the conditional sampler's frequencies."""
+        self.cond_spans_ = self._count_spans(self.schema_)
+        self.count_noise_multiplier_ = events[0].noise_multiplier if events else None
         frequencies = []
-        for span in self.cond_spans_:
+        for span, event in zip(self.cond_spans_, events, strict=True):
             counts = x[:, span.start:span.stop].sum(dim=0).double().numpy()
-            noisy = np.clip(counts + rng.normal(0.0, sigma, size=span.width), 0.0, None)
+            noisy = np.clip(counts + rng.normal(0.0, event.noise_multiplier, size=span.width), 0.0, None)
             frequencies.append(noisy / noisy.sum() if noisy.sum() > 0 else np.full(span.width, 1 / span.width))
         self.cond_frequencies_ = frequencies
-        return [dpa.GaussianDpEvent(float(sigma)) for _ in range(k)]
+
+    def _planned_details(self, events: list[dpa.GaussianDpEvent]) -> dict[str, Any]:
+        return {"conditional": self.conditional,
+                "count_noise_multiplier": events[0].noise_multiplier if events else None}
 
     def _cost_details(self) -> dict[str, Any]:
         return {"conditional": self.conditional, "count_noise_multiplier": self.count_noise_multiplier_,

@@ -548,8 +548,10 @@ class DPSGDSynthesizer(Synthesizer):
     Subclasses build their networks and say which module is trained on private
     rows (:meth:`_build`), take one DP step on a Poisson batch (:meth:`_step`)
     and generate raw outputs (:meth:`_generate`). They may spend part of the
-    budget on Gaussian preprocessing (:meth:`_preprocess`); it is composed into
-    the calibration and the cost.
+    budget on Gaussian preprocessing (declared from the schema by
+    :meth:`_preprocessing_events`, run by :meth:`_preprocess`); it is composed
+    into the calibration, the planned cost the ledger reserves
+    (:meth:`planned_cost`) and the realised cost.
     """
 
     name: ClassVar[str] = "dpsgd"
@@ -575,14 +577,14 @@ class DPSGDSynthesizer(Synthesizer):
     # -- validation ------------------------------------------------------------------------------
     def _validate_parameters(self) -> None:
         super()._validate_parameters()
-        _check_int(self.epochs, "epochs", 1)
-        _check_int(self.batch_size, "batch_size", 2)
-        _check_positive(self.max_grad_norm, "max_grad_norm")
-        _check_positive(self.learning_rate, "learning_rate")
+        check_int(self.epochs, "epochs", 1)
+        check_int(self.batch_size, "batch_size", 2)
+        check_positive(self.max_grad_norm, "max_grad_norm")
+        check_positive(self.learning_rate, "learning_rate")
         if self.noise_multiplier is not None:
-            _check_positive(self.noise_multiplier, "noise_multiplier", "a positive number, or None to calibrate")
+            check_positive(self.noise_multiplier, "noise_multiplier", "a positive number, or None to calibrate")
         if self.max_seconds is not None:
-            _check_positive(self.max_seconds, "max_seconds", "a positive number of seconds, or None")
+            check_positive(self.max_seconds, "max_seconds", "a positive number of seconds, or None")
         if self.numeric_encoding not in ("bins", "minmax"):
             raise UsageError(f"numeric_encoding must be 'bins' or 'minmax', got {self.numeric_encoding!r}")
         if not isinstance(self.progress, bool):
@@ -590,7 +592,7 @@ class DPSGDSynthesizer(Synthesizer):
         if self.grad_sample_mode not in ("ghost", "hooks"):
             raise UsageError(f"grad_sample_mode must be 'ghost' or 'hooks', got {self.grad_sample_mode!r}")
         if self.num_threads is not None:
-            _check_int(self.num_threads, "num_threads", 1)
+            check_int(self.num_threads, "num_threads", 1)
         resolve_device(self.device)
 
     # -- fit -------------------------------------------------------------------------------------
@@ -601,15 +603,13 @@ class DPSGDSynthesizer(Synthesizer):
         device = resolve_device(self.device)
         self.device_ = device
         n = len(data)
-        batch = min(int(self.batch_size), max(1, n // 4))  # Poisson rate <= ~1/4 keeps amplification
-        self.batch_size_ = batch
         self.transformer_ = TabularTransformer(self.schema_, self.numeric_encoding)
         x = torch.as_tensor(self.transformer_.transform(data))
+        plan, preprocessing = self._plan(n, self.schema_)
+        batch = self.batch_size_ = self._effective_batch(n)
+        self.plan_ = plan
         with seeded_torch(rng, device) as noise_generator, torch_threads(self.num_threads):
-            preprocessing = self._preprocess(x, rng)
-            plan = plan_training(self.epsilon, self.delta, n, batch, int(self.epochs), self.noise_multiplier,
-                                 preprocessing)
-            self.plan_ = plan
+            self._preprocess(x, rng, preprocessing)
             private, optimizer = self._build(self.transformer_, device)
             with warnings.catch_warnings():
                 # noise comes from a torch generator seeded by our (OS-entropy unless fixed) seed; see docs/dpsgd.md
@@ -625,6 +625,7 @@ class DPSGDSynthesizer(Synthesizer):
             self.expected_batch_size_ = dp_optimizer.expected_batch_size
             record = self._train(module, dp_optimizer, loader, plan, device, x.shape[1])
             self._finish(module)
+            module.cleanup()  # remove Opacus' hooks: the fitted model is a plain torch module again
         if len(engine.accountant.history) and engine.accountant.history[0][2] != record.steps:
             raise PrivacyAccountingError("Opacus' accountant saw a different number of steps than the loop took")
         self.training_ = record
@@ -673,6 +674,32 @@ class DPSGDSynthesizer(Synthesizer):
         record.seconds = time.monotonic() - start
         return record
 
+    # -- planning ------------------------------------------------------------------------------
+    def _effective_batch(self, n_rows: int) -> int:
+        """The expected Poisson batch: ``batch_size``, capped at a quarter of the table (keeps amplification)."""
+        return min(int(self.batch_size), max(1, n_rows // 4))
+
+    def _plan(self, n_rows: int, schema: Schema) -> tuple[TrainingPlan, list[dpa.GaussianDpEvent]]:
+        """The data-independent plan (noise, step limit) and preprocessing events; cached per setting."""
+        preprocessing = self._preprocessing_events(schema)
+        key = (n_rows, self._effective_batch(n_rows), int(self.epochs), self.noise_multiplier, float(self.epsilon),
+               float(self.delta), tuple(e.noise_multiplier for e in preprocessing))
+        cached = getattr(self, "_plan_cache", None)
+        if cached is None or cached[0] != key:
+            plan = plan_training(self.epsilon, self.delta, n_rows, key[1], int(self.epochs), self.noise_multiplier,
+                                 preprocessing)
+            self._plan_cache = cached = (key, plan)
+        return cached[1], preprocessing
+
+    def _planned_cost(self, n_rows: int, schema: Schema) -> PrivacyCost:
+        """Preprocessing plus every step the budget allows: what ``fit`` spends at most (and, run to the
+        end with a calibrated noise multiplier, exactly)."""
+        plan, preprocessing = self._plan(n_rows, schema)
+        event = fit_event(preprocessing, plan.sample_rate, plan.noise_multiplier, plan.max_steps)
+        return PrivacyCost.of(self.name, event, self.delta, target_epsilon=float(self.epsilon),
+                              noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
+                              steps_allowed=plan.max_steps, **self._planned_details(preprocessing))
+
     # -- sample ----------------------------------------------------------------------------------
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         chunks = []
@@ -683,9 +710,15 @@ class DPSGDSynthesizer(Synthesizer):
         return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
     # -- for subclasses ---------------------------------------------------------------------------
-    def _preprocess(self, x: torch.Tensor, rng: np.random.Generator) -> list[dpa.GaussianDpEvent]:
-        """Data-dependent preprocessing, paid for with Gaussian mechanisms; none by default."""
+    def _preprocessing_events(self, schema: Schema) -> list[dpa.GaussianDpEvent]:
+        """The Gaussian mechanisms preprocessing will run, from the schema alone; none by default."""
         return []
+
+    def _preprocess(self, x: torch.Tensor, rng: np.random.Generator, events: list[dpa.GaussianDpEvent]) -> None:
+        """Run the preprocessing mechanisms ``events`` on the encoded rows ``x``."""
+
+    def _planned_details(self, events: list[dpa.GaussianDpEvent]) -> dict[str, Any]:
+        return {}
 
     def _cost_details(self) -> dict[str, Any]:
         return {}
@@ -735,12 +768,12 @@ def private_backward(module: nn.Module, optimizer, loss_per_row: torch.Tensor, m
             loss_per_row.mean().backward()
 
 
-def _check_int(value: Any, name: str, minimum: int) -> None:
+def check_int(value: Any, name: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_positive(value: Any, name: str, allowed: str = "a positive finite number") -> None:
+def check_positive(value: Any, name: str, allowed: str = "a positive finite number") -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise UsageError(f"{name} must be {allowed}, got {value!r}")
 

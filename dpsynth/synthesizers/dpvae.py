@@ -19,14 +19,13 @@ post-processing of the decoder.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpsynth.errors import UsageError
 from dpsynth.randomness import RandomState
 from dpsynth.synthesizers.dpsgd import (
     DPSGDSynthesizer,
@@ -35,6 +34,8 @@ from dpsynth.synthesizers.dpsgd import (
     Span,
     TabularTransformer,
     check_dims,
+    check_int,
+    check_positive,
     private_backward,
 )
 
@@ -108,15 +109,12 @@ class DPVAE(DPSGDSynthesizer):
     def _validate_parameters(self) -> None:
         super()._validate_parameters()
         check_dims(self.hidden_dim, "hidden_dim")
-        check_dims(self.latent_dim, "latent_dim")
-        for name in ("loss_factor", "value_scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                raise UsageError(f"{name} must be a positive finite number, got {value!r}")
+        check_int(self.latent_dim, "latent_dim", 1)
+        check_positive(self.loss_factor, "loss_factor")
+        check_positive(self.value_scale, "value_scale")
 
     def _build(self, transformer: TabularTransformer, device: torch.device):
-        (latent,) = check_dims(self.latent_dim, "latent_dim")
-        vae = TabularVAE(transformer.dim, check_dims(self.hidden_dim, "hidden_dim"), latent).to(device)
+        vae = TabularVAE(transformer.dim, check_dims(self.hidden_dim, "hidden_dim"), int(self.latent_dim)).to(device)
         return vae, torch.optim.Adam(vae.parameters(), lr=float(self.learning_rate))
 
     def _step(self, vae, optimizer, real: torch.Tensor) -> dict[str, float]:
@@ -142,6 +140,3 @@ class DPVAE(DPSGDSynthesizer):
     def _generate(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         z = torch.randn(n, self._latent, device=self.device_)
         return self.decoder_(z)
-
-    def _cost_details(self) -> dict[str, Any]:
-        return {}

@@ -90,6 +90,14 @@ def test_count_noise_spends_its_fraction_of_the_budget(fitted) -> None:
     assert epsilon_for(counts_only, f * DELTA) == pytest.approx(f * EPSILON, rel=0.01)
 
 
+def test_planned_cost_is_known_before_the_data_and_matches_a_full_run(fitted) -> None:
+    model, _ = fitted
+    fresh = DPCTGAN(epsilon=EPSILON, delta=DELTA, random_state=0, **FAST)
+    planned = fresh.planned_cost(300, make_mixed_schema())  # row count and schema only: what the ledger reserves
+    assert planned.event == model.privacy_cost_.event
+    assert planned.epsilon == pytest.approx(model.privacy_cost_.epsilon) and planned.epsilon <= EPSILON
+
+
 def test_opacus_receives_the_calibrated_noise_and_clip(fitted) -> None:
     model, seen = fitted
     assert seen == {"noise_multiplier": model.plan_.noise_multiplier, "max_grad_norm": 1.0,
@@ -114,7 +122,7 @@ def test_unconditional_fit_spends_nothing_on_counts() -> None:
 
 
 def test_run_that_would_exceed_the_budget_stops_at_it() -> None:
-    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=100, batch_size=50,
+    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=30, batch_size=50,
                     random_state=0, progress=False)
     model.fit(make_mixed_frame(300), make_mixed_schema())
     record, cost = model.training_, model.privacy_cost_
@@ -133,6 +141,7 @@ def test_max_seconds_stops_early_and_reports_the_lower_cost() -> None:
     assert model.training_.stopped_by == "max_seconds" and model.training_.steps == 0
     assert all(isinstance(e, dpa.GaussianDpEvent) for e in model.privacy_cost_.event.events)  # counts only
     assert model.privacy_cost_.epsilon < 0.2 * EPSILON
+    assert model.planned_cost(300, make_mixed_schema()).epsilon > model.privacy_cost_.epsilon
     assert len(model.sample(20)) == 20
 
 

@@ -45,14 +45,20 @@ def test_calibrated_noise_meets_target_within_one_percent_by_independent_pld(fit
     assert fitted.privacy_cost_.details["calibrated_by"] == "prv"
 
 
+def test_planned_cost_matches_a_full_run(fitted) -> None:
+    planned = DPVAE(epsilon=EPSILON, delta=DELTA, **FAST).planned_cost(300, make_mixed_schema())
+    assert planned.event == fitted.privacy_cost_.event and planned.epsilon <= EPSILON
+
+
 def test_run_that_would_exceed_the_budget_stops_at_it() -> None:
-    model = DPVAE(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=100, batch_size=50, random_state=0,
+    model = DPVAE(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=30, batch_size=50, random_state=0,
                   progress=False).fit(make_mixed_frame(300), make_mixed_schema())
     steps = model.training_.steps
     assert model.training_.stopped_by == "budget" and 0 < steps < model.plan_.planned_steps
     assert model.privacy_cost_.epsilon <= EPSILON
     step = model.privacy_cost_.event.event
     assert epsilon_for(dpa.SelfComposedDpEvent(step, steps + 1), DELTA) > EPSILON
+    assert model.planned_cost(300, make_mixed_schema()).event == model.privacy_cost_.event  # stopped at the cap
 
 
 def test_hooks_mode_trains_the_same_model_as_ghost_mode() -> None:
@@ -128,3 +134,11 @@ def test_make_synthesizer_builds_it_with_defaults() -> None:
     model = make_synthesizer("dpvae", epsilon=EPSILON, delta=DELTA, random_state=0)
     assert isinstance(model, DPVAE) and model.name == "dpvae"
     assert model.get_params()["epochs"] == 8 and model.get_params()["hidden_dim"] == (64,)
+
+
+def test_fitted_model_pickles_without_opacus_hooks(fitted) -> None:
+    import pickle
+
+    assert not any(m._forward_hooks for m in fitted.decoder_.modules())
+    clone = pickle.loads(pickle.dumps(fitted))
+    pd.testing.assert_frame_equal(clone.sample(200), fitted.sample(200))
