@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from audits._files import atomic_write_text
 
 SCHEMA_VERSION = 1
 FAMILIES = ("membership", "distance", "reidentification", "epsilon")
@@ -138,21 +139,7 @@ class AuditReport:
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the JSON atomically: a temp file in the same directory, then ``os.replace``."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = self.to_json()
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write_text(target, self.to_json())
         return target
 
     @classmethod

@@ -1,30 +1,8 @@
-"""Atomic file writes: a file is either complete or absent, never half written."""
+"""Atomic file writes: a file is either complete or absent, never half written.
 
-from __future__ import annotations
+Shared with ``audits`` (the lower layer, which must not import dpsynth).
+"""
 
-import os
-import tempfile
-from pathlib import Path
+from audits._files import atomic_write_bytes, atomic_write_text
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync it, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+__all__ = ["atomic_write_bytes", "atomic_write_text"]

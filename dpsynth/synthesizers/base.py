@@ -25,7 +25,7 @@ from dpsynth.errors import UsageError
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.randomness import RandomState, make_rng
 from dpsynth.schema import Schema
-from dpsynth.tables import DomainReport, prepare
+from dpsynth.tables import prepare
 
 
 def check_privacy_parameters(epsilon: float, delta: float, n_rows: int | None = None) -> None:
