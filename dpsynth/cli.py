@@ -143,8 +143,9 @@ def budget_show(
                   f"naive sum {s.naive_sum_epsilon:.4f}) of cap {s.epsilon_cap:g}; remaining {s.remaining_epsilon:.4f}; "
                   f"delta spent {s.spent_delta:.3g} of cap {s.delta_cap:g}", highlight=False)
         table = Table("id", "time (UTC)", "generator", "epsilon", "delta", "status", "hash")
+        table.columns[1].no_wrap, table.columns[1].min_width = True, 19
         for e in s.entries:
-            table.add_row(str(e.id), e.created_at, e.generator or e.mechanism, f"{e.epsilon:.4f}", f"{e.delta:.3g}",
+            table.add_row(str(e.id), e.created_at[:19].replace("T", " "), e.generator or e.mechanism, f"{e.epsilon:.4f}", f"{e.delta:.3g}",
                           e.status, e.hash[:12])
         out.print(table)
 
