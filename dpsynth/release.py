@@ -240,6 +240,24 @@ def _manifest(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,
     }
 
 
+def synthetic_csv_text(synthetic: pd.DataFrame, schema: Schema) -> str:
+    """CSV text of a synthetic table that reads back under its own schema.
+
+    Nulls are written as the schema's first null marker (``na_values[0]``,
+    e.g. ``"N"`` for the NIST excerpts) rather than pandas' default empty
+    string, which a schema without ``""`` among its ``na_values`` would reject
+    as a non-numeric value or an unknown category (``dpsynth audit`` on the
+    released file then failed). Integer columns are written as whole numbers
+    (``54``, not ``54.0``).
+    """
+    out = synthetic.copy()
+    for column in schema:
+        if column.kind == "numeric" and column.integer and column.name in out.columns:
+            out[column.name] = pd.to_numeric(out[column.name]).round().astype("Int64")
+    null_marker = schema.na_values[0] if schema.na_values else ""
+    return out.to_csv(index=False, na_rep=null_marker)
+
+
 def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: pd.DataFrame,
                        synthetic: pd.DataFrame | None, schema: Schema) -> None:
     """Assemble the release under a temporary name, then rename it into place."""
@@ -250,7 +268,7 @@ def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: 
     try:
         if synthetic is not None:
             synthetic_path = staging / "synthetic.csv"
-            synthetic.to_csv(synthetic_path, index=False)
+            atomic_write_text(synthetic_path, synthetic_csv_text(synthetic, schema))
             manifest["synthetic_sha256"] = _sha256(synthetic_path)
             manifest["files"]["synthetic.csv"] = manifest["synthetic_sha256"]
         atomic_write_text(staging / "audit.json", json.dumps(audit, indent=2, default=_json_default) + "\n")

@@ -119,3 +119,26 @@ def test_manifest_records_the_ledger_entry_and_budget(setup):
     assert manifest["privacy"]["realised"]["epsilon"] <= manifest["privacy"]["epsilon"] + 1e-9
     assert manifest["budget"]["epsilon_cap"] == 5.0
     assert manifest["budget"]["remaining_epsilon"] == pytest.approx(5.0 - manifest["budget"]["spent_epsilon"])
+
+
+def test_synthetic_csv_reads_back_under_its_schema(tmp_path):
+    """Regression (NIST run): nulls were written as "" and integers as 54.0, so a schema whose
+    na_values is ["N"] rejected the released synthetic.csv (`dpsynth audit` exited 2)."""
+    from dpsynth.release import synthetic_csv_text
+    from dpsynth.tables import read_csv
+
+    schema = Schema(columns=(
+        Column("age", "numeric", lower=0, upper=99, bins=10, integer=True),
+        Column("kids", "numeric", lower=0, upper=19, bins=20, integer=True, nullable=True),
+        Column("msp", "categorical", categories=("1", "2"), nullable=True),
+        Column("income", "numeric", lower=0, upper=1000, bins=4, nullable=True),
+    ), name="nist-like", na_values=("N",))
+    synthetic = pd.DataFrame({"age": [54.0, 3.0], "kids": [2.0, np.nan], "msp": ["1", np.nan],
+                              "income": [12.5, np.nan]})
+    path = tmp_path / "synthetic.csv"
+    path.write_text(synthetic_csv_text(synthetic, schema))
+    lines = path.read_text().splitlines()
+    assert lines[1:] == ["54,2,1,12.5", "3,N,N,N"]
+    back = read_csv(path, schema)  # raised DataError ("'kids' is numeric but line 3 holds ''") before the fix
+    assert back["kids"].isna().tolist() == [False, True] and back["msp"].isna().tolist() == [False, True]
+    assert back["age"].tolist() == [54.0, 3.0]
