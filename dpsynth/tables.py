@@ -126,7 +126,11 @@ def coerce(df: pd.DataFrame, schema: Schema, source: str = "table", row_offset: 
         else:
             labels = series.map(lambda v: category_label(v.strip() if isinstance(v, str) else v))
             out[column.name] = labels.where(~is_null, np.nan).astype(object)
-    return pd.DataFrame(out)
+    typed = pd.DataFrame(out)
+    # columns outside the schema are not synthesized; remember them for the manifest
+    typed.attrs["ignored_columns"] = list(dict.fromkeys(
+        [*df.attrs.get("ignored_columns", []), *(str(c) for c in df.columns if str(c) not in schema.names)]))
+    return typed
 
 
 def conform(df: pd.DataFrame, schema: Schema, source: str = "table") -> tuple[pd.DataFrame, DomainReport]:
@@ -166,5 +170,5 @@ def prepare(df: pd.DataFrame, schema: Schema, source: str = "table") -> tuple[pd
     """:func:`coerce` then :func:`conform`; columns outside the schema are listed as ignored."""
     typed = coerce(df, schema, source=source)
     conformed, report = conform(typed, schema, source=source)
-    report.ignored_columns = [str(c) for c in df.columns if str(c).strip() not in schema.names]
+    report.ignored_columns = list(typed.attrs.get("ignored_columns", []))
     return conformed, report

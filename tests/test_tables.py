@@ -243,3 +243,15 @@ def test_adult_reads_with_its_columns(adult_csv: Path) -> None:
     assert len(df) == 30162
     assert report.total_changed == 0
     assert set(df["income"]) == {"<=50K", ">50K"}
+
+
+def test_columns_outside_the_schema_are_listed_as_ignored_through_read_csv(tmp_path):
+    """A CSV's extra columns (e.g. an ID) are not synthesized, and the domain report says so."""
+    from dpsynth.schema import Column, Schema
+    from dpsynth.tables import prepare, read_csv
+
+    schema = Schema(columns=(Column("x", "numeric", lower=0, upper=10, bins=2),))
+    path = tmp_path / "t.csv"
+    path.write_text("id,x,note\n1,3,a\n2,4,b\n")
+    _, report = prepare(read_csv(path, schema), schema)
+    assert report.ignored_columns == ["id", "note"]
