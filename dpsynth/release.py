@@ -34,7 +34,7 @@ import pandas as pd
 
 import audits
 from dpsynth._files import atomic_write_text
-from dpsynth.errors import DpsynthError, GateFailed, UsageError
+from dpsynth.errors import GateFailed, UsageError
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.schema import Schema
@@ -300,4 +300,4 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, default=lambda v: repr(v)))
 
 
-__all__ = ["ReleaseOutcome", "ReleaseRequest", "run_release", "split_holdout", "DpsynthError"]
+__all__ = ["ReleaseOutcome", "ReleaseRequest", "generator_factory", "run_release", "split_holdout"]

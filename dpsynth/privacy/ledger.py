@@ -501,17 +501,24 @@ class Ledger:
                               f"reads version {LEDGER_VERSION}")
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: a consistent snapshot, released before any slow computation."""
-        con = self._connect(readonly=True)
+    def _sqlite_errors(self) -> Iterator[None]:
+        """Turn sqlite3's errors into LedgerError messages that name the file."""
         try:
-            con.execute("BEGIN")
-            yield con
-            con.execute("COMMIT")
+            yield
         except sqlite3.OperationalError as exc:
             raise _sqlite_error(self.path, exc, self.timeout) from exc
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"ledger {self.path} is unreadable or corrupt: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: a consistent snapshot, released before any slow computation."""
+        con = self._connect(readonly=True)
+        try:
+            with self._sqlite_errors():
+                con.execute("BEGIN")
+                yield con
+                con.execute("COMMIT")
         finally:
             con.close()
 
@@ -520,23 +527,16 @@ class Ledger:
         """The write lock (``BEGIN IMMEDIATE``), held until commit; rolled back on any error."""
         con = self._connect()
         try:
-            try:
+            with self._sqlite_errors():
                 con.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise _sqlite_error(self.path, exc, self.timeout) from exc
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:
-            raise _sqlite_error(self.path, exc, self.timeout) from exc
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"ledger {self.path} is unreadable or corrupt: {exc}") from exc
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
         finally:
             con.close()
-
 
 def init_ledger(path: str | os.PathLike[str], dataset_id: str, epsilon_cap: float, delta_cap: float,
                 timeout: float = DEFAULT_TIMEOUT) -> Ledger:
