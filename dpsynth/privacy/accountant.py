@@ -9,6 +9,15 @@ Two accountants from dp-accounting stand behind one function, :func:`epsilon_for
 * **RDP** (Mironov 2017, with the conversion of Balle et al. 2020) covers the
   rest, notably zCDP events such as the exponential mechanism's
   bounded-range guarantee (rho = epsilon^2 / 8; Cesar & Rogers 2021).
+* Where neither supports the whole event (an (epsilon, delta)-only event,
+  which RDP cannot represent, next to a zCDP event, which PLD cannot), the
+  two parts are accounted separately and added by basic composition,
+  ``(eps_1 + eps_2, delta_1 + delta_2)``, with the best of a few splits of
+  delta (``pld+rdp``).
+
+Both accountants know dpsynth's own leaves (:mod:`dpsynth.privacy.events`):
+the discrete Gaussian that draws every noisy count, and bare (epsilon, delta)
+guarantees.
 
 Noise is calibrated against the same accountant that reports the cost
 (:func:`calibrate`), not against a looser closed-form conversion: a Gaussian
@@ -23,12 +32,12 @@ import math
 from typing import Callable, Iterable, Literal
 
 import dp_accounting as dpa
-from dp_accounting import pld, rdp
 
 from dpsynth.errors import PrivacyAccountingError
+from dpsynth.privacy.events import PLD_DISCRETIZATION, pld_accountant, rdp_accountant
 
 Accountant = Literal["auto", "pld", "rdp"]
-PLD_DISCRETIZATION = 1e-4
+DELTA_SPLITS = (0.1, 0.3, 0.5, 0.7, 0.9)  # share of delta given to the RDP part of a mixed event
 
 
 def compose(events: Iterable[dpa.DpEvent]) -> dpa.DpEvent:
@@ -39,25 +48,54 @@ def compose(events: Iterable[dpa.DpEvent]) -> dpa.DpEvent:
     return events[0] if len(events) == 1 else dpa.ComposedDpEvent(events)
 
 
-def _pld_accountant() -> pld.PLDAccountant:
-    return pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
-
-
-def _rdp_accountant() -> rdp.RdpAccountant:
-    return rdp.RdpAccountant()
-
-
 def _pick(event: dpa.DpEvent, accountant: Accountant):
     if accountant in ("auto", "pld"):
-        candidate = _pld_accountant()
+        candidate = pld_accountant()
         if candidate.supports(event):
             return candidate, "pld"
         if accountant == "pld":
             raise PrivacyAccountingError(f"the PLD accountant does not support {event}")
-    candidate = _rdp_accountant()
+    candidate = rdp_accountant()
     if candidate.supports(event):
         return candidate, "rdp"
+    if accountant == "auto" and _split(event) is not None:
+        return None, "pld+rdp"
     raise PrivacyAccountingError(f"no accountant supports the privacy event {event}")
+
+
+def _leaves(event: dpa.DpEvent, times: int = 1) -> list[tuple[dpa.DpEvent, int]]:
+    """``event`` as (leaf, count) pairs; composition is commutative for every accountant here."""
+    if isinstance(event, dpa.ComposedDpEvent):
+        return [pair for inner in event.events for pair in _leaves(inner, times)]
+    if isinstance(event, dpa.SelfComposedDpEvent):
+        return _leaves(event.event, times * event.count)
+    return [] if isinstance(event, dpa.NoOpDpEvent) else [(event, times)]
+
+
+def _split(event: dpa.DpEvent) -> tuple[dpa.DpEvent, dpa.DpEvent] | None:
+    """(RDP part, PLD-only part) of an event neither accountant supports whole, or None if impossible."""
+    rdp_part, pld_part = [], []
+    for leaf, count in _leaves(event):
+        item = leaf if count == 1 else dpa.SelfComposedDpEvent(leaf, count)
+        if rdp_accountant().supports(leaf):
+            rdp_part.append(item)
+        elif pld_accountant().supports(leaf):
+            pld_part.append(item)
+        else:
+            return None
+    if not rdp_part or not pld_part:
+        return None
+    return dpa.ComposedDpEvent(rdp_part), dpa.ComposedDpEvent(pld_part)
+
+
+def _mixed_epsilon(event: dpa.DpEvent, delta: float) -> float:
+    """Basic composition of the RDP part and the PLD-only part, at the best split of ``delta``."""
+    parts = _split(event)
+    assert parts is not None
+    rdp_part, pld_part = parts
+    rdp_acc, pld_acc = rdp_accountant().compose(rdp_part), pld_accountant().compose(pld_part)
+    return min(float(rdp_acc.get_epsilon(share * delta)) + float(pld_acc.get_epsilon((1 - share) * delta))
+               for share in DELTA_SPLITS)
 
 
 def epsilon_for(event: dpa.DpEvent, delta: float, accountant: Accountant = "auto",
@@ -75,7 +113,10 @@ def epsilon_for(event: dpa.DpEvent, delta: float, accountant: Accountant = "auto
         return (0.0, "none") if with_accountant else 0.0
     chosen, name = _pick(event, accountant)
     try:
-        epsilon = float(chosen.compose(event).get_epsilon(delta))
+        if chosen is None:
+            epsilon = _mixed_epsilon(event, delta) if delta > 0 else math.inf
+        else:
+            epsilon = float(chosen.compose(event).get_epsilon(delta))
     except (ValueError, ArithmeticError) as exc:  # e.g. a negative noise multiplier, q > 1, zero Laplace scale
         raise PrivacyAccountingError(f"cannot compute epsilon of {event}: {exc}") from exc
     return (epsilon, name) if with_accountant else epsilon

@@ -18,6 +18,7 @@ from typing import Any
 import dp_accounting as dpa
 
 from dpsynth.errors import PrivacyAccountingError
+from dpsynth.privacy.events import DiscreteGaussianDpEvent, EpsilonDeltaDpEvent
 
 
 MAX_EVENT_DEPTH = 32  # nesting limit for stored events; real ones are a few levels deep
@@ -38,9 +39,9 @@ def _positive(value: Any, key: str) -> float:
     return number
 
 
-def _count(value: Any) -> int:
+def _count(value: Any, key: str = "count") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise PrivacyAccountingError(f"stored privacy event: 'count' must be a positive integer, got {value!r}")
+        raise PrivacyAccountingError(f"stored privacy event: {key!r} must be a positive integer, got {value!r}")
     return value
 
 
@@ -50,6 +51,10 @@ def event_to_dict(event: dpa.DpEvent) -> dict[str, Any]:
         return {"type": "gaussian", "noise_multiplier": float(event.noise_multiplier)}
     if isinstance(event, dpa.LaplaceDpEvent):
         return {"type": "laplace", "noise_multiplier": float(event.noise_multiplier)}
+    if isinstance(event, DiscreteGaussianDpEvent):
+        return {"type": "discrete_gaussian", "sigma": float(event.sigma), "sensitivity": int(event.sensitivity)}
+    if isinstance(event, EpsilonDeltaDpEvent):
+        return {"type": "epsilon_delta", "epsilon": float(event.epsilon), "delta": float(event.delta)}
     if isinstance(event, dpa.ZCDpEvent):
         return {"type": "zcdp", "rho": float(event.rho), "xi": float(event.xi)}
     if isinstance(event, dpa.SelfComposedDpEvent):
@@ -77,6 +82,14 @@ def event_from_dict(raw: Any, _depth: int = 0) -> dpa.DpEvent:
         return dpa.GaussianDpEvent(_positive(_field(raw, "noise_multiplier"), "noise_multiplier"))
     if kind == "laplace":
         return dpa.LaplaceDpEvent(_positive(_field(raw, "noise_multiplier"), "noise_multiplier"))
+    if kind == "discrete_gaussian":
+        return DiscreteGaussianDpEvent(_positive(_field(raw, "sigma"), "sigma"),
+                                       _count(raw.get("sensitivity", 1), "sensitivity"))
+    if kind == "epsilon_delta":
+        delta = _positive(_field(raw, "delta"), "delta")
+        if delta >= 1:
+            raise PrivacyAccountingError(f"stored privacy event: delta {delta} >= 1")
+        return EpsilonDeltaDpEvent(_positive(_field(raw, "epsilon"), "epsilon"), delta)
     if kind == "zcdp":
         return dpa.ZCDpEvent(_positive(_field(raw, "rho"), "rho"), _positive(raw.get("xi", 0.0), "xi"))
     if kind == "self_composed":
