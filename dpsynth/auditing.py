@@ -50,7 +50,9 @@ def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Sch
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        atomic_write_text(staging / "audit.json", json.dumps(audit, indent=2) + "\n")
+        internal = {"classification": "internal", "notice": "INTERNAL: audit figures computed on the private "
+                    "tables without noise. Do not publish."}
+        atomic_write_text(staging / "audit.json", json.dumps({**internal, **audit}, indent=2) + "\n")
         write_report(staging / "report.html", manifest, audit, tables["train"], tables["synthetic"],
                      {c.name: c.kind for c in schema},
                      bounds={c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"})

@@ -23,6 +23,7 @@ import os
 import platform
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -39,7 +40,7 @@ from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import make_synthesizer
-from dpsynth.synthesizers.base import Synthesizer, check_privacy_parameters
+from dpsynth.synthesizers.base import Synthesizer, check_privacy_parameters, check_within_plan
 from dpsynth.tables import prepare, read_csv
 
 Progress = Callable[[str], None]
@@ -78,12 +79,37 @@ class ReleaseOutcome:
 
 
 def split_holdout(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Random train / holdout split; the holdout is never shown to the generator."""
-    order = rng.permutation(len(df))
-    n_holdout = int(round(len(df) * fraction))
-    holdout = df.iloc[order[:n_holdout]].reset_index(drop=True)
-    train = df.iloc[order[n_holdout:]].reset_index(drop=True)
+    """Train / holdout split by one independent coin flip per row: holdout with probability ``fraction``.
+
+    The holdout is never shown to the generator. Independent flips keep the
+    ledger's neighbouring relation honest: adding or removing one row of the
+    source table adds or removes at most that row from the training table
+    and moves no other row (a fixed-size shuffle does not: one more row can
+    push a training row into the holdout). So a mechanism that is
+    (epsilon, delta)-DP on the training table under add/remove-one is
+    (epsilon, delta)-DP on the source table (docs/threat-model.md).
+    """
+    in_holdout = rng.random(len(df)) < fraction
+    holdout = df.loc[in_holdout].reset_index(drop=True)
+    train = df.loc[~in_holdout].reset_index(drop=True)
+    if len(train) == 0 or len(holdout) == 0:
+        raise UsageError(f"the table's {len(df)} rows split into {len(train)} training and {len(holdout)} holdout "
+                         f"rows (holdout fraction {fraction:g}); both must be non-empty: use a larger table")
     return train, holdout
+
+
+def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:
+    """Refuse a dataset whose delta cap is not below 1/n: the ledger would allow releasing records outright.
+
+    The same rule as for one release (``check_privacy_parameters``), applied to
+    the dataset's total, since the ledger composes every spend at that delta.
+    """
+    if delta_cap >= 1 / n_rows:
+        raise UsageError(
+            f"dataset {dataset_id!r} has a delta cap of {delta_cap:g}, which is not below 1/n = {1 / n_rows:.3g} for "
+            f"this table of {n_rows} rows: composed at such a delta, the budget would allow releasing whole "
+            "records. Release under a dataset whose delta cap is well below 1/n (e.g. 1e-6 for up to ~100,000 "
+            "rows; caps are never changed, so add a new dataset id with `dpsynth budget init`).")
 
 
 def _validate(request: ReleaseRequest) -> None:
@@ -150,10 +176,11 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     policy = audits.Policy.load(request.policy) if request.policy else audits.Policy.default()
     tier = request.tier or policy.tier
     ledger = Ledger(request.ledger)
-    ledger.require_dataset(request.dataset_id)
+    _, delta_cap = ledger.caps(request.dataset_id)
 
     say(f"reading {request.data}")
     table = read_csv(request.data, schema)
+    check_delta_cap(delta_cap, len(table), request.dataset_id)
     seeds = np.random.SeedSequence(request.seed) if request.seed is not None else np.random.SeedSequence()
     split_seed, fit_seed, audit_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(3))
     train, holdout = split_holdout(table, request.holdout_fraction, np.random.default_rng(split_seed))
@@ -169,8 +196,9 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     entry = ledger.reserve(request.dataset_id, planned, generator=request.generator,
                            parameters=_jsonable(synthesizer.get_params()), purpose=f"release to {request.out}")
     try:
-        say(f"fitting {request.generator} on {len(train)} training rows")
+        say(f"fitting {request.generator} on the training rows")
         synthesizer.fit(train, schema, accept_private_schema=request.accept_private_schema)
+        check_within_plan(synthesizer.privacy_cost_, planned, delta_cap, what=f"{request.generator} fit")
         n_rows = request.rows or len(train)
         say(f"sampling {n_rows} synthetic rows")
         synthetic = synthesizer.sample(n_rows)
@@ -192,8 +220,10 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     budget = ledger.summary(request.dataset_id)[0]
     manifest = _manifest(request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout,
                          n_rows, ledger)
+    public = public_privacy_statement(request, schema, synthesizer, manifest) if decision == "PASS" else None
     say(f"decision: {decision}; writing {request.out}")
-    _write_release_dir(request.out, manifest, audit, train, synthetic if decision == "PASS" else None, schema)
+    _write_release_dir(request.out, manifest, audit, train, synthetic if decision == "PASS" else None, schema,
+                       public)
     ledger.mark(entry.id, "released" if decision == "PASS" else "withheld")
     outcome = ReleaseOutcome(decision=decision, out=request.out, manifest=manifest)
     if decision != "PASS":
@@ -208,6 +238,9 @@ def _manifest(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,
     realised = synthesizer.privacy_cost_
     return {
         "format": "dpsynth-release/1",
+        "classification": "internal",
+        "notice": INTERNAL_NOTICE,
+        "release_id": uuid.uuid4().hex,
         "decision": audit["decision"],
         "reasons": [failure.message for failure in report.failures()],
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -240,6 +273,51 @@ def _manifest(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,
     }
 
 
+INTERNAL_NOTICE = ("INTERNAL: holds statistics of the private data computed without noise (row counts, domain "
+                   "report, audit figures). Do not publish; synthetic.csv and privacy.json are the public files.")
+NEIGHBOURING = "add or remove one record"
+
+
+def row_count_source(request: ReleaseRequest) -> str:
+    """Where the synthetic row count came from: a public ``--rows``, or the generator's DP estimate."""
+    return "public (--rows)" if request.rows else "dp-estimate"
+
+
+def public_privacy_statement(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,
+                             manifest: dict[str, Any]) -> dict[str, Any]:
+    """``privacy.json``: what may leave the data owner with synthetic.csv.
+
+    Only public inputs (the request, the schema, the generator's constructor
+    parameters, versions) and DP outputs may appear here, never a number
+    computed from the private rows without noise: the stated epsilon and
+    delta are the request's targets, which the reserved and realised costs
+    are calibrated to stay within (an accountant's exact figure can depend
+    on the row count, e.g. DP-SGD's sampling rate); the seed is not
+    repeated (``noise_source`` says whether one was fixed).
+    """
+    parameters = {k: v for k, v in manifest["parameters"].items() if k != "random_state"}
+    return {
+        "format": "dpsynth-privacy/1",
+        "classification": "public",
+        "release_id": manifest["release_id"],
+        "created_at": manifest["created_at"],
+        "dataset_id": request.dataset_id,
+        "generator": request.generator,
+        "parameters": parameters,
+        "epsilon": float(request.epsilon),
+        "delta": float(request.delta),
+        "guarantee": (f"({request.epsilon:g}, {request.delta:g})-differential privacy of the whole fit, "
+                      f"{NEIGHBOURING} of the source table; epsilon and delta are upper bounds"),
+        "accountant": manifest["privacy"]["accountant"],
+        "neighbouring": NEIGHBOURING,
+        "noise_source": manifest["noise_source"],
+        "row_count": {"rows": manifest["rows"]["synthetic"], "source": row_count_source(request)},
+        "schema": {"name": schema.name, "source": schema.source, "sha256": manifest["schema"]["sha256"]},
+        "synthetic_sha256": None,  # filled in when synthetic.csv is written
+        "dpsynth_version": manifest["versions"].get("dpsynth"),
+    }
+
+
 def synthetic_csv_text(synthetic: pd.DataFrame, schema: Schema) -> str:
     """CSV text of a synthetic table that reads back under its own schema.
 
@@ -259,7 +337,7 @@ def synthetic_csv_text(synthetic: pd.DataFrame, schema: Schema) -> str:
 
 
 def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: pd.DataFrame,
-                       synthetic: pd.DataFrame | None, schema: Schema) -> None:
+                       synthetic: pd.DataFrame | None, schema: Schema, public: dict[str, Any] | None) -> None:
     """Assemble the release under a temporary name, then rename it into place."""
     from dpsynth.report import write_report
 
@@ -271,6 +349,11 @@ def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: 
             atomic_write_text(synthetic_path, synthetic_csv_text(synthetic, schema))
             manifest["synthetic_sha256"] = _sha256(synthetic_path)
             manifest["files"]["synthetic.csv"] = manifest["synthetic_sha256"]
+        if public is not None:
+            public["synthetic_sha256"] = manifest.get("synthetic_sha256")
+            atomic_write_text(staging / "privacy.json", json.dumps(public, indent=2) + "\n")
+            manifest["files"]["privacy.json"] = _sha256(staging / "privacy.json")
+        audit = {"classification": "internal", "notice": INTERNAL_NOTICE, **audit}
         atomic_write_text(staging / "audit.json", json.dumps(audit, indent=2, default=_json_default) + "\n")
         kinds = {c.name: c.kind for c in schema}
         bounds = {c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"}
@@ -300,4 +383,4 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, default=lambda v: repr(v)))
 
 
-__all__ = ["ReleaseOutcome", "ReleaseRequest", "generator_factory", "run_release", "split_holdout"]
+__all__ = ["ReleaseOutcome", "ReleaseRequest", "check_delta_cap", "generator_factory", "run_release", "split_holdout"]

@@ -55,7 +55,8 @@ def test_release_passes_and_writes_a_complete_directory(demo):
     out = demo["root"] / "release-ok"
     result = invoke(*release_args(demo, out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "manifest.json", "report.html", "synthetic.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "manifest.json", "privacy.json", "report.html",
+                                                   "synthetic.csv"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["decision"] == "PASS"
     assert manifest["privacy"]["epsilon"] <= 1.0 + 1e-9
@@ -71,7 +72,8 @@ def test_release_passes_and_writes_a_complete_directory(demo):
     assert manifest["noise_source"] == "fixed-seed" and manifest["seed"] == 3
     synthetic = pd.read_csv(out / "synthetic.csv")
     assert list(synthetic.columns) == demo_schema("randhie").names
-    assert len(synthetic) == manifest["rows"]["train"] == 2400
+    assert len(synthetic) == manifest["rows"]["synthetic"]
+    assert manifest["rows"]["train"] + manifest["rows"]["holdout"] == 3000
     import hashlib
 
     assert hashlib.sha256((out / "synthetic.csv").read_bytes()).hexdigest() == manifest["synthetic_sha256"]

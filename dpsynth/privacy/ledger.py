@@ -411,6 +411,15 @@ class Ledger:
         if dataset_id not in self.datasets():
             raise _unknown(self.path, dataset_id, self.datasets())
 
+    def caps(self, dataset_id: str) -> tuple[float, float]:
+        """``(epsilon_cap, delta_cap)`` of ``dataset_id``; ``LedgerError`` if it has no budget here."""
+        with self._read() as con:
+            row = con.execute("SELECT epsilon_cap, delta_cap FROM entries WHERE kind = 'dataset' AND dataset_id = ?",
+                              (dataset_id,)).fetchone()
+        if row is None:
+            raise _unknown(self.path, dataset_id, self.datasets())
+        return float(row[0]), float(row[1])
+
     def head_hash(self) -> str:
         """Hash of the last record: anchor it outside the ledger (manifest, ticket)."""
         with self._read() as con:

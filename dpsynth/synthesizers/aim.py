@@ -129,7 +129,7 @@ class AIM(Synthesizer):
         answers = {clique: mg.marginal(codes, domain, clique) for clique in candidates}
         d = len(domain)
         rho = zcdp_budget(self.epsilon, self.delta)
-        rounds = self.rounds or ROUNDS_PER_COLUMN * d
+        rounds = self._rounds(d)
         sigma = math.sqrt(rounds / (2 * ALPHA * rho))
         epsilon = math.sqrt(8 * (1 - ALPHA) * rho / rounds)
         initial = (sigma, epsilon)
@@ -179,8 +179,27 @@ class AIM(Synthesizer):
                               rounds=len(selected), stopped=stop_reason, sigma_initial=initial[0],
                               epsilon_selection_initial=initial[1], selected=selected)
 
+    def _rounds(self, n_columns: int) -> int:
+        """The paper's T, refused where the d one-way measurements alone would overspend.
+
+        Every measurement costs ``alpha rho / T`` zCDP, so the first step (d
+        one-way marginals) costs ``d alpha rho / T``; with ``T < d / alpha``
+        it would take at least ``alpha^2 rho`` and leave too little for one
+        adaptive round, and with ``T < d alpha`` more than the whole budget.
+        """
+        rounds = self.rounds or ROUNDS_PER_COLUMN * n_columns
+        minimum = math.ceil(n_columns / ALPHA)
+        if rounds < minimum:
+            raise UsageError(
+                f"rounds={rounds} is too small for {n_columns} columns: AIM measures every one-way marginal at "
+                f"the per-round noise first, which with fewer than ceil(d / {ALPHA}) = {minimum} rounds would "
+                f"use up (or exceed) the budget before any adaptive round. Use rounds >= {minimum}, or leave it "
+                f"unset (default {ROUNDS_PER_COLUMN} x columns = {ROUNDS_PER_COLUMN * n_columns}).")
+        return rounds
+
     def _planned_cost(self, n_rows: int, schema) -> PrivacyCost:
         """The whole zCDP budget: every round AIM runs is accounted inside it, so fit never exceeds it."""
+        self._rounds(len(schema))
         rho = zcdp_budget(self.epsilon, self.delta)
         return PrivacyCost.of(self.name, dpa.ZCDpEvent(rho), self.delta, rho=rho)
 

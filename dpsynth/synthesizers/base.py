@@ -40,6 +40,29 @@ def check_privacy_parameters(epsilon: float, delta: float, n_rows: int | None = 
             "allows releasing a whole record outright. Use a delta well below 1/n (e.g. 1e-6).")
 
 
+def check_within_plan(realised: PrivacyCost, planned: PrivacyCost, delta: float, what: str = "fit") -> None:
+    """Refuse a fit whose realised privacy event costs more than the planned one, both composed at ``delta``.
+
+    The ledger reserves the planned cost before the data is touched; a
+    mechanism that then spends more (a parameter combination its plan did
+    not foresee, a bug) must not hand out its model: the guarantee stated
+    and charged would be false. ``PrivacyAccountingError`` is raised and the
+    fitted state is dropped by the caller. Equal events give equal epsilons;
+    the tolerance only absorbs float noise in the accountants' arithmetic.
+    """
+    from dpsynth.errors import PrivacyAccountingError
+    from dpsynth.privacy.accountant import epsilon_for
+
+    spent = float(epsilon_for(realised.event, delta))
+    allowed = float(epsilon_for(planned.event, delta))
+    if not spent <= allowed * (1 + 1e-9) + 1e-12 or realised.delta > planned.delta * (1 + 1e-9):
+        raise PrivacyAccountingError(
+            f"{what} realised a privacy cost of epsilon={spent:.6g} (delta={realised.delta:.3g}) at delta={delta:.3g}, "
+            f"above the planned epsilon={allowed:.6g} (delta={planned.delta:.3g}) that was reserved; the model is "
+            "discarded and nothing is released. This is a bug in the generator or an unsupported parameter "
+            "combination: report it.")
+
+
 class Synthesizer(ABC):
     """Base class of every dpsynth generator."""
 
@@ -83,7 +106,10 @@ class Synthesizer(ABC):
         self.schema_leaked_ = not schema.is_public
         self.n_train_rows_ = len(data)
         self._rng = rng
-        self.privacy_cost_ = self._fit(data, rng)
+        planned = self._planned_cost(len(data), schema)
+        realised = self._fit(data, rng)
+        check_within_plan(realised, planned, self.delta, what=f"{type(self).__name__}.fit")
+        self.privacy_cost_ = realised
         return self
 
     def sample(self, n: int | None = None) -> pd.DataFrame:
