@@ -53,6 +53,8 @@ def read_csv(path: str | Path, schema: Schema) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{path} is a directory, not a CSV file: pass the path of the table's CSV file")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty: expected a CSV file with a header row and data rows")
     try:

@@ -228,3 +228,21 @@ def test_audit_command_flags_a_copy_and_passes_the_holdout(tmp_path):
     results = json.loads((tmp_path / "a2" / "audit.json").read_text())["results"]
     assert {"name", "family", "value", "ci_low", "ci_high", "threshold", "passed"} <= set(results[0])
     assert (tmp_path / "a2" / "report.html").exists()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--param", "no_such_parameter=1"], "no_such_parameter"),
+    (["--generator", "aim", "--param", "rounds=1"], "rounds=1 is too small"),
+])
+def test_bad_generator_parameters_exit_2_before_spending(demo, extra, expected):
+    out = demo["root"] / f"bad-param-{expected[:8]}"
+    before = spends(demo["ledger"])
+    result = invoke(*release_args(demo, out), *extra)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output
+    assert not out.exists() and spends(demo["ledger"]) == before
+
+
+def test_a_directory_as_the_data_file_exits_2(demo, tmp_path):
+    result = invoke(*release_args(demo, tmp_path / "o", data=tmp_path))
+    assert result.exit_code == 2 and "is a directory" in result.output and "Traceback" not in result.output

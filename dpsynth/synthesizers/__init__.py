@@ -7,27 +7,42 @@ from dpsynth.synthesizers.base import Synthesizer
 GENERATORS = ("mst", "aim", "dpctgan", "dpvae")
 
 
-def make_synthesizer(name: str, **params) -> Synthesizer:
-    """Build a generator by its CLI name (``mst``, ``aim``, ``dpctgan``, ``dpvae``)."""
+def generator_class(name: str) -> type[Synthesizer]:
+    """The class behind a generator's CLI name (``mst``, ``aim``, ``dpctgan``, ``dpvae``)."""
     from dpsynth.errors import UsageError
 
     if name == "mst":
         from dpsynth.synthesizers.mst import MST
 
-        return MST(**params)
+        return MST
     if name == "aim":
         from dpsynth.synthesizers.aim import AIM
 
-        return AIM(**params)
+        return AIM
     if name == "dpctgan":
         from dpsynth.synthesizers.dpctgan import DPCTGAN
 
-        return DPCTGAN(**params)
+        return DPCTGAN
     if name == "dpvae":
         from dpsynth.synthesizers.dpvae import DPVAE
 
-        return DPVAE(**params)
+        return DPVAE
     raise UsageError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
 
 
-__all__ = ["GENERATORS", "Synthesizer", "make_synthesizer"]
+def make_synthesizer(name: str, **params) -> Synthesizer:
+    """Build a generator by its CLI name; an unknown parameter is refused with the valid ones listed."""
+    import inspect
+
+    from dpsynth.errors import UsageError
+
+    cls = generator_class(name)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise UsageError(f"generator {name!r} has no parameter(s) {', '.join(map(repr, unknown))}; its parameters "
+                         f"are {', '.join(accepted)}")
+    return cls(**params)
+
+
+__all__ = ["GENERATORS", "Synthesizer", "generator_class", "make_synthesizer"]
