@@ -7,14 +7,10 @@ as for training, so every table is compared on one footing.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import audits
-from dpsynth._files import atomic_write_text
+from dpsynth._files import atomic_write_json, staged_directory
 from dpsynth.errors import UsageError
 from dpsynth.schema import Schema
 from dpsynth.tables import prepare, read_csv
@@ -47,16 +43,10 @@ def run_audit(train_path: Path, holdout_path: Path, synthetic_path: Path, schema
 def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Schema) -> None:
     from dpsynth.report import write_report
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         internal = {"classification": "internal", "notice": "INTERNAL: audit figures computed on the private "
                     "tables without noise. Do not publish."}
-        atomic_write_text(staging / "audit.json", json.dumps({**internal, **audit}, indent=2) + "\n")
+        atomic_write_json(staging / "audit.json", {**internal, **audit})
         write_report(staging / "report.html", manifest, audit, tables["train"], tables["synthetic"],
                      {c.name: c.kind for c in schema},
                      bounds={c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"})
-        os.rename(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

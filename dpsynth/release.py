@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 import audits
-from dpsynth._files import atomic_write_text
+from dpsynth._files import atomic_write_json, atomic_write_text, staged_directory
 from dpsynth.errors import GateFailed, UsageError
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import Ledger
@@ -338,12 +335,10 @@ def synthetic_csv_text(synthetic: pd.DataFrame, schema: Schema) -> str:
 
 def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: pd.DataFrame,
                        synthetic: pd.DataFrame | None, schema: Schema, public: dict[str, Any] | None) -> None:
-    """Assemble the release under a temporary name, then rename it into place."""
+    """Assemble the release in a staged directory renamed into place at the end."""
     from dpsynth.report import write_report
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         if synthetic is not None:
             synthetic_path = staging / "synthetic.csv"
             atomic_write_text(synthetic_path, synthetic_csv_text(synthetic, schema))
@@ -351,32 +346,15 @@ def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: 
             manifest["files"]["synthetic.csv"] = manifest["synthetic_sha256"]
         if public is not None:
             public["synthetic_sha256"] = manifest.get("synthetic_sha256")
-            atomic_write_text(staging / "privacy.json", json.dumps(public, indent=2) + "\n")
+            atomic_write_json(staging / "privacy.json", public)
             manifest["files"]["privacy.json"] = _sha256(staging / "privacy.json")
-        audit = {"classification": "internal", "notice": INTERNAL_NOTICE, **audit}
-        atomic_write_text(staging / "audit.json", json.dumps(audit, indent=2, default=_json_default) + "\n")
+        atomic_write_json(staging / "audit.json", {"classification": "internal", "notice": INTERNAL_NOTICE, **audit})
         kinds = {c.name: c.kind for c in schema}
         bounds = {c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"}
         write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
         for name in ("audit.json", "report.html"):
             manifest["files"][name] = _sha256(staging / name)
-        atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2, default=_json_default) + "\n")
-        os.rename(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+        atomic_write_json(staging / "manifest.json", manifest)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

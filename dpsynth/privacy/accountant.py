@@ -34,18 +34,33 @@ from typing import Callable, Iterable, Literal
 import dp_accounting as dpa
 
 from dpsynth.errors import PrivacyAccountingError
-from dpsynth.privacy.events import PLD_DISCRETIZATION, pld_accountant, rdp_accountant
+from dpsynth.privacy.events import pld_accountant, rdp_accountant
 
 Accountant = Literal["auto", "pld", "rdp"]
 DELTA_SPLITS = (0.1, 0.3, 0.5, 0.7, 0.9)  # share of delta given to the RDP part of a mixed event
 
 
-def compose(events: Iterable[dpa.DpEvent]) -> dpa.DpEvent:
-    """One event for running ``events`` in sequence (adaptively)."""
+def compose(events: Iterable[dpa.DpEvent], regroup: bool = False) -> dpa.DpEvent:
+    """One event for running ``events`` in sequence (adaptively); no-ops dropped.
+
+    With ``regroup``, nested compositions are flattened and identical
+    mechanisms gathered into one self-composition wherever they occur. Every
+    accountant here composes commutatively, so this is the same guarantee; PLD
+    then self-composes by FFT powers instead of convolving once per copy (a
+    ledger of repeated identical releases, AIM's repeated rounds).
+    """
     events = [e for e in events if not isinstance(e, dpa.NoOpDpEvent)]
-    if not events:
-        return dpa.NoOpDpEvent()
-    return events[0] if len(events) == 1 else dpa.ComposedDpEvent(events)
+    if not regroup:
+        if not events:
+            return dpa.NoOpDpEvent()
+        return events[0] if len(events) == 1 else dpa.ComposedDpEvent(events)
+    counts: dict[str, list] = {}  # keyed by repr: events holding lists are unhashable
+    for leaf, count in (pair for event in events for pair in _leaves(event)):
+        counts.setdefault(repr(leaf), [leaf, 0])[1] += count
+    builder = dpa.DpEventBuilder()
+    for leaf, count in counts.values():
+        builder.compose(leaf, count)
+    return builder.build()
 
 
 def _pick(event: dpa.DpEvent, accountant: Accountant):

@@ -1,4 +1,4 @@
-"""The persistent privacy-budget ledger: caps per dataset, atomic spends, a hash chain.
+"""The SQLite ledger: caps per dataset, atomic spends, a hash chain, in one file.
 
 One SQLite file (stdlib ``sqlite3``) may hold several datasets, each with its
 own (epsilon, delta) cap. Every spend stores the mechanism's DpEvent (as the
@@ -30,46 +30,46 @@ Guarantees, and how they are kept:
 Neighbouring relation throughout: add or remove one record.
 """
 
+
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import sqlite3
 import tempfile
-from collections import Counter
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-import dp_accounting as dpa
-
-from dpsynth.errors import BudgetExceeded, LedgerError, PrivacyAccountingError, UsageError
-from dpsynth.privacy.accountant import compose, epsilon_for
+from dpsynth.errors import BudgetExceeded, LedgerError, UsageError
 from dpsynth.privacy.cost import PrivacyCost, event_from_dict, event_to_dict
-
-LEDGER_FORMAT = "dpsynth-ledger"
-LEDGER_VERSION = "1"
-GENESIS_HASH = "0" * 64
-DEFAULT_TIMEOUT = 30.0
-STATUSES = ("reserved", "released", "withheld", "failed")
-FINAL_STATUSES = ("released", "withheld", "failed")
-
-# Columns of the single, append-only ``entries`` table. Every column except
-# ``hash`` enters the record's hash, so no field can change unnoticed.
-_COLUMNS = (
-    "id", "kind", "dataset_id", "created_at",
-    "epsilon_cap", "delta_cap",                                   # kind = dataset
-    "mechanism", "generator", "purpose", "epsilon", "delta",      # kind = spend
-    "accountant", "event_json", "details_json", "parameters_json", "total_epsilon_after",
-    "ref_id", "status",                                           # kind = status
-    "prev_hash", "hash",
+from dpsynth.privacy.ledger.records import (
+    _COLUMNS,
+    _REAL_COLUMNS,
+    FINAL_STATUSES,
+    GENESIS_HASH,
+    LEDGER_FORMAT,
+    LEDGER_VERSION,
+    DatasetBudget,
+    LedgerEntry,
+    VerifyResult,
+    _already,
+    _canonical_json,
+    _chain_problems,
+    _check_caps,
+    _check_dataset_id,
+    _composed_epsilon,
+    _dataset_row,
+    _entry_hash,
+    _load_event,
+    _now,
+    _to_entry,
+    _to_json_text,
+    _unknown,
 )
-_REAL_COLUMNS = {"epsilon_cap", "delta_cap", "epsilon", "delta", "total_epsilon_after"}
+
+DEFAULT_TIMEOUT = 30.0
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,180 +87,6 @@ CREATE TABLE entries (
 );
 CREATE INDEX entries_dataset ON entries (dataset_id, kind);
 """
-
-
-# -- public value types ------------------------------------------------------------------
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One record of the ledger: a dataset's creation, a spend, or a spend's status change.
-
-    For a spend, ``status`` is its current status (the latest status record
-    about it, else ``reserved``) and ``hash`` is the ledger's head hash right
-    after the spend was written: what a release manifest records.
-    """
-
-    id: int
-    kind: str
-    dataset_id: str
-    created_at: str
-    hash: str
-    prev_hash: str
-    epsilon_cap: float | None = None
-    delta_cap: float | None = None
-    mechanism: str | None = None
-    generator: str | None = None
-    purpose: str | None = None
-    epsilon: float | None = None
-    delta: float | None = None
-    accountant: str | None = None
-    event: dict[str, Any] | None = None
-    details: dict[str, Any] | None = None
-    parameters: dict[str, Any] | None = None
-    total_epsilon_after: float | None = None
-    ref_id: int | None = None
-    status: str | None = None
-
-    @property
-    def short_hash(self) -> str:
-        return self.hash[:12]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-@dataclass(frozen=True)
-class DatasetBudget:
-    """A dataset's caps and what has been spent on it.
-
-    ``spent_epsilon`` composes every stored event with the accountant named
-    in ``accountant`` at ``delta_cap``: the dataset has so far been released
-    under an (spent_epsilon, delta_cap)-DP guarantee. ``naive_sum_epsilon``
-    adds the per-entry epsilons (each at its own delta) for comparison;
-    ``spent_delta`` adds the per-entry deltas, for information only.
-    ``remaining_epsilon`` is ``epsilon_cap - spent_epsilon``; because
-    composition is sub-additive a new spend whose own epsilon is larger may
-    still fit -- :meth:`Ledger.reserve` decides by composing.
-    """
-
-    dataset_id: str
-    epsilon_cap: float
-    delta_cap: float
-    created_at: str
-    spent_epsilon: float
-    accountant: str
-    naive_sum_epsilon: float
-    spent_delta: float
-    remaining_epsilon: float
-    entries: list[LedgerEntry] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["entries"] = [e.to_dict() for e in self.entries]
-        return out
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of :meth:`Ledger.verify`: ``ok`` and one message per problem.
-
-    Each message starts with ``entry N:`` naming the record at fault (or
-    ``ledger:`` for a problem with the file as a whole); ``bad_entry_ids``
-    lists those N. ``head_hash`` is the hash of the last record: anchor it
-    outside the ledger and pass it back as ``expected_head`` later.
-    """
-
-    ok: bool
-    problems: list[str]
-    bad_entry_ids: list[int]
-    entries: int
-    head_id: int
-    head_hash: str
-
-
-# -- canonical form and hashing ----------------------------------------------------------
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if isinstance(value, (Path, os.PathLike)):
-        return os.fspath(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no spaces, ASCII, no NaN/inf."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
-                      default=_json_default)
-
-
-def _entry_hash(row: dict[str, Any]) -> str:
-    """sha256 over the canonical JSON of every column but ``hash`` (``prev_hash`` included)."""
-    content = {k: row.get(k) for k in _COLUMNS if k != "hash"}
-    return hashlib.sha256(_canonical_json(content).encode("ascii")).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _normalise(events: list[dpa.DpEvent]) -> dpa.DpEvent:
-    """The composition of ``events``, with identical mechanisms grouped into one self-composition.
-
-    Composition is commutative for the accountants, so this is the same
-    guarantee; grouping lets PLD self-compose by FFT powers instead of one
-    convolution per release (repeated identical releases are common).
-    """
-    counts: Counter = Counter()
-    leaves: dict[str, dpa.DpEvent] = {}  # keyed by canonical JSON: events holding lists are unhashable
-
-    def walk(event: dpa.DpEvent, times: int) -> None:
-        if isinstance(event, dpa.ComposedDpEvent):
-            for inner in event.events:
-                walk(inner, times)
-        elif isinstance(event, dpa.SelfComposedDpEvent):
-            walk(event.event, times * event.count)
-        elif not isinstance(event, dpa.NoOpDpEvent):
-            key = _canonical_json(event_to_dict(event))
-            leaves.setdefault(key, event)
-            counts[key] += times
-
-    for event in events:
-        walk(event, 1)
-    return compose(e if counts[k] == 1 else dpa.SelfComposedDpEvent(e, counts[k]) for k, e in leaves.items())
-
-
-def _composed_epsilon(events: list[dpa.DpEvent], delta: float) -> tuple[float, str]:
-    """Epsilon of the composition of ``events`` at ``delta``, and the accountant that computed it."""
-    if not events:
-        return 0.0, "none"
-    return _cached_epsilon(_canonical_json(event_to_dict(_normalise(events))), delta)
-
-
-@lru_cache(maxsize=64)
-def _cached_epsilon(event_json: str, delta: float) -> tuple[float, str]:
-    # PLD takes seconds on long histories, and a release asks for the same total twice
-    # (reserve, then summary for the manifest): remember results by the exact event.
-    epsilon, accountant = epsilon_for(event_from_dict(json.loads(event_json)), delta, with_accountant=True)
-    return float(epsilon), accountant
-
-
-def _check_dataset_id(dataset_id: Any) -> str:
-    if not isinstance(dataset_id, str) or not dataset_id.strip() or len(dataset_id) > 200 \
-            or any(ord(c) < 32 for c in dataset_id):
-        raise UsageError(f"dataset id must be a non-empty printable string of at most 200 characters, "
-                         f"got {dataset_id!r}")
-    return dataset_id
-
-
-def _check_caps(epsilon_cap: Any, delta_cap: Any) -> tuple[float, float]:
-    if isinstance(epsilon_cap, bool) or not isinstance(epsilon_cap, (int, float)) \
-            or not math.isfinite(epsilon_cap) or epsilon_cap <= 0:
-        raise UsageError(f"epsilon cap must be a positive finite number, got {epsilon_cap!r}")
-    if isinstance(delta_cap, bool) or not isinstance(delta_cap, (int, float)) or not 0 < delta_cap < 1:
-        # delta = 0 is refused: the accountants report an infinite epsilon there even for Laplace noise
-        raise UsageError(f"delta cap must be in (0, 1), e.g. 1e-6 (well below 1/n), got {delta_cap!r}")
-    return float(epsilon_cap), float(delta_cap)
 
 
 # -- the ledger --------------------------------------------------------------------------
@@ -604,15 +430,6 @@ def _build(path: Path, dataset_id: str, epsilon_cap: float, delta_cap: float) ->
             pass
 
 
-def _to_json_text(value: Any, what: str) -> str:
-    if not isinstance(value, dict):
-        raise UsageError(f"{what} must be a dict, got {type(value).__name__}")
-    try:
-        return _canonical_json(value)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{what} must be JSON-serialisable without NaN or infinity: {exc}") from exc
-
-
 def _read_meta(con: sqlite3.Connection) -> dict[str, str]:
     return dict(con.execute("SELECT key, value FROM meta").fetchall())
 
@@ -640,117 +457,9 @@ def _append(con: sqlite3.Connection, content: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _load_event(row: dict[str, Any]) -> dpa.DpEvent:
-    """A stored event, through the allow-list only; refusal names the record."""
-    try:
-        return event_from_dict(json.loads(row["event_json"]))
-    except (PrivacyAccountingError, ValueError, TypeError, RecursionError) as exc:
-        raise LedgerError(f"entry {row['id']}: stored privacy event refused: {exc}") from exc
-
-
-def _chain_problems(rows: list[dict[str, Any]], meta: dict[str, str]) -> list[tuple[list[int], str]]:
-    """Every way the records fail the hash chain or contradict each other, as (entry ids at fault, message)."""
-    problems: list[tuple[list[int], str]] = []
-    prev_id, prev_hash = 0, GENESIS_HASH
-    datasets: dict[str, int] = {}
-    spends: dict[int, str] = {}
-    marked: set[int] = set()
-    for row in rows:
-        i = row["id"]
-        if i != prev_id + 1:
-            missing = list(range(prev_id + 1, min(i, prev_id + 101)))
-            problems.append(([*missing, i], f"entry {i}: follows entry {prev_id} (ids {prev_id + 1}..{i - 1} are "
-                                            "missing): records were deleted or renumbered"))
-        if row["prev_hash"] != prev_hash:
-            problems.append(([i], f"entry {i}: its link to the previous record does not match entry {prev_id}'s "
-                                "hash: a record before it was deleted, inserted, edited or moved"))
-        if _entry_hash(row) != row["hash"]:
-            problems.append(([i], f"entry {i}: content does not match its hash: the record was edited"))
-        problems.extend(([i], f"entry {i}: {m}") for m in _semantic_problems(row, datasets, spends, marked))
-        prev_id, prev_hash = i, row["hash"]
-    if rows and rows[0]["kind"] != "dataset":
-        problems.append(([rows[0]["id"]], f"entry {rows[0]['id']}: a ledger must begin with a dataset record"))
-    head = (str(rows[-1]["id"]), rows[-1]["hash"]) if rows else ("0", GENESIS_HASH)
-    if (meta.get("head_id"), meta.get("head_hash")) != head:
-        problems.append(([], f"ledger: the head recorded in the file (entry {meta.get('head_id')}) is not the "
-                               f"last record (entry {head[0]}): records were deleted from the end, or added "
-                               "outside dpsynth"))
-    return problems
-
-
-def _semantic_problems(row: dict[str, Any], datasets: dict[str, int], spends: dict[int, str],
-                       marked: set[int]) -> list[str]:
-    """Checks a record against the ones before it; updates the running state."""
-    kind, ds = row["kind"], row["dataset_id"]
-    if kind == "dataset":
-        if ds in datasets:
-            return [f"dataset {ds!r} is created a second time (first in entry {datasets[ds]})"]
-        datasets[ds] = row["id"]
-        try:
-            _check_caps(row["epsilon_cap"], row["delta_cap"])
-        except UsageError as exc:
-            return [f"invalid caps: {exc}"]
-        return []
-    if kind == "spend":
-        out = []
-        if ds not in datasets:
-            out.append(f"spend on dataset {ds!r}, which has no earlier dataset record")
-        try:
-            _load_event(row)
-        except LedgerError as exc:
-            out.append(str(exc).split(": ", 1)[1])
-        if not isinstance(row["epsilon"], float) or not isinstance(row["delta"], float):
-            out.append("spend without a numeric epsilon and delta")
-        spends[row["id"]] = ds
-        return out
-    if kind == "status":
-        ref = row["ref_id"]
-        if ref not in spends or spends[ref] != ds:
-            return [f"status record for entry {ref}, which is not an earlier spend on dataset {ds!r}"]
-        if row["status"] not in FINAL_STATUSES:
-            return [f"unknown status {row['status']!r}"]
-        if ref in marked:
-            return [f"second status record for spend {ref}"]
-        marked.add(ref)
-        return []
-    return [f"unknown record kind {kind!r}"]
-
-
-def _dataset_row(rows: list[dict[str, Any]], dataset_id: str, path: Path) -> dict[str, Any]:
-    for row in rows:
-        if row["kind"] == "dataset" and row["dataset_id"] == dataset_id:
-            return row
-    raise _unknown(path, dataset_id, [r["dataset_id"] for r in rows if r["kind"] == "dataset"])
-
-
-def _to_entry(row: dict[str, Any], status: str | None = None) -> LedgerEntry:
-    def parsed(key: str) -> dict[str, Any] | None:
-        return json.loads(row[key]) if row.get(key) is not None else None
-
-    return LedgerEntry(
-        id=row["id"], kind=row["kind"], dataset_id=row["dataset_id"], created_at=row["created_at"],
-        hash=row["hash"], prev_hash=row["prev_hash"], epsilon_cap=row["epsilon_cap"], delta_cap=row["delta_cap"],
-        mechanism=row["mechanism"], generator=row["generator"], purpose=row["purpose"], epsilon=row["epsilon"],
-        delta=row["delta"], accountant=row["accountant"], event=parsed("event_json"),
-        details=parsed("details_json"), parameters=parsed("parameters_json"),
-        total_epsilon_after=row["total_epsilon_after"], ref_id=row["ref_id"],
-        status=status if status is not None else row["status"])
-
-
-def _unknown(path: Path, dataset_id: str, known: list[str]) -> LedgerError:
-    listed = ", ".join(repr(k) for k in known) or "none"
-    return LedgerError(f"dataset {dataset_id!r} has no budget in ledger {path} (datasets: {listed}); add it with "
-                       f"`dpsynth budget init {path} --dataset {dataset_id} --epsilon CAP --delta CAP`")
-
-
-def _already(path: Path, dataset_id: str, epsilon_cap: float, delta_cap: float) -> LedgerError:
-    return LedgerError(f"dataset {dataset_id!r} already has a budget in ledger {path} (cap epsilon={epsilon_cap:g}, "
-                       f"delta={delta_cap:g}). A budget is never re-initialised or reset: its spends stand. "
-                       "Use a different dataset id for a different table.")
-
-
 def _sqlite_error(path: Path, exc: sqlite3.OperationalError, timeout: float) -> LedgerError:
     if "locked" in str(exc) or "busy" in str(exc):
         return LedgerError(f"ledger {path} stayed locked by another process for {timeout:g} s; nothing was "
                            "written. Retry when the other release has finished.")
     return LedgerError(f"ledger {path}: {exc}")
+
