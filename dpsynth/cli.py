@@ -8,6 +8,7 @@ Exit codes (stable; pipelines script against them):
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -30,9 +31,26 @@ err = Console(stderr=True)
 out = Console()
 
 
-def _fail(exc: DpsynthError) -> None:
+RELEASE_OPTIONS = {"holdout_fraction": "--holdout-fraction", "rows": "--rows", "seed": "--seed", "tier": "--tier",
+                   "dataset_id": "--dataset", "out": "--out", "epsilon": "--epsilon", "delta": "--delta"}
+
+
+def _fail(exc: DpsynthError, options: dict[str, str] | None = None) -> None:
+    """Print one message (never a traceback) and exit with the error's code.
+
+    With ``options`` (library parameter -> CLI option), a message about a
+    parameter speaks of the option the user typed instead; any other
+    parameter is a generator's, set with ``--param NAME=VALUE``.
+    """
     label = {3: "refused", 4: "over budget"}.get(exc.exit_code, "error")
-    err.print(f"[bold red]{label}:[/] {exc}", highlight=False, soft_wrap=True)
+    message = str(exc)
+    if options is not None and exc.parameter:
+        option = options.get(exc.parameter, f"--param {exc.parameter}")
+        message = re.sub(rf"^(\w+ )?parameter '{re.escape(exc.parameter)}'", f"option {option}", message, count=1)
+        message = message.replace(" or None, got ", ", got ", 1)  # an option left out is the None
+        if exc.parameter == "out":
+            message = re.sub(r"^out directory", "--out", message, count=1)
+    err.print(f"[bold red]{label}:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -210,8 +228,6 @@ def release(
         err.print("[yellow]note:[/] --seed makes the privacy noise reproducible by anyone who knows the seed, and "
                   "the manifest records it. Use it for tests and demos; omit it for a real release.", highlight=False)
     try:
-        if tier is not None and tier not in ("quick", "thorough"):
-            raise UsageError(f"--tier must be quick or thorough, got {tier!r}")
         request = ReleaseRequest(data=data, schema=schema, generator=generator, epsilon=epsilon, delta=delta,
                                  ledger=ledger, dataset_id=dataset, out=out_dir, holdout_fraction=holdout_fraction,
                                  policy=policy, seed=seed, rows=rows, accept_private_schema=accept_private_schema,
@@ -219,7 +235,7 @@ def release(
         with err.status("starting release") as status:
             outcome = run_release(request, progress=lambda message: status.update(message))
     except DpsynthError as exc:
-        _fail(exc)
+        _fail(exc, RELEASE_OPTIONS)
     m = outcome.manifest
     out.print(f"[bold green]RELEASED[/] {out_dir}/synthetic.csv ({m['rows']['synthetic']} rows); "
               f"epsilon={m['privacy']['epsilon']:.4f}, delta={m['privacy']['delta']:.3g}; dataset {dataset!r} has "

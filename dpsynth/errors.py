@@ -13,9 +13,17 @@ from __future__ import annotations
 
 
 class DpsynthError(Exception):
-    """Base class of all errors dpsynth raises on purpose."""
+    """Base class of all errors dpsynth raises on purpose.
+
+    ``parameter`` names the library parameter at fault, when there is one, so
+    a front end can name its own spelling of it (the CLI's ``--option``).
+    """
 
     exit_code: int = 1
+
+    def __init__(self, message: str = "", parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class UsageError(DpsynthError):

@@ -33,6 +33,7 @@ import pandas as pd
 import audits
 from dpsynth._files import atomic_write_json, atomic_write_text, staged_directory
 from dpsynth.errors import GateFailed, UsageError
+from dpsynth.params import Interval, Options, Satisfies, validate_params
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.schema import Schema
@@ -109,18 +110,21 @@ def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:
             "rows; caps are never changed, so add a new dataset id with `dpsynth budget init`).")
 
 
+REQUEST_CONSTRAINTS = {
+    "holdout_fraction": [Interval(float, 0.05, 0.5)],
+    "rows": [Interval(int, 1, None), None],
+    "seed": [Interval(int, 0, None), None],
+    "dataset_id": [Satisfies(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty dataset id")],
+    "tier": [Options("quick", "thorough"), None],
+}
+
+
 def _validate(request: ReleaseRequest) -> None:
     check_privacy_parameters(request.epsilon, request.delta)
-    if not 0.05 <= request.holdout_fraction <= 0.5:
-        raise UsageError(f"--holdout-fraction must be between 0.05 and 0.5, got {request.holdout_fraction}")
-    if request.rows is not None and request.rows < 1:
-        raise UsageError(f"--rows must be a positive integer, got {request.rows}")
-    if request.seed is not None and request.seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {request.seed}")
+    validate_params(vars(request), REQUEST_CONSTRAINTS, owner="release")
     if request.out.exists():
-        raise UsageError(f"--out {request.out} already exists; releases are never overwritten: choose a new directory")
-    if not request.dataset_id:
-        raise UsageError("--dataset must name the source dataset whose budget this release spends")
+        raise UsageError(f"out directory {request.out} already exists; releases are never overwritten: choose a new "
+                         "directory", parameter="out")
 
 
 def _versions() -> dict[str, str]:

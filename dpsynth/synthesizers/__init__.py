@@ -41,7 +41,7 @@ def make_synthesizer(name: str, **params) -> Synthesizer:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise UsageError(f"generator {name!r} has no parameter(s) {', '.join(map(repr, unknown))}; its parameters "
-                         f"are {', '.join(accepted)}")
+                         f"are {', '.join(accepted)}", parameter=unknown[0])
     return cls(**params)
 
 
