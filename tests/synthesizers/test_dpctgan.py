@@ -247,3 +247,37 @@ def test_matched_sample_follows_the_noisy_counts(fitted) -> None:
         shares = out[span.column].value_counts(normalize=True, dropna=False)
         got = [shares.get(label, 0.0) for label in column.categories]
         np.testing.assert_allclose(got, frequencies[:len(column.categories)], atol=0.05)
+
+
+# -- exact category counts (issue 7, item 7) ------------------------------------------------------------------
+class _RecordingNoise:
+    """Stands in for the NoiseSource: records what is noised and adds nothing (to read the counts back)."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def discrete_gaussian(self, counts, sigma):
+        self.seen.append(np.asarray(counts))
+        return np.asarray(counts)
+
+
+def test_category_counts_are_exact_integers_above_float32_precision() -> None:
+    """2^24 + 1 records of one category: a float32 sum says 2^24, so one record would move the count by 0 or 2."""
+    import torch
+
+    from dpsynth.schema import Column
+    from dpsynth.synthesizers.dpctgan import category_counts
+
+    n = 2 ** 24 + 1
+    x = torch.tensor([[1.0, 0.0, 0.0]]).expand(n, 3)  # a one-hot column, without allocating n rows
+    assert float(x.sum(dim=0)[0]) == 2 ** 24  # what the old float32 sum counted
+    schema = Schema(columns=(Column("c", "categorical", categories=("p", "q", "r")),), name="big")
+    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, **FAST)
+    model.schema_ = schema
+    model._noise = _RecordingNoise()
+    model._preprocess(x, model._preprocessing_events(schema))
+    (counts,) = model._noise.seen
+    assert counts.dtype == np.int64 and counts.tolist() == [n, 0, 0]
+    np.testing.assert_allclose(model.cond_frequencies_[0], [1.0, 0.0, 0.0])
+    span = model.cond_spans_[0]
+    assert category_counts(x[:1000], span).tolist() == [1000, 0, 0]
