@@ -112,3 +112,20 @@ def test_torch_generators_are_fresh_unless_seeded() -> None:
     s, t = NoiseSource(9).torch_generator(), NoiseSource(9).torch_generator()
     assert s.initial_seed() == t.initial_seed()
     assert isinstance(a, torch.Generator)
+
+
+def test_vector_count_privacy_loss_is_the_one_dimensional_one() -> None:
+    """docs/noise.md: when one record moves one cell of a count vector by one, the other cells' noise cancels
+    out of the privacy loss, so the vector's (epsilon, delta) profile is the 1-D discrete Gaussian's (which the
+    PLD accountant computes exactly; tests/privacy/test_events.py)."""
+    sigma, half = 1.3, 12
+    support = np.arange(-half, half + 1)
+    p = discrete_gaussian_pmf(sigma, support)
+    joint = np.outer(p, p)  # noise on two cells; x = (0, 0)
+    shifted = np.outer(np.append(p[1:], 0.0), p)  # x' = (1, 0): cell 0 moved by one (truncated at the edge)
+    inside = (joint > 0) & (shifted > 0)
+    for epsilon in (0.2, 1.0, 2.0):
+        vector_delta = np.maximum(joint[inside] - np.exp(epsilon) * shifted[inside], 0).sum()
+        one_d = p[1:] > 0
+        scalar_delta = np.maximum(p[:-1][one_d] - np.exp(epsilon) * p[1:][one_d], 0).sum() * p.sum()
+        assert vector_delta == pytest.approx(scalar_delta, rel=1e-9, abs=1e-15)
