@@ -29,7 +29,7 @@ import pandas as pd
 
 from dpsynth.errors import UsageError
 from dpsynth.privacy.cost import PrivacyCost
-from dpsynth.randomness import RandomState, make_streams
+from dpsynth.randomness import RandomState, check_random_state, make_streams
 from dpsynth.schema import Schema
 from dpsynth.tables import prepare
 
@@ -136,6 +136,11 @@ class Synthesizer(ABC):
     def _validate_parameters(self) -> None:
         """Check constructor parameters; subclasses extend and call super()."""
         check_privacy_parameters(self.epsilon, self.delta)
+        check_random_state(self.random_state)
+        if not (self.secure_noise is None or isinstance(self.secure_noise, bool)):
+            raise UsageError(f"secure_noise must be None, True or False, got {self.secure_noise!r}")
+        if self.secure_noise is False and not isinstance(self.random_state, (int, np.integer)):
+            raise UsageError("secure_noise=False needs an integer random_state to seed the noise from")
 
     @abstractmethod
     def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:

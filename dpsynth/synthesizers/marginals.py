@@ -63,7 +63,8 @@ from dpsynth.privacy.noise import NoiseSource
 Clique = tuple[str, ...]
 Codes = dict[str, np.ndarray]
 
-__all__ = ["CellWeights", "Clique", "Codes", "Domain", "DomainCompression", "LinearMeasurement", "counts", "encode_table",
+__all__ = ["CellWeights", "Clique", "Codes", "Domain", "DomainCompression", "LinearMeasurement", "counts",
+           "encode_table",
            "ModelMarginals", "estimate", "estimate_total", "exponential_mechanism", "marginal", "measure",
            "project_to_simplex", "sample_records"]
 
