@@ -29,8 +29,9 @@ Accounting, in order:
    reports the cost) gives the largest number of steps that keeps the fit
    within the target; the loop never takes a step beyond it.
 3. **Reported cost**: the steps actually taken, as one dp-accounting event
-   ``ComposedDpEvent([preprocessing..., SelfComposedDpEvent(PoissonSampledDpEvent(q,
-   GaussianDpEvent(sigma)), steps)])``, evaluated by :class:`PrivacyCost`.
+   ``ComposedDpEvent([DiscreteGaussianDpEvent(rows), preprocessing...,
+   SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(sigma)), steps)])``,
+   evaluated by :class:`PrivacyCost`.
 
 Randomness: Opacus draws the gradient noise from a torch generator made by
 the fit's :class:`~dpsynth.privacy.noise.NoiseSource` (OS entropy unless
