@@ -43,7 +43,6 @@ class Streams:
     noise: NoiseSource
     fit: np.random.Generator
     sample: np.random.Generator
-    seeded_sample: bool  # True when the sample stream is reproducible (from a seed or a caller's generator)
 
 
 def make_streams(random_state: RandomState, secure_noise: bool | None = None) -> Streams:
@@ -72,9 +71,8 @@ def make_streams(random_state: RandomState, secure_noise: bool | None = None) ->
         noise_seed = fit_seed = None
         sample = random_state if isinstance(random_state, np.random.Generator) else _fresh()
     if secure_noise:
-        return Streams(NoiseSource(None), _fresh(), sample, seeded_sample=random_state is not None)
-    return Streams(NoiseSource(noise_seed),
-                   np.random.default_rng(fit_seed), sample, seeded_sample=True)
+        return Streams(NoiseSource(None), _fresh(), sample)
+    return Streams(NoiseSource(noise_seed), np.random.default_rng(fit_seed), sample)
 
 
 def check_random_state(random_state: RandomState) -> None:

@@ -74,12 +74,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from dpsynth.encoding import round_to_schema
 from dpsynth.errors import PrivacyAccountingError, UsageError
 from dpsynth.privacy.accountant import epsilon_for, gaussian_sigma
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.randomness import RandomState
-from dpsynth.encoding import round_to_schema
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers.base import Synthesizer
 
