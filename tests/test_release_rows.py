@@ -43,21 +43,18 @@ def release(setup: dict, out: str, **overrides) -> tuple[dict, pd.DataFrame, str
     return manifest, pd.read_csv(setup["tmp"] / out / "synthetic.csv"), text
 
 
-def test_default_row_count_is_the_dp_estimate_and_the_manifest_says_so(setup) -> None:
-    manifest, synthetic, _ = release(setup, "r1")
+def test_default_row_count_is_the_dp_estimate_and_values_have_the_declared_decimals(setup) -> None:
+    manifest, synthetic, text = release(setup, "r1")
     rows = manifest["rows"]
     assert rows["row_count"] == "dp-estimate"
     assert len(synthetic) == rows["synthetic"] != rows["train"]  # seed 11's noisy total, not the exact 1200
     assert abs(rows["synthetic"] - rows["train"]) < 0.1 * rows["train"]
+    cells = [line.split(",")[1] for line in text.splitlines()[1:]]
+    assert max(len(cell.partition(".")[2]) for cell in cells) == 1  # "decimals": 1, never 17 digits
+    assert synthetic["value"].between(0, 100).all()
 
 
 def test_rows_option_publishes_a_public_count(setup) -> None:
     manifest, synthetic, _ = release(setup, "r2", rows=321)
     assert manifest["rows"]["row_count"] == "public (--rows)" and len(synthetic) == 321
 
-
-def test_synthetic_csv_writes_the_declared_decimals(setup) -> None:
-    _, synthetic, text = release(setup, "r3")
-    cells = [line.split(",")[1] for line in text.splitlines()[1:]]
-    assert max(len(cell.partition(".")[2]) for cell in cells) == 1  # "decimals": 1, never 17 digits
-    assert synthetic["value"].between(0, 100).all()
