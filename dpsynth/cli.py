@@ -216,7 +216,7 @@ def release(
     holdout_fraction: float = typer.Option(0.2, "--holdout-fraction", help="Share of rows kept out of fitting, as the audit baseline."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Fix all randomness (noise included) for reproducibility."),
-    rows: Optional[int] = typer.Option(None, "--rows", help="Synthetic rows (default: as many as train)."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="Synthetic rows, a public number (default: the generator's DP estimate of the training rows)."),
     tier: Optional[str] = typer.Option(None, "--tier", help="Audit tier: quick or thorough (default: the policy's)."),
     accept_private_schema: bool = typer.Option(False, "--accept-private-schema", help="Fit with a schema drafted from the data (the domain leaks)."),
     param: list[str] = typer.Option([], "--param", help="Generator parameter name=value (repeatable)."),

@@ -5,11 +5,15 @@ becomes integer codes ``0 .. domain_size-1``. Categorical columns map their
 declared categories in order; numeric columns map to their declared bins;
 null (for nullable columns) is the last code. Decoding draws a number
 uniformly inside its bin (a whole number for integer columns), so synthetic
-values always lie inside the public bounds. No statistic of the private table
-is used, so encoding costs no privacy budget.
+values always lie inside the public bounds, and rounds it to the column's
+``output_decimals()`` (:func:`round_to_schema`): a published value carries
+the precision the schema declares, not the 52 bits of a uniform draw. No
+statistic of the private table is used, so encoding costs no privacy budget.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -80,5 +84,33 @@ def _decode_column(column: Column, codes: np.ndarray, rng: np.random.Generator) 
         edges = column.bin_edges()
         low, high = edges[codes[valid]], edges[codes[valid] + 1]
         values[valid] = low + rng.random(valid.sum()) * (high - low)
+        last = codes[valid] == len(edges) - 2
+        values[valid] = round_to_schema(column, np.clip(values[valid], column.lower, column.upper),
+                                        low, high, closed=last)
+        return pd.Series(values, dtype=float)
     values[valid] = np.clip(values[valid], column.lower, column.upper)
     return pd.Series(values, dtype=float)
+
+
+def round_to_schema(column: Column, values: np.ndarray, low: np.ndarray | None = None,
+                    high: np.ndarray | None = None, closed: np.ndarray | bool = True) -> np.ndarray:
+    """``values`` rounded to ``column.output_decimals()``, kept inside the public bounds.
+
+    A bound with more decimals than the column's is replaced by the nearest
+    number of that precision inside it (the schema guarantees one exists).
+    With per-value bins ``[low, high)`` (``closed``: ``[low, high]``), a
+    rounded value stays in its bin whenever the bin holds a number of that
+    precision.
+    """
+    d = column.output_decimals()
+    scale = 10.0 ** d
+    rounded = np.round(np.asarray(values, dtype=float), d)
+    if low is not None and high is not None:
+        first = np.ceil(np.round(np.asarray(low) * scale, 6)) / scale
+        top = np.round(np.asarray(high) * scale, 6)
+        last = np.where(closed, np.floor(top), np.ceil(top) - 1) / scale
+        fits = first <= last
+        rounded = np.where(fits, np.clip(rounded, first, np.where(fits, last, first)), rounded)
+    bottom = math.ceil(round(float(column.lower) * scale, 6)) / scale
+    ceiling = math.floor(round(float(column.upper) * scale, 6)) / scale
+    return np.clip(rounded, bottom, ceiling)

@@ -200,7 +200,8 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
         say(f"fitting {request.generator} on the training rows")
         synthesizer.fit(train, schema, accept_private_schema=request.accept_private_schema)
         check_within_plan(synthesizer.privacy_cost_, planned, delta_cap, what=f"{request.generator} fit")
-        n_rows = request.rows or len(train)
+        # the exact training count is private: publish --rows (public) or the generator's DP estimate
+        n_rows = request.rows if request.rows is not None else synthesizer.n_rows_estimate_
         say(f"sampling {n_rows} synthetic rows")
         synthetic = synthesizer.sample(n_rows)
 
@@ -263,7 +264,8 @@ def _manifest(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,
         "schema": {"name": schema.name, "source": schema.source, "leaked_domain": not schema.is_public,
                    "sha256": hashlib.sha256(json.dumps(schema.to_dict(), sort_keys=True).encode()).hexdigest()},
         "domain_report": synthesizer.domain_report_.to_dict(),
-        "rows": {"train": len(train), "holdout": len(holdout), "synthetic": n_rows},
+        "rows": {"train": len(train), "holdout": len(holdout), "synthetic": n_rows,
+                 "row_count": row_count_source(request)},
         "seed": request.seed,
         "noise_source": synthesizer.noise_source_,
         "audit": {"tier": audit.get("tier"), "decision": audit["decision"],
@@ -281,7 +283,7 @@ NEIGHBOURING = "add or remove one record"
 
 def row_count_source(request: ReleaseRequest) -> str:
     """Where the synthetic row count came from: a public ``--rows``, or the generator's DP estimate."""
-    return "public (--rows)" if request.rows else "dp-estimate"
+    return "public (--rows)" if request.rows is not None else "dp-estimate"
 
 
 def public_privacy_statement(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,

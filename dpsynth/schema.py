@@ -41,7 +41,8 @@ PRIVATE_DATA = "private-data"
 KINDS = ("categorical", "numeric")
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 _COLUMN_KEYS = {"name", "kind", "categories", "other", "lower", "upper", "bins", "edges",
-                "integer", "nullable", "description"}
+                "integer", "nullable", "description", "decimals"}
+MAX_DECIMALS = 12
 _SCHEMA_KEYS = {"name", "source", "columns", "na_values", "quasi_identifiers", "description",
                 "target"}
 
@@ -55,7 +56,10 @@ class Column:
     of refusing them. ``numeric`` columns declare public ``lower``/``upper``
     bounds (values outside are clipped and counted) and either a ``bins`` count
     (equal width) or explicit ``edges``; ``integer`` columns are sampled back
-    as whole numbers. A ``nullable`` column gets one extra code for null.
+    as whole numbers. ``decimals`` (numeric, optional) is the precision
+    synthetic values are written at; by default :meth:`output_decimals` picks
+    enough to resolve a thousandth of the narrowest bin. A ``nullable`` column
+    gets one extra code for null.
     """
 
     name: str
@@ -69,6 +73,7 @@ class Column:
     integer: bool = False
     nullable: bool = False
     description: str = ""
+    decimals: int | None = None
 
     def __post_init__(self) -> None:
         where = f"column {self.name!r}"
@@ -101,6 +106,19 @@ class Column:
                 raise SchemaError(f"{where}: a numeric column needs 'bins' >= 1 or explicit 'edges'")
             if self.integer and len(self.integer_ranges()) != self.n_bins:
                 raise SchemaError(f"{where}: some bins contain no whole number; use fewer bins or explicit edges")
+            if self.decimals is not None:
+                d = self.decimals
+                if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_DECIMALS:
+                    raise SchemaError(f"{where}: 'decimals' must be a whole number from 0 to {MAX_DECIMALS}, "
+                                      f"got {d!r}")
+                if self.integer and d != 0:
+                    raise SchemaError(f"{where}: an integer column is written with 'decimals' 0, got {d}")
+                lo, hi = math.ceil(float(self.lower) * 10 ** d), math.floor(float(self.upper) * 10 ** d)
+                if lo > hi:
+                    raise SchemaError(f"{where}: no number with {d} decimal(s) lies between 'lower' and 'upper'; "
+                                      "raise 'decimals'")
+        if self.kind == "categorical" and self.decimals is not None:
+            raise SchemaError(f"{where}: 'decimals' applies to numeric columns only")
 
     # -- numeric binning ---------------------------------------------------------------
     def bin_edges(self) -> np.ndarray:
@@ -127,6 +145,18 @@ class Column:
             if start <= stop:
                 ranges.append((start, stop))
         return ranges
+
+    def output_decimals(self) -> int:
+        """Decimals synthetic values are written with: ``decimals`` if declared, 0 for integer columns,
+        else enough to resolve a thousandth of the narrowest bin (at most ``MAX_DECIMALS``)."""
+        if self.kind != "numeric":
+            raise SchemaError(f"column {self.name!r} is categorical and has no decimals")
+        if self.decimals is not None:
+            return int(self.decimals)
+        if self.integer:
+            return 0
+        narrowest = float(np.min(np.diff(self.bin_edges())))
+        return int(min(MAX_DECIMALS, max(0, math.ceil(round(-math.log10(narrowest / 1000), 6)))))
 
     @property
     def n_bins(self) -> int:
@@ -170,6 +200,7 @@ class Column:
                 integer=_as_bool(raw.get("integer", False), name, "integer"),
                 nullable=_as_bool(raw.get("nullable", False), name, "nullable"),
                 description=str(raw.get("description", "")),
+                decimals=_as_decimals(raw.get("decimals"), name),
             )
         except (TypeError, ValueError, OverflowError) as exc:
             raise SchemaError(f"column {name!r}: {exc}") from None
@@ -188,6 +219,8 @@ class Column:
             else:
                 out["bins"] = self.bins
             out["integer"] = self.integer
+            if self.decimals is not None:
+                out["decimals"] = self.decimals
         out["nullable"] = self.nullable
         if self.description:
             out["description"] = self.description
@@ -318,6 +351,15 @@ class Schema:
                       quasi_identifiers=tuple(q for q in self.quasi_identifiers if q in keep),
                       target=self.target if self.target in keep else None,
                       description=self.description)
+
+
+def _as_decimals(value: Any, column: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not value.is_integer()):
+        raise SchemaError(f"column {column!r}: 'decimals' must be a whole number, got {value!r}")
+    return int(value)
 
 
 def draft_schema(df: pd.DataFrame, name: str = "", bins: int = 10, max_categories: int = 200) -> Schema:

@@ -96,7 +96,31 @@ def test_continuous_decode_is_uniform_inside_the_bin() -> None:
     values = one(column).decode({"score": np.full(20_000, 2)}, np.random.default_rng(5))["score"]
     assert values.min() >= 0.5 and values.max() < 0.75
     assert abs(values.mean() - 0.625) < 0.003
-    assert values.nunique() > 19_000  # drawn, not a fixed representative value
+    # drawn, not a fixed representative value, at a thousandth of the bin width (0.25 -> 4 decimals)
+    assert values.nunique() > 2_000
+    assert written_decimals(values) == 4
+
+
+def written_decimals(values: pd.Series) -> int:
+    """Most digits after the point in the shortest round-trip text of ``values`` (what a CSV writer prints)."""
+    return max(len(repr(float(v)).partition(".")[2].rstrip("0")) for v in values)
+
+
+def test_decoded_values_carry_the_declared_decimals_only() -> None:
+    """A published number shows the schema's precision, not the 52 bits of the uniform draw behind it."""
+    column = Column("score", "numeric", lower=0.0, upper=1.0, bins=4, decimals=2)
+    values = one(column).decode({"score": np.arange(20_000) % 4}, np.random.default_rng(5))["score"]
+    assert written_decimals(values) == 2  # as the CSV writes them (shortest repr), e.g. "0.37"
+    codes = one(column).encode(pd.DataFrame({"score": values}))["score"]
+    np.testing.assert_array_equal(codes, np.arange(20_000) % 4)  # rounding keeps every value in its bin
+
+
+@pytest.mark.parametrize("bins, expected", [(4, 4), (10, 4), (1000, 6), (1, 3)])
+def test_default_decimals_resolve_a_thousandth_of_the_narrowest_bin(bins: int, expected: int) -> None:
+    assert Column("x", "numeric", lower=0.0, upper=1.0, bins=bins).output_decimals() == expected
+    assert Column("n", "numeric", lower=0, upper=99999, bins=10, integer=True).output_decimals() == 0
+    wide = Column("w", "numeric", lower=0, upper=1e6, bins=3)
+    assert wide.output_decimals() == 0
 
 
 def test_bounds_go_to_first_and_last_bin() -> None:

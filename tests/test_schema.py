@@ -353,3 +353,32 @@ def test_editing_source_to_public_lifts_the_guard(tmp_path: Path) -> None:
     raw = draft_schema(_private_frame()).to_dict()
     raw["source"] = "public"
     Schema.from_dict(raw).require_public()
+
+
+@pytest.mark.parametrize("decimals, words", [
+    (-1, "whole number from 0"), (1.5, "whole number"), (True, "whole number"), ("2", "whole number"),
+    (13, "from 0 to 12"),
+])
+def test_bad_decimals_are_refused_naming_column_and_key(decimals: object, words: str) -> None:
+    raw = {"name": "score", "kind": "numeric", "lower": 0, "upper": 1, "bins": 4, "decimals": decimals}
+    with pytest.raises(SchemaError, match="score") as info:
+        Column.from_dict(raw)
+    assert "'decimals'" in str(info.value) and words in str(info.value)
+
+
+def test_decimals_must_fit_the_column() -> None:
+    with pytest.raises(SchemaError, match="numeric columns only"):
+        Column.from_dict({"name": "c", "kind": "categorical", "categories": ["a"], "decimals": 1})
+    with pytest.raises(SchemaError, match="integer column"):
+        Column.from_dict({"name": "n", "kind": "numeric", "lower": 0, "upper": 9, "bins": 2, "integer": True,
+                          "decimals": 2})
+    with pytest.raises(SchemaError, match="raise 'decimals'"):
+        Column.from_dict({"name": "x", "kind": "numeric", "lower": 0.11, "upper": 0.19, "bins": 2, "decimals": 1})
+
+
+def test_decimals_round_trip_and_default() -> None:
+    raw = {"name": "x", "kind": "numeric", "lower": 0, "upper": 10, "bins": 5, "decimals": 1}
+    column = Column.from_dict(raw)
+    assert column.output_decimals() == 1 and column.to_dict()["decimals"] == 1
+    assert "decimals" not in Column.from_dict({**raw, "decimals": None}).to_dict()
+    assert Column.from_dict({**raw, "decimals": None}).output_decimals() == 3  # width 2 -> 0.002

@@ -16,7 +16,10 @@ Sec. 4.4 and the budget annealing of Sec. 4.3, in zCDP:
         measure M_r with sigma; p_hat <- fit (warm start)
         if p_hat's M_r moved less than the expected noise: sigma /= 2, eps *= 2
 
-Every measurement is a ``GaussianDpEvent(sigma)`` (L2 sensitivity 1) and
+Every measurement is a ``DiscreteGaussianDpEvent(sigma)`` (exact integer
+counts plus discrete Gaussian noise from the fit's
+:class:`~dpsynth.privacy.noise.NoiseSource`, L2 sensitivity 1; its zCDP is
+that of the continuous Gaussian, CKS 2020) and
 every selection a ``ZCDpEvent(eps^2 / 8)`` (the exponential mechanism is
 eps-bounded-range; Cesar & Rogers 2021). The reported cost is the
 composition of exactly those events. The zCDP target ``rho`` is calibrated
@@ -42,6 +45,8 @@ from dpsynth.encoding import TableEncoder
 from dpsynth.errors import UsageError
 from dpsynth.privacy.accountant import calibrate
 from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.privacy.events import DiscreteGaussianDpEvent
+from dpsynth.privacy.noise import NoiseSource
 from dpsynth.randomness import RandomState
 from dpsynth.synthesizers import marginals as mg
 from dpsynth.synthesizers.base import Synthesizer
@@ -67,7 +72,11 @@ class AIM(Synthesizer):
     epsilon, delta:
         Target (epsilon, delta)-DP guarantee of the whole fit (add/remove one record).
     random_state:
-        Seed or generator for noise, selection and sampling; ``None`` uses OS entropy.
+        Seed for noise, selection and sampling, or a generator for sampling only;
+        ``None`` uses OS entropy (:func:`dpsynth.randomness.make_streams`).
+    secure_noise:
+        With an integer ``random_state``, ``True`` keeps the noise fresh (OS
+        entropy) while sampling stays reproducible.
     workload:
         Marginals the synthetic data should preserve: a list of column tuples
         (default: every two-way marginal). Candidates are all their subsets.
@@ -96,8 +105,9 @@ class AIM(Synthesizer):
 
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
                  workload: Sequence[Sequence[str]] | None = None, max_model_size: float = 80.0,
-                 max_iters: int = 1000, max_seconds: float | None = 150.0, rounds: int | None = None) -> None:
-        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state)
+                 max_iters: int = 1000, max_seconds: float | None = 150.0, rounds: int | None = None,
+                 secure_noise: bool | None = None) -> None:
+        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
         self.workload = workload
         self.max_model_size = max_model_size
         self.max_iters = max_iters
@@ -134,8 +144,8 @@ class AIM(Synthesizer):
         epsilon = math.sqrt(8 * (1 - ALPHA) * rho / rounds)
         initial = (sigma, epsilon)
 
-        measurements = mg.measure(codes, domain, [(a,) for a in domain], sigma, rng)
-        events: list[dpa.DpEvent] = [dpa.GaussianDpEvent(sigma)] * d
+        measurements = mg.measure(codes, domain, [(a,) for a in domain], sigma, self._noise)
+        events: list[dpa.DpEvent] = [DiscreteGaussianDpEvent(sigma)] * d
         rho_used = d / (2 * sigma ** 2)
         start = time.monotonic()
         model = self._estimate(domain, measurements)
@@ -157,9 +167,9 @@ class AIM(Synthesizer):
 
             current = mg.ModelMarginals(model)
             allowed = filter_candidates(candidates, model.cliques, domain, self.max_model_size * rho_used / rho)
-            clique = worst_approximated(allowed, answers, current, epsilon, sigma, rng)
-            events += [dpa.ZCDpEvent(epsilon ** 2 / 8), dpa.GaussianDpEvent(sigma)]
-            measurements += mg.measure(codes, domain, [clique], sigma, rng)
+            clique = worst_approximated(allowed, answers, current, epsilon, sigma, self._noise)
+            events += [dpa.ZCDpEvent(epsilon ** 2 / 8), DiscreteGaussianDpEvent(sigma)]
+            measurements += mg.measure(codes, domain, [clique], sigma, self._noise)
             before = current.project(clique).ravel()
             model = self._estimate(domain, measurements, warm_start=model)
             after = mg.ModelMarginals(model).project(clique).ravel()
@@ -173,6 +183,7 @@ class AIM(Synthesizer):
                 sigma, epsilon = sigma / 2, epsilon * 2  # the model barely moved: measure more precisely
 
         self.model_ = model
+        self.n_rows_estimate_ = max(1, round(float(model.total)))  # mbi's estimate from the noisy counts
         self.measurements_ = measurements  # DP outputs: safe to keep and inspect
         self.selected_ = [tuple(s["clique"]) for s in selected]
         return PrivacyCost.of(self.name, _compact(events), self.delta, rho=rho, rounds_planned=rounds,
@@ -270,7 +281,7 @@ def filter_candidates(candidates: dict[mg.Clique, float], model_cliques: Sequenc
 
 
 def worst_approximated(candidates: dict[mg.Clique, float], answers: dict[mg.Clique, np.ndarray],
-                       model: mg.ModelMarginals, epsilon: float, sigma: float, rng: np.random.Generator) -> mg.Clique:
+                       model: mg.ModelMarginals, epsilon: float, sigma: float, noise: NoiseSource) -> mg.Clique:
     """The exponential mechanism's pick among ``candidates`` (paper, Sec. 4.2).
 
     Quality ``w_r (||M_r(D) - M_r(p_hat)||_1 - sqrt(2/pi) sigma n_r)``: the
@@ -284,7 +295,7 @@ def worst_approximated(candidates: dict[mg.Clique, float], answers: dict[mg.Cliq
                          - math.sqrt(2 / math.pi) * sigma * answers[r].size)
         for r in cliques])
     sensitivity = max(abs(candidates[r]) for r in cliques)
-    return cliques[mg.exponential_mechanism(scores, epsilon, sensitivity, rng)]
+    return cliques[mg.exponential_mechanism(scores, epsilon, sensitivity, noise)]
 
 
 def combine_repeats(measurements: list[mg.LinearMeasurement]) -> list[mg.LinearMeasurement]:

@@ -8,8 +8,14 @@
 * ``privacy_cost_`` is a :class:`~dpsynth.privacy.PrivacyCost`: the whole
   fit's DpEvent, every data-dependent step included.
 
-Subclasses implement ``_fit(data, n_rows, rng)`` on a table already checked
-and brought into the public domain, and ``_sample(n, rng)``.
+Subclasses implement ``_fit(data, rng)`` on a table already checked and
+brought into the public domain, and ``_sample(n, rng)``. Randomness comes in
+three separate streams (:func:`dpsynth.randomness.make_streams`): privacy
+noise only from ``self._noise`` (a :class:`~dpsynth.privacy.noise.NoiseSource`),
+other fit-time draws from ``_fit``'s ``rng``, and ``_sample``'s ``rng`` -- the
+only stream that shapes the published rows -- is never used while fitting.
+``_fit`` also sets ``n_rows_estimate_``, a DP estimate of the number of
+training rows paid for inside the budget, which ``sample()`` defaults to.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import pandas as pd
 
 from dpsynth.errors import UsageError
 from dpsynth.privacy.cost import PrivacyCost
-from dpsynth.randomness import RandomState, make_rng
+from dpsynth.randomness import RandomState, check_random_state, make_streams
 from dpsynth.schema import Schema
 from dpsynth.tables import prepare
 
@@ -64,14 +70,22 @@ def check_within_plan(realised: PrivacyCost, planned: PrivacyCost, delta: float,
 
 
 class Synthesizer(ABC):
-    """Base class of every dpsynth generator."""
+    """Base class of every dpsynth generator.
+
+    ``random_state`` and ``secure_noise`` choose the random streams
+    (:func:`dpsynth.randomness.make_streams`): with an integer seed and
+    ``secure_noise=True`` the synthetic rows are reproducible while the
+    privacy noise stays fresh.
+    """
 
     name: ClassVar[str] = "base"
 
-    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None) -> None:
+    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
+                 secure_noise: bool | None = None) -> None:
         self.epsilon = epsilon
         self.delta = delta
         self.random_state = random_state
+        self.secure_noise = secure_noise
 
     # -- sklearn plumbing --------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -99,24 +113,33 @@ class Synthesizer(ABC):
         self._validate_parameters()
         data, report = prepare(df, schema, source="training table")
         check_privacy_parameters(self.epsilon, self.delta, len(data))
-        rng, noise_source = make_rng(self.random_state)
+        streams = make_streams(self.random_state, self.secure_noise)
         self.schema_ = schema
         self.domain_report_ = report
-        self.noise_source_ = noise_source
         self.schema_leaked_ = not schema.is_public
-        self.n_train_rows_ = len(data)
-        self._rng = rng
+        self.n_train_rows_ = len(data)  # exact, private: never a default for anything published
+        self.n_rows_estimate_: int | None = None
+        self._noise = streams.noise
+        self._rng = streams.sample  # post-processing only: sample() draws from it, fit never does
         planned = self._planned_cost(len(data), schema)
-        realised = self._fit(data, rng)
+        realised = self._fit(data, streams.fit)
         check_within_plan(realised, planned, self.delta, what=f"{type(self).__name__}.fit")
         self.privacy_cost_ = realised
+        self.noise_source_ = streams.noise.describe()
         return self
 
     def sample(self, n: int | None = None) -> pd.DataFrame:
-        """Draw ``n`` synthetic rows (default: as many as the training table)."""
+        """Draw ``n`` synthetic rows (default: ``n_rows_estimate_``, the DP estimate of the training rows).
+
+        The exact training count is private under add/remove-one DP, so it is
+        never the default; pass ``n`` to publish a chosen (public) number.
+        """
         if not hasattr(self, "privacy_cost_"):
             raise UsageError(f"{type(self).__name__} is not fitted yet: call fit(df, schema) first")
-        n = self.n_train_rows_ if n is None else n
+        if n is None:
+            if self.n_rows_estimate_ is None:
+                raise UsageError(f"{type(self).__name__} has no DP estimate of the row count: pass n to sample()")
+            n = self.n_rows_estimate_
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise UsageError(f"number of rows to sample must be a positive integer, got {n!r}")
         return self._sample(int(n), self._rng)
@@ -139,10 +162,19 @@ class Synthesizer(ABC):
     def _validate_parameters(self) -> None:
         """Check constructor parameters; subclasses extend and call super()."""
         check_privacy_parameters(self.epsilon, self.delta)
+        check_random_state(self.random_state)
+        if not (self.secure_noise is None or isinstance(self.secure_noise, bool)):
+            raise UsageError(f"secure_noise must be None, True or False, got {self.secure_noise!r}")
+        if self.secure_noise is False and not isinstance(self.random_state, (int, np.integer)):
+            raise UsageError("secure_noise=False needs an integer random_state to seed the noise from")
 
     @abstractmethod
     def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
-        """Fit on a table already coerced and conformed to ``self.schema_``; return the cost."""
+        """Fit on a table already coerced and conformed to ``self.schema_``; return the cost.
+
+        Privacy noise must come from ``self._noise``; ``rng`` is for other
+        draws that are not published (e.g. DP-SGD's Poisson sampling).
+        """
 
     @abstractmethod
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -14,9 +14,10 @@ Where this differs from CTGAN, and why:
 
 * **No private preprocessing for free.** Numbers are encoded by their public
   bounds/bins (no Gaussian mixtures fitted on the data). CTGAN's
-  training-by-sampling needs category frequencies; here they are Gaussian noisy
-  counts (``conditional="noisy-counts"``; ``count_budget_fraction`` of the
-  budget, composed into calibration and cost), or conditioning is off
+  training-by-sampling needs category frequencies; here they are exact integer
+  counts plus discrete Gaussian noise (``conditional="noisy-counts"``;
+  ``count_budget_fraction`` of the budget, composed into calibration and
+  cost), or conditioning is off
   (``conditional="none"``: rows are drawn by Poisson sampling only, costing
   nothing extra).
 * **Poisson sampling of real rows.** CTGAN picks real rows that match each
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Sequence
 
-import dp_accounting as dpa
 import numpy as np
 import pandas as pd
 import torch
@@ -47,6 +47,7 @@ from torch import nn
 
 from dpsynth.errors import UsageError
 from dpsynth.privacy.accountant import gaussian_sigma
+from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.randomness import RandomState
 from dpsynth.schema import Schema
 from dpsynth.synthesizers.dpsgd import (
@@ -138,12 +139,14 @@ class DPCTGAN(DPSGDSynthesizer):
                  noise_multiplier: float | None = None,
                  numeric_encoding: NumericEncoding = "bins", random_state: RandomState = None,
                  max_seconds: float | None = None, device: str = "auto", progress: bool = True,
-                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = 1) -> None:
+                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = 1,
+                 rows_budget_fraction: float = 0.02, secure_noise: bool | None = None) -> None:
         super().__init__(epsilon=epsilon, delta=delta, epochs=epochs, batch_size=batch_size,
                          max_grad_norm=max_grad_norm, learning_rate=learning_rate,
                          noise_multiplier=noise_multiplier, numeric_encoding=numeric_encoding,
                          random_state=random_state, max_seconds=max_seconds, device=device, progress=progress,
-                         grad_sample_mode=grad_sample_mode, num_threads=num_threads)
+                         grad_sample_mode=grad_sample_mode, num_threads=num_threads,
+                         rows_budget_fraction=rows_budget_fraction, secure_noise=secure_noise)
         self.generator_lr = generator_lr
         self.generator_dim = generator_dim
         self.discriminator_dim = discriminator_dim
@@ -172,35 +175,37 @@ class DPCTGAN(DPSGDSynthesizer):
             return ()
         return TabularTransformer(schema, self.numeric_encoding).categorical_spans
 
-    def _preprocessing_events(self, schema: Schema) -> list[dpa.GaussianDpEvent]:
-        """One Gaussian per categorical column's histogram, calibrated from the schema alone.
+    def _preprocessing_events(self, schema: Schema) -> list[DiscreteGaussianDpEvent]:
+        """One discrete Gaussian per categorical column's histogram, calibrated from the schema alone.
 
         Adding or removing a record moves one count of each column by 1, so
-        each column's histogram has L2 sensitivity 1. ``k`` columns with noise
-        multiplier ``s`` compose exactly to one Gaussian of multiplier
-        ``s / sqrt(k)``, which is calibrated to (f epsilon, f delta).
+        each column's histogram has L2 sensitivity 1 (one cell changes by
+        one: the case where the discrete Gaussian's one-dimensional PLD is
+        exact, docs/noise.md). ``k`` columns with noise ``s`` have the zCDP of
+        one Gaussian of multiplier ``s / sqrt(k)``, which is calibrated to
+        (f epsilon, f delta); the cost reported is the exact composition.
         """
         k = len(self._count_spans(schema))
         if not k:
             return []
         f = float(self.count_budget_fraction)
         sigma = float(gaussian_sigma(f * self.epsilon, f * self.delta) * np.sqrt(k))
-        return [dpa.GaussianDpEvent(sigma) for _ in range(k)]
+        return [DiscreteGaussianDpEvent(sigma) for _ in range(k)]
 
-    def _preprocess(self, x: torch.Tensor, rng: np.random.Generator, events: list[dpa.GaussianDpEvent]) -> None:
+    def _preprocess(self, x: torch.Tensor, events: list[DiscreteGaussianDpEvent]) -> None:
         """Noisy counts of every categorical column, normalised: the conditional sampler's frequencies."""
         self.cond_spans_ = self._count_spans(self.schema_)
-        self.count_noise_multiplier_ = events[0].noise_multiplier if events else None
+        self.count_noise_multiplier_ = events[0].sigma if events else None
         frequencies = []
         for span, event in zip(self.cond_spans_, events, strict=True):
-            counts = x[:, span.start:span.stop].sum(dim=0).double().numpy()
-            noisy = np.clip(counts + rng.normal(0.0, event.noise_multiplier, size=span.width), 0.0, None)
+            noisy = np.clip(self._noise.discrete_gaussian(category_counts(x, span), event.sigma), 0, None)
+            noisy = noisy.astype(float)
             frequencies.append(noisy / noisy.sum() if noisy.sum() > 0 else np.full(span.width, 1 / span.width))
         self.cond_frequencies_ = frequencies
 
-    def _planned_details(self, events: list[dpa.GaussianDpEvent]) -> dict[str, Any]:
+    def _planned_details(self, events: list[DiscreteGaussianDpEvent]) -> dict[str, Any]:
         return {"conditional": self.conditional,
-                "count_noise_multiplier": events[0].noise_multiplier if events else None}
+                "count_noise_multiplier": events[0].sigma if events else None}
 
     def _cost_details(self) -> dict[str, Any]:
         return {"conditional": self.conditional, "count_noise_multiplier": self.count_noise_multiplier_,
@@ -329,6 +334,21 @@ class DPCTGAN(DPSGDSynthesizer):
         cond, _, _ = self._fake_cond(n, device)
         z = torch.randn(n, int(self.embedding_dim), device=device)
         return self.generator_(torch.cat([z, cond], dim=1))
+
+
+def category_counts(x: torch.Tensor, span: Span, chunk: int = 1 << 20) -> np.ndarray:
+    """Exact int64 counts of the one-hot block ``span`` of ``x``, chunk by chunk.
+
+    Summing the float32 one-hot columns would be wrong above 2^24 rows (the
+    next whole number, 2^24 + 1, is not a float32), so one record could move a
+    count by more than its sensitivity of 1; the category codes (arg-max of
+    each one-hot block) are counted as integers instead.
+    """
+    counts = np.zeros(span.width, dtype=np.int64)
+    for begin in range(0, len(x), chunk):
+        codes = x[begin:begin + chunk, span.start:span.stop].argmax(dim=1).numpy()
+        counts += np.bincount(codes, minlength=span.width)
+    return counts
 
 
 def rake(rows: pd.DataFrame, targets: dict[str, np.ndarray], schema, iterations: int = 20) -> np.ndarray:

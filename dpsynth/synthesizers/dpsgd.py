@@ -13,9 +13,13 @@ Accounting, in order:
 
 1. **Calibration** before training: the noise multiplier is the smallest one
    for which Opacus' PRV accountant (Gopi et al. 2021, "Numerical Composition
-   of Differential Privacy") says the *whole* fit -- preprocessing (e.g. the
-   noisy category counts of DP-CTGAN, entered as Gaussian mechanisms with
-   sampling rate 1) plus ``epochs / q`` DP-SGD steps -- is (epsilon, delta)-DP.
+   of Differential Privacy") says the *whole* fit -- preprocessing (the noisy
+   row count, and e.g. the noisy category counts of DP-CTGAN: discrete
+   Gaussians, entered as Gaussian mechanisms of the same sigma with sampling
+   rate 1) plus ``epochs / q`` DP-SGD steps -- is (epsilon, delta)-DP.
+   Calibration only picks the noise: the budget stop below judges the exact
+   events by dpsynth's PLD accountant, so an approximation here can cost
+   steps, never privacy.
    It is Opacus' ``get_noise_multiplier`` bisection, bracketed first by
    Opacus' RDP accountant (Mironov et al. 2019) and run on a history that
    starts with the preprocessing. RDP alone is the fallback where PRV fails
@@ -25,8 +29,17 @@ Accounting, in order:
    reports the cost) gives the largest number of steps that keeps the fit
    within the target; the loop never takes a step beyond it.
 3. **Reported cost**: the steps actually taken, as one dp-accounting event
-   ``ComposedDpEvent([preprocessing..., SelfComposedDpEvent(PoissonSampledDpEvent(q,
-   GaussianDpEvent(sigma)), steps)])``, evaluated by :class:`PrivacyCost`.
+   ``ComposedDpEvent([DiscreteGaussianDpEvent(rows), preprocessing...,
+   SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(sigma)), steps)])``,
+   evaluated by :class:`PrivacyCost`.
+
+Randomness: Opacus draws the gradient noise from a torch generator made by
+the fit's :class:`~dpsynth.privacy.noise.NoiseSource` (OS entropy unless
+seeded) and used for nothing else; Poisson sampling, initialisation and the
+GAN's fake rows use torch's global generator, seeded from the fit stream;
+``sample()`` seeds it from the sample stream. The number of rows the
+synthesizer publishes by default is a discrete-Gaussian noisy count
+(``rows_budget_fraction`` of the budget, composed like any preprocessing).
 
 The tensor encoding uses the public schema only: categories become one-hot
 blocks; numbers are placed by their public bins (one-hot) plus an offset in
@@ -40,7 +53,9 @@ gradients; Li et al. 2022, Bu et al. 2023); ``grad_sample_mode="hooks"``
 materialises them instead, with the same result.
 
 The sampling rate is ``1 / ceil(n / batch_size)`` as in Opacus, so the row
-count ``n`` is treated as public, as every DP-SGD library does.
+count ``n`` is treated as public *for the sampling rate*, as every DP-SGD
+library does (docs/threat-model.md); the row count of the output is the noisy
+count above.
 """
 
 from __future__ import annotations
@@ -59,9 +74,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from dpsynth.encoding import round_to_schema
 from dpsynth.errors import PrivacyAccountingError, UsageError
-from dpsynth.privacy.accountant import epsilon_for
+from dpsynth.privacy.accountant import epsilon_for, gaussian_sigma
 from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.randomness import RandomState
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers.base import Synthesizer
@@ -234,7 +251,7 @@ def _finish_numeric(col: Column, values: np.ndarray) -> np.ndarray:
     if col.integer:
         values = np.round(values)
         return np.clip(values, math.ceil(col.lower), math.floor(col.upper))
-    return np.clip(values, col.lower, col.upper)
+    return round_to_schema(col, np.clip(values, col.lower, col.upper))
 
 
 def _sample_softmax(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -272,19 +289,37 @@ def fit_event(preprocessing: Sequence[dpa.DpEvent], sample_rate: float, noise_mu
     return dpa.ComposedDpEvent(parts) if len(parts) > 1 else parts[0]
 
 
-def _opacus_history(preprocessing: Sequence[dpa.GaussianDpEvent]) -> list[tuple[float, float, int]]:
-    """Preprocessing Gaussians as Opacus accountant history entries (sampling rate 1)."""
+PreprocessingEvent = dpa.GaussianDpEvent | DiscreteGaussianDpEvent
+
+
+def event_sigma(event: PreprocessingEvent) -> float:
+    """The noise scale of a (discrete) Gaussian preprocessing event (sensitivity 1)."""
+    if isinstance(event, DiscreteGaussianDpEvent):
+        if event.sensitivity != 1:
+            raise PrivacyAccountingError(f"preprocessing event {event} must have sensitivity 1")
+        return float(event.sigma)
+    if isinstance(event, dpa.GaussianDpEvent):
+        return float(event.noise_multiplier)
+    raise PrivacyAccountingError(f"preprocessing event {event} is not a (discrete) Gaussian mechanism; "
+                                 "Opacus' accountants cannot compose it")
+
+
+def _opacus_history(preprocessing: Sequence[PreprocessingEvent]) -> list[tuple[float, float, int]]:
+    """Preprocessing (discrete) Gaussians as Opacus accountant history entries (sampling rate 1).
+
+    A discrete Gaussian enters as the continuous Gaussian of the same sigma:
+    the same zCDP (CKS 2020), and only used to *choose* the noise multiplier;
+    :func:`plan_training` then checks the exact events with the PLD accountant.
+    """
     counts: dict[float, int] = {}
     for event in preprocessing:
-        if not isinstance(event, dpa.GaussianDpEvent):
-            raise PrivacyAccountingError(f"preprocessing event {event} is not a Gaussian mechanism; "
-                                         "Opacus' accountants cannot compose it")
-        counts[float(event.noise_multiplier)] = counts.get(float(event.noise_multiplier), 0) + 1
+        sigma = event_sigma(event)
+        counts[sigma] = counts.get(sigma, 0) + 1
     return [(sigma, 1.0, k) for sigma, k in counts.items()]
 
 
 def calibrate_noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: int,
-                               preprocessing: Sequence[dpa.GaussianDpEvent] = (),
+                               preprocessing: Sequence[PreprocessingEvent] = (),
                                accountant: Literal["prv", "rdp"] = "prv") -> tuple[float, str]:
     """Smallest DP-SGD noise multiplier for which the whole fit is (epsilon, delta)-DP.
 
@@ -423,7 +458,7 @@ class TrainingPlan:
 
 def plan_training(epsilon: float, delta: float, n_rows: int, batch_size: int, epochs: int,
                   noise_multiplier: float | None,
-                  preprocessing: Sequence[dpa.GaussianDpEvent] = ()) -> TrainingPlan:
+                  preprocessing: Sequence[PreprocessingEvent] = ()) -> TrainingPlan:
     """Calibrate (or take) the noise multiplier and cap the steps at the budget."""
     q, per_epoch = poisson_sample_rate(n_rows, batch_size)
     planned = epochs * per_epoch
@@ -459,18 +494,18 @@ def resolve_device(device: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def seeded_torch(rng: np.random.Generator, device: torch.device) -> Iterator[torch.Generator]:
+def seeded_torch(rng: np.random.Generator, device: torch.device) -> Iterator[None]:
     """Seed torch's global generators from ``rng`` inside the block, leaving the caller's state intact.
 
-    Yields a generator on ``device`` (for Opacus' noise) seeded from the same source.
+    For everything torch draws that is not privacy noise (initialisation,
+    Poisson sampling, dropout, generated rows); Opacus' gradient noise comes
+    from :meth:`~dpsynth.privacy.noise.NoiseSource.torch_generator`.
     """
     seed = int(rng.integers(0, 2**62))
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(seed + 1)
-        yield generator
+        yield
 
 
 @contextlib.contextmanager
@@ -531,6 +566,9 @@ class DPSGDSynthesizer(Synthesizer):
     * ``max_grad_norm``: per-row clipping bound C; ``learning_rate``: Adam's step.
     * ``noise_multiplier``: ``None`` (default) calibrates it to the target;
       a fixed value trains until the budget is spent or ``epochs`` end.
+    * ``rows_budget_fraction``: share of the budget, as an (epsilon, delta)
+      fraction, that sizes the discrete-Gaussian noise of the row count
+      ``n_rows_estimate_`` (the default number of rows ``sample()`` draws).
     * ``max_seconds``: stop at the first step boundary after this much training
       time; the cost reported is that of the steps taken.
     * ``numeric_encoding``: ``bins`` (public bins + in-bin offset) or ``minmax``.
@@ -560,8 +598,10 @@ class DPSGDSynthesizer(Synthesizer):
                  max_grad_norm: float = 1.0, learning_rate: float = 1e-3, noise_multiplier: float | None = None,
                  numeric_encoding: NumericEncoding = "bins", random_state: RandomState = None,
                  max_seconds: float | None = None, device: str = "auto", progress: bool = True,
-                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = 1) -> None:
-        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state)
+                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = 1,
+                 rows_budget_fraction: float = 0.02, secure_noise: bool | None = None) -> None:
+        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
+        self.rows_budget_fraction = rows_budget_fraction
         self.epochs = epochs
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
@@ -593,6 +633,9 @@ class DPSGDSynthesizer(Synthesizer):
             raise UsageError(f"grad_sample_mode must be 'ghost' or 'hooks', got {self.grad_sample_mode!r}")
         if self.num_threads is not None:
             check_int(self.num_threads, "num_threads", 1)
+        f = self.rows_budget_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 0.5:
+            raise UsageError(f"rows_budget_fraction must be in (0, 0.5], got {f!r}")
         resolve_device(self.device)
 
     # -- fit -------------------------------------------------------------------------------------
@@ -608,8 +651,11 @@ class DPSGDSynthesizer(Synthesizer):
         plan, preprocessing = self._plan(n, self.schema_)
         batch = self.batch_size_ = self._effective_batch(n)
         self.plan_ = plan
-        with seeded_torch(rng, device) as noise_generator, torch_threads(self.num_threads):
-            self._preprocess(x, rng, preprocessing)
+        rows_event, own_events = preprocessing[0], preprocessing[1:]
+        self.n_rows_estimate_ = max(1, int(self._noise.discrete_gaussian([n], rows_event.sigma)[0]))
+        with seeded_torch(rng, device), torch_threads(self.num_threads):
+            self._preprocess(x, own_events)
+            noise_generator = self._noise.torch_generator(device)
             private, optimizer = self._build(self.transformer_, device)
             with warnings.catch_warnings():
                 # noise comes from a torch generator seeded by our (OS-entropy unless fixed) seed; see docs/dpsgd.md
@@ -636,7 +682,7 @@ class DPSGDSynthesizer(Synthesizer):
             calibrated_by=plan.calibrated_by, sample_rate=plan.sample_rate, batch_size=batch,
             max_grad_norm=float(self.max_grad_norm), steps=record.steps, steps_planned=plan.planned_steps,
             steps_allowed=plan.max_steps, epochs_completed=record.epochs_completed, stopped_by=record.stopped_by,
-            train_seconds=round(record.seconds, 3), **self._cost_details())
+            train_seconds=round(record.seconds, 3), rows_noise_sigma=rows_event.sigma, **self._cost_details())
 
     def _train(self, module: nn.Module, optimizer, loader, plan: TrainingPlan, device: torch.device,
                dim: int) -> TrainingRecord:
@@ -679,11 +725,19 @@ class DPSGDSynthesizer(Synthesizer):
         """The expected Poisson batch: ``batch_size``, capped at a quarter of the table (keeps amplification)."""
         return min(int(self.batch_size), max(1, n_rows // 4))
 
-    def _plan(self, n_rows: int, schema: Schema) -> tuple[TrainingPlan, list[dpa.GaussianDpEvent]]:
-        """The data-independent plan (noise, step limit) and preprocessing events; cached per setting."""
-        preprocessing = self._preprocessing_events(schema)
+    def _row_count_event(self) -> DiscreteGaussianDpEvent:
+        """The noisy row count: a discrete Gaussian calibrated alone to ``rows_budget_fraction`` of the target.
+
+        Adding or removing a record changes the count by one (sensitivity 1).
+        """
+        f = float(self.rows_budget_fraction)
+        return DiscreteGaussianDpEvent(float(gaussian_sigma(f * self.epsilon, f * self.delta)))
+
+    def _plan(self, n_rows: int, schema: Schema) -> tuple[TrainingPlan, list[PreprocessingEvent]]:
+        """The data-independent plan (noise, step limit) and preprocessing events (row count first); cached."""
+        preprocessing = [self._row_count_event(), *self._preprocessing_events(schema)]
         key = (n_rows, self._effective_batch(n_rows), int(self.epochs), self.noise_multiplier, float(self.epsilon),
-               float(self.delta), tuple(e.noise_multiplier for e in preprocessing))
+               float(self.delta), tuple(repr(e) for e in preprocessing))
         cached = getattr(self, "_plan_cache", None)
         if cached is None or cached[0] != key:
             plan = plan_training(self.epsilon, self.delta, n_rows, key[1], int(self.epochs), self.noise_multiplier,
@@ -698,7 +752,8 @@ class DPSGDSynthesizer(Synthesizer):
         event = fit_event(preprocessing, plan.sample_rate, plan.noise_multiplier, plan.max_steps)
         return PrivacyCost.of(self.name, event, self.delta, target_epsilon=float(self.epsilon),
                               noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
-                              steps_allowed=plan.max_steps, **self._planned_details(preprocessing))
+                              steps_allowed=plan.max_steps, rows_noise_sigma=preprocessing[0].sigma,
+                              **self._planned_details(preprocessing[1:]))
 
     # -- sample ----------------------------------------------------------------------------------
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -710,14 +765,17 @@ class DPSGDSynthesizer(Synthesizer):
         return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
     # -- for subclasses ---------------------------------------------------------------------------
-    def _preprocessing_events(self, schema: Schema) -> list[dpa.GaussianDpEvent]:
-        """The Gaussian mechanisms preprocessing will run, from the schema alone; none by default."""
+    def _preprocessing_events(self, schema: Schema) -> list[PreprocessingEvent]:
+        """The (discrete) Gaussian mechanisms a subclass's preprocessing will run, from the schema alone.
+
+        None by default (the base class adds the row count itself).
+        """
         return []
 
-    def _preprocess(self, x: torch.Tensor, rng: np.random.Generator, events: list[dpa.GaussianDpEvent]) -> None:
-        """Run the preprocessing mechanisms ``events`` on the encoded rows ``x``."""
+    def _preprocess(self, x: torch.Tensor, events: list[PreprocessingEvent]) -> None:
+        """Run the preprocessing mechanisms ``events`` on the encoded rows ``x``, noise from ``self._noise``."""
 
-    def _planned_details(self, events: list[dpa.GaussianDpEvent]) -> dict[str, Any]:
+    def _planned_details(self, events: list[PreprocessingEvent]) -> dict[str, Any]:
         return {}
 
     def _cost_details(self) -> dict[str, Any]:

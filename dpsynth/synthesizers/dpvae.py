@@ -95,12 +95,14 @@ class DPVAE(DPSGDSynthesizer):
                  noise_multiplier: float | None = None, numeric_encoding: NumericEncoding = "bins",
                  random_state: RandomState = None, max_seconds: float | None = None, device: str = "auto",
                  progress: bool = True, grad_sample_mode: GradSampleMode = "ghost",
-                 num_threads: int | None = 1) -> None:
+                 num_threads: int | None = 1, rows_budget_fraction: float = 0.02,
+                 secure_noise: bool | None = None) -> None:
         super().__init__(epsilon=epsilon, delta=delta, epochs=epochs, batch_size=batch_size,
                          max_grad_norm=max_grad_norm, learning_rate=learning_rate,
                          noise_multiplier=noise_multiplier, numeric_encoding=numeric_encoding,
                          random_state=random_state, max_seconds=max_seconds, device=device, progress=progress,
-                         grad_sample_mode=grad_sample_mode, num_threads=num_threads)
+                         grad_sample_mode=grad_sample_mode, num_threads=num_threads,
+                         rows_budget_fraction=rows_budget_fraction, secure_noise=secure_noise)
         self.hidden_dim = hidden_dim
         self.latent_dim = latent_dim
         self.loss_factor = loss_factor

@@ -5,10 +5,11 @@ Miklau 2019, "Graphical-model based estimation and inference for differential
 privacy", ICML): measure a few low-dimensional marginals of the encoded table
 with Gaussian noise, fit a graphical model to the noisy answers with mbi's
 mirror descent, then sample records from the model. The privacy cost lies
-entirely in :func:`measure` (Gaussian mechanism, L2 sensitivity 1 under
-add/remove-one: a record sits in exactly one cell of any marginal) and in
-:func:`exponential_mechanism` (selection); everything else here is
-post-processing of their outputs.
+entirely in :func:`measure` (discrete Gaussian mechanism on exact integer
+counts, L2 sensitivity 1 under add/remove-one: a record sits in exactly one
+cell of any marginal) and in :func:`exponential_mechanism` (selection); both
+draw their noise from a :class:`~dpsynth.privacy.noise.NoiseSource` and
+nowhere else. Everything else here is post-processing of their outputs.
 
 Also here:
 
@@ -57,11 +58,13 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from dpsynth.encoding import TableEncoder
+from dpsynth.privacy.noise import NoiseSource
 
 Clique = tuple[str, ...]
 Codes = dict[str, np.ndarray]
 
-__all__ = ["CellWeights", "Clique", "Codes", "Domain", "DomainCompression", "LinearMeasurement", "encode_table",
+__all__ = ["CellWeights", "Clique", "Codes", "Domain", "DomainCompression", "LinearMeasurement", "counts",
+           "encode_table",
            "ModelMarginals", "estimate", "estimate_total", "exponential_mechanism", "marginal", "measure",
            "project_to_simplex", "sample_records"]
 
@@ -72,40 +75,50 @@ def encode_table(encoder: TableEncoder, df: pd.DataFrame) -> tuple[Codes, Domain
     return encoder.encode(df), domain
 
 
-def marginal(codes: Codes, domain: Domain, clique: Sequence[str]) -> np.ndarray:
-    """Exact counts of ``clique`` as a flat vector, in mbi's (C-order) cell layout."""
+def counts(codes: Codes, domain: Domain, clique: Sequence[str]) -> np.ndarray:
+    """Exact integer counts of ``clique`` as a flat int64 vector, in mbi's (C-order) cell layout."""
     clique = tuple(clique)
     shape = domain.project(clique).shape
     index = np.ravel_multi_index(tuple(codes[a] for a in clique), shape)
-    return np.bincount(index, minlength=int(np.prod(shape))).astype(float)
+    return np.bincount(index, minlength=int(np.prod(shape))).astype(np.int64)
+
+
+def marginal(codes: Codes, domain: Domain, clique: Sequence[str]) -> np.ndarray:
+    """Exact counts of ``clique`` as a flat float vector (for scores and errors, not for noise)."""
+    return counts(codes, domain, clique).astype(float)
 
 
 def measure(codes: Codes, domain: Domain, cliques: Sequence[Clique], sigma: float,
-            rng: np.random.Generator) -> list[LinearMeasurement]:
-    """Gaussian mechanism on each marginal: counts + N(0, sigma^2) per cell.
+            noise: NoiseSource) -> list[LinearMeasurement]:
+    """Discrete Gaussian mechanism on each marginal: exact counts + N_Z(0, sigma^2) per cell.
 
     One record changes one cell of a marginal by one, so the L2 sensitivity is
-    1 and each call is a ``GaussianDpEvent(sigma)`` (rho = 1 / (2 sigma^2)).
+    1 and each marginal is a ``DiscreteGaussianDpEvent(sigma)`` (rho = 1 /
+    (2 sigma^2), CKS 2020). All cliques are noised in one batch. The
+    measurement's ``stddev`` is ``sigma``, a hair above the discrete
+    Gaussian's true standard deviation: a conservative weight for mbi.
     """
-    out = []
-    for clique in cliques:
-        x = marginal(codes, domain, clique)
-        out.append(LinearMeasurement(x + rng.normal(0.0, sigma, size=x.size), tuple(clique), stddev=float(sigma)))
-    return out
+    cliques = [tuple(c) for c in cliques]
+    exact = [counts(codes, domain, clique) for clique in cliques]
+    if not exact:
+        return []
+    noisy = noise.discrete_gaussian(np.concatenate(exact), sigma)
+    bounds = np.cumsum([0] + [x.size for x in exact])
+    return [LinearMeasurement(noisy[a:b].astype(float), clique, stddev=float(sigma))
+            for clique, a, b in zip(cliques, bounds[:-1], bounds[1:])]
 
 
 def exponential_mechanism(scores: np.ndarray, epsilon: float, sensitivity: float,
-                          rng: np.random.Generator) -> int:
+                          noise: NoiseSource) -> int:
     """Index drawn with probability proportional to ``exp(epsilon * score / (2 sensitivity))``.
 
     epsilon-DP, and epsilon-bounded-range, hence ``epsilon^2 / 8``-zCDP
     (Cesar & Rogers 2021, "Bounding, concentrating, and truncating: unifying
-    privacy loss composition for data analytics", Lemma 3.2). Sampled with the
-    Gumbel-max trick, which is exact and immune to overflow.
+    privacy loss composition for data analytics", Lemma 3.2). Sampled as the
+    Gumbel noisy max with scale ``2 sensitivity / epsilon`` by the noise
+    source (OpenDP's exact ``make_noisy_max`` unless seeded).
     """
-    scores = np.asarray(scores, dtype=float)
-    logits = 0.5 * epsilon / sensitivity * (scores - scores.max())
-    return int(np.argmax(logits + rng.gumbel(size=logits.size)))
+    return noise.noisy_max_gumbel(np.asarray(scores, dtype=float), 2.0 * sensitivity / epsilon)
 
 
 def project_to_simplex(y: np.ndarray, total: float) -> np.ndarray:

@@ -7,12 +7,16 @@ compression of Sec. 4.
 
 The budget is split in zCDP terms into three equal parts, rho/3 each:
 
-1. measure every one-way marginal (Gaussian, ``sigma1 = s sqrt(d)``, d of them);
+1. measure every one-way marginal (discrete Gaussian, ``sigma1 = s sqrt(d)``, d of them);
 2. choose d-1 pairs forming a maximum spanning tree, Kruskal-style, each by
    the exponential mechanism with quality ``||M_ab(D) - M_ab(p_hat)||_1``
    (sensitivity 1; ``epsilon_sel = 2 / (s sqrt(d-1))`` each, hence
    ``epsilon_sel^2 / 8`` zCDP);
 3. measure the selected two-way marginals (``sigma2 = s sqrt(d-1)``).
+
+Counts are exact integers noised by the discrete Gaussian and selections are
+Gumbel noisy maxes, both from the fit's :class:`~dpsynth.privacy.noise.NoiseSource`
+(OpenDP's exact samplers unless seeded; docs/noise.md).
 
 The common scale ``s`` is calibrated so that the whole fit, as one DpEvent,
 meets the target (epsilon, delta) by the RDP accountant (Balle et al. 2020's
@@ -34,6 +38,8 @@ from dpsynth.encoding import TableEncoder
 from dpsynth.errors import UsageError
 from dpsynth.privacy.accountant import calibrate
 from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.privacy.events import DiscreteGaussianDpEvent
+from dpsynth.privacy.noise import NoiseSource
 from dpsynth.randomness import RandomState
 from dpsynth.synthesizers import marginals as mg
 from dpsynth.synthesizers.base import Synthesizer
@@ -42,14 +48,14 @@ from dpsynth.synthesizers.base import Synthesizer
 def mst_event(scale: float, n_columns: int) -> dpa.DpEvent:
     """The whole MST fit as one DpEvent, for noise scale ``scale`` (each third costs 1/(2 scale^2) zCDP)."""
     sigma1, sigma2, epsilon_selection = mst_parameters(scale, n_columns)
-    one_way = dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(sigma1), n_columns)
+    one_way = dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma1), n_columns)
     if n_columns == 1:
         return one_way
     return dpa.ComposedDpEvent([
         one_way,
         # exponential mechanism, bounded range (Cesar & Rogers 2021)
         dpa.SelfComposedDpEvent(dpa.ZCDpEvent(epsilon_selection ** 2 / 8), n_columns - 1),
-        dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(sigma2), n_columns - 1),
+        dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma2), n_columns - 1),
     ])
 
 
@@ -75,7 +81,11 @@ class MST(Synthesizer):
     epsilon, delta:
         Target (epsilon, delta)-DP guarantee of the whole fit (add/remove one record).
     random_state:
-        Seed or generator for noise and sampling; ``None`` draws from OS entropy.
+        Seed for noise and sampling, or a generator for sampling only; ``None``
+        draws everything from OS entropy (:func:`dpsynth.randomness.make_streams`).
+    secure_noise:
+        With an integer ``random_state``, ``True`` keeps the noise fresh (OS
+        entropy) while sampling stays reproducible.
     iters:
         Mirror-descent iterations for the final graphical model (mbi).
     compress:
@@ -86,8 +96,8 @@ class MST(Synthesizer):
     name = "mst"
 
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
-                 iters: int = 2000, compress: bool = True) -> None:
-        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state)
+                 iters: int = 2000, compress: bool = True, secure_noise: bool | None = None) -> None:
+        super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
         self.iters = iters
         self.compress = compress
 
@@ -105,19 +115,20 @@ class MST(Synthesizer):
         scale = calibrate(lambda s: mst_event(s, d), self.epsilon, self.delta, lower=1e-3, upper=1e7)
         sigma1, sigma2, epsilon_selection = mst_parameters(scale, d)
 
-        raw_one_way = mg.measure(codes, domain, [(a,) for a in domain], sigma1, rng)
+        raw_one_way = mg.measure(codes, domain, [(a,) for a in domain], sigma1, self._noise)
         compression = (mg.DomainCompression.from_one_way(domain, raw_one_way) if self.compress
                        else mg.DomainCompression(domain))
         codes, domain = compression.compress_codes(codes), compression.domain
         one_way = [compression.compress_measurement(m) for m in raw_one_way]
-        edges = select_tree(codes, domain, one_way, mg.estimate_total(raw_one_way), epsilon_selection, rng)
-        two_way = mg.measure(codes, domain, edges, sigma2, rng)
+        edges = select_tree(codes, domain, one_way, mg.estimate_total(raw_one_way), epsilon_selection, self._noise)
+        two_way = mg.measure(codes, domain, edges, sigma2, self._noise)
 
         self.compression_ = compression
         self.measurements_ = raw_one_way + two_way  # DP outputs: safe to keep and inspect
         self.model_ = mg.estimate(domain, one_way + two_way, iters=self.iters,
                                   total=mg.estimate_total(raw_one_way + two_way))
         self.selected_edges_ = edges
+        self.n_rows_estimate_ = max(1, round(float(self.model_.total)))  # from noisy counts only
         rho = (1.0 if d == 1 else 3.0) / (2 * scale ** 2)
         return PrivacyCost.of(
             self.name, mst_event(scale, d), self.delta, rho=rho, noise_scale=scale,
@@ -137,7 +148,7 @@ class MST(Synthesizer):
 
 
 def select_tree(codes: mg.Codes, domain: mg.Domain, one_way: list[mg.LinearMeasurement], total: float,
-                epsilon: float, rng: np.random.Generator) -> list[mg.Clique]:
+                epsilon: float, noise: NoiseSource) -> list[mg.Clique]:
     """Kruskal's algorithm with noisy choices: d-1 pairs that join the columns into a tree.
 
     The current model is the one fitted to the noisy one-way marginals alone:
@@ -157,7 +168,7 @@ def select_tree(codes: mg.Codes, domain: mg.Domain, one_way: list[mg.LinearMeasu
     tree: list[mg.Clique] = []
     for _ in range(len(attributes) - 1):
         candidates = [e for e in errors if not components.connected(*e)]
-        chosen = candidates[mg.exponential_mechanism(np.array([errors[e] for e in candidates]), epsilon, 1.0, rng)]
+        chosen = candidates[mg.exponential_mechanism(np.array([errors[e] for e in candidates]), epsilon, 1.0, noise)]
         components.merge(*chosen)
         tree.append(chosen)
     return tree

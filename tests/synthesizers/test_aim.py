@@ -147,7 +147,10 @@ def test_make_synthesizer_builds_aim() -> None:
 # -- output -------------------------------------------------------------------------------------
 def test_output_lies_in_the_domain_and_keeps_the_strong_dependencies(fitted) -> None:
     model, synthetic = fitted
-    assert list(synthetic.columns) == make_schema().names and len(synthetic) == 3000
+    assert list(synthetic.columns) == make_schema().names and len(synthetic) == model.n_rows_estimate_
+    assert model.n_train_rows_ == 3000 and model.n_rows_estimate_ != 3000  # a noisy total, not the exact n
+    assert abs(model.n_rows_estimate_ - 3000) < 300
+    assert model.n_rows_estimate_ == round(mg.estimate_total(combine_repeats(model.measurements_)))
     assert set(synthetic["a"]) <= set("wxyz") and set(synthetic["flag"].dropna()) <= {"no", "yes"}
     assert synthetic["age"].between(17, 90).all() and (synthetic["age"] % 1 == 0).all()
     assert (synthetic["a"] == synthetic["b"]).mean() > 0.8  # real: 0.925, independent: 0.25

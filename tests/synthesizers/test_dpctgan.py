@@ -14,6 +14,7 @@ from dp_accounting import pld
 from dpsynth.errors import SchemaError, UsageError
 from dpsynth.privacy.accountant import epsilon_for, gaussian_sigma
 from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers.dpctgan import DPCTGAN
@@ -56,10 +57,11 @@ def test_reported_event_is_noisy_counts_then_dpsgd_steps(fitted) -> None:
     model, _ = fitted
     event = model.privacy_cost_.event
     assert isinstance(event, dpa.ComposedDpEvent)
-    *counts, dpsgd = event.events
+    rows, *counts, dpsgd = event.events
+    assert rows == DiscreteGaussianDpEvent(model.privacy_cost_.details["rows_noise_sigma"])
     assert len(counts) == len(CATEGORICAL) == len(model.cond_spans_)
-    assert all(isinstance(c, dpa.GaussianDpEvent) for c in counts)
-    assert {c.noise_multiplier for c in counts} == {model.count_noise_multiplier_}
+    assert all(isinstance(c, DiscreteGaussianDpEvent) and c.sensitivity == 1 for c in counts)
+    assert {c.sigma for c in counts} == {model.count_noise_multiplier_}
     assert dpsgd == dpa.SelfComposedDpEvent(
         dpa.PoissonSampledDpEvent(model.plan_.sample_rate, dpa.GaussianDpEvent(model.plan_.noise_multiplier)),
         model.training_.steps)
@@ -69,13 +71,15 @@ def test_reported_event_is_noisy_counts_then_dpsgd_steps(fitted) -> None:
 
 def test_whole_fit_meets_target_within_one_percent_by_independent_pld(fitted) -> None:
     model, _ = fitted
-    accountant = pld.PLDAccountant()
-    for _ in CATEGORICAL:
-        accountant.compose(dpa.GaussianDpEvent(model.count_noise_multiplier_))
+    accountant = pld.PLDAccountant(value_discretization_interval=1e-4)
     accountant.compose(dpa.PoissonSampledDpEvent(model.plan_.sample_rate,
                                                  dpa.GaussianDpEvent(model.plan_.noise_multiplier)),
                        model.training_.steps)
-    independent = accountant.get_epsilon(DELTA)
+    total = accountant._pld  # dp-accounting composes the discrete Gaussians' own PLDs below
+    for sigma in [model.privacy_cost_.details["rows_noise_sigma"]] + [model.count_noise_multiplier_] * len(CATEGORICAL):
+        total = total.compose(pld.privacy_loss_distribution.from_discrete_gaussian_mechanism(
+            sigma, sensitivity=1, value_discretization_interval=1e-4))
+    independent = total.get_epsilon_for_delta(DELTA)
     assert 0.99 * EPSILON <= independent <= EPSILON
     cost = model.privacy_cost_
     assert cost.accountant == "pld" and cost.delta == DELTA
@@ -87,7 +91,7 @@ def test_count_noise_spends_its_fraction_of_the_budget(fitted) -> None:
     model, _ = fitted
     f, k = model.count_budget_fraction, len(CATEGORICAL)
     assert model.count_noise_multiplier_ == pytest.approx(gaussian_sigma(f * EPSILON, f * DELTA) * math.sqrt(k))
-    counts_only = dpa.ComposedDpEvent([dpa.GaussianDpEvent(model.count_noise_multiplier_)] * k)
+    counts_only = dpa.ComposedDpEvent([DiscreteGaussianDpEvent(model.count_noise_multiplier_)] * k)
     assert epsilon_for(counts_only, f * DELTA) == pytest.approx(f * EPSILON, rel=0.01)
 
 
@@ -116,8 +120,9 @@ def test_cost_round_trips_through_the_ledger_form(fitted) -> None:
 def test_unconditional_fit_spends_nothing_on_counts() -> None:
     model = DPCTGAN(epsilon=EPSILON, delta=DELTA, conditional="none", random_state=0, **FAST)
     model.fit(make_mixed_frame(300), make_mixed_schema())
-    event = model.privacy_cost_.event
-    assert isinstance(event, dpa.SelfComposedDpEvent) and event.count == 24
+    rows, dpsgd = model.privacy_cost_.event.events  # the noisy row count, then DP-SGD: no category counts
+    assert isinstance(rows, DiscreteGaussianDpEvent)
+    assert isinstance(dpsgd, dpa.SelfComposedDpEvent) and dpsgd.count == 24
     assert 0.99 * EPSILON <= model.privacy_cost_.epsilon <= EPSILON
     assert model.sample(50).shape == (50, 9)
 
@@ -140,7 +145,7 @@ def test_max_seconds_stops_early_and_reports_the_lower_cost() -> None:
     model = DPCTGAN(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, max_seconds=1e-9, random_state=0,
                     **FAST).fit(make_mixed_frame(300), make_mixed_schema())
     assert model.training_.stopped_by == "max_seconds" and model.training_.steps == 0
-    assert all(isinstance(e, dpa.GaussianDpEvent) for e in model.privacy_cost_.event.events)  # counts only
+    assert all(isinstance(e, DiscreteGaussianDpEvent) for e in model.privacy_cost_.event.events)  # counts only
     assert model.privacy_cost_.epsilon < 0.2 * EPSILON
     assert model.planned_cost(300, make_mixed_schema()).epsilon > model.privacy_cost_.epsilon
     assert len(model.sample(20)) == 20
@@ -191,7 +196,7 @@ def test_fixed_seed_gives_the_same_model_and_rows() -> None:
     pd.testing.assert_frame_equal(a.sample(300), b.sample(300))
     assert a.privacy_cost_.event == b.privacy_cost_.event
     assert not a.sample(300).equals(c.sample(300))
-    assert a.noise_source_ == "fixed-seed"
+    assert a.noise_source_.startswith("fixed-seed")
 
 
 def test_defaults_through_make_synthesizer_work_on_a_small_table() -> None:
@@ -242,3 +247,37 @@ def test_matched_sample_follows_the_noisy_counts(fitted) -> None:
         shares = out[span.column].value_counts(normalize=True, dropna=False)
         got = [shares.get(label, 0.0) for label in column.categories]
         np.testing.assert_allclose(got, frequencies[:len(column.categories)], atol=0.05)
+
+
+# -- exact category counts (issue 7, item 7) ------------------------------------------------------------------
+class _RecordingNoise:
+    """Stands in for the NoiseSource: records what is noised and adds nothing (to read the counts back)."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def discrete_gaussian(self, counts, sigma):
+        self.seen.append(np.asarray(counts))
+        return np.asarray(counts)
+
+
+def test_category_counts_are_exact_integers_above_float32_precision() -> None:
+    """2^24 + 1 records of one category: a float32 sum says 2^24, so one record would move the count by 0 or 2."""
+    import torch
+
+    from dpsynth.schema import Column
+    from dpsynth.synthesizers.dpctgan import category_counts
+
+    n = 2 ** 24 + 1
+    x = torch.tensor([[1.0, 0.0, 0.0]]).expand(n, 3)  # a one-hot column, without allocating n rows
+    assert float(x.sum(dim=0)[0]) == 2 ** 24  # what the old float32 sum counted
+    schema = Schema(columns=(Column("c", "categorical", categories=("p", "q", "r")),), name="big")
+    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, **FAST)
+    model.schema_ = schema
+    model._noise = _RecordingNoise()
+    model._preprocess(x, model._preprocessing_events(schema))
+    (counts,) = model._noise.seen
+    assert counts.dtype == np.int64 and counts.tolist() == [n, 0, 0]
+    np.testing.assert_allclose(model.cond_frequencies_[0], [1.0, 0.0, 0.0])
+    span = model.cond_spans_[0]
+    assert category_counts(x[:1000], span).tolist() == [1000, 0, 0]

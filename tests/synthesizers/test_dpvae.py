@@ -9,7 +9,8 @@ import torch
 from dp_accounting import pld
 
 from dpsynth.errors import SchemaError, UsageError
-from dpsynth.privacy.accountant import epsilon_for
+from dpsynth.privacy.accountant import epsilon_for, gaussian_sigma
+from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers.dpvae import DPVAE, TabularVAE, row_losses
@@ -27,19 +28,23 @@ def fitted() -> DPVAE:
     return DPVAE(epsilon=EPSILON, delta=DELTA, random_state=0, **FAST).fit(make_mixed_frame(300), make_mixed_schema())
 
 
-def test_reported_event_is_the_dpsgd_steps_only(fitted) -> None:
+def test_reported_event_is_the_row_count_then_the_dpsgd_steps(fitted) -> None:
     event, plan = fitted.privacy_cost_.event, fitted.plan_
-    assert event == dpa.SelfComposedDpEvent(
-        dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)), 24)
+    sigma = fitted.privacy_cost_.details["rows_noise_sigma"]
+    assert sigma == pytest.approx(gaussian_sigma(0.02 * EPSILON, 0.02 * DELTA))
+    assert event == dpa.ComposedDpEvent([DiscreteGaussianDpEvent(sigma), dpa.SelfComposedDpEvent(
+        dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)), 24)])
     assert fitted.training_.steps == plan.planned_steps == 24 and fitted.training_.stopped_by == "epochs"
 
 
 def test_calibrated_noise_meets_target_within_one_percent_by_independent_pld(fitted) -> None:
     plan = fitted.plan_
-    accountant = pld.PLDAccountant()
+    accountant = pld.PLDAccountant(value_discretization_interval=1e-4)
     accountant.compose(dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)),
                        fitted.training_.steps)
-    independent = accountant.get_epsilon(DELTA)
+    rows = pld.privacy_loss_distribution.from_discrete_gaussian_mechanism(
+        fitted.privacy_cost_.details["rows_noise_sigma"], sensitivity=1, value_discretization_interval=1e-4)
+    independent = accountant._pld.compose(rows).get_epsilon_for_delta(DELTA)
     assert 0.99 * EPSILON <= independent <= EPSILON
     assert fitted.privacy_cost_.epsilon == pytest.approx(independent, rel=2e-3)
     assert fitted.privacy_cost_.details["calibrated_by"] == "prv"
@@ -56,8 +61,8 @@ def test_run_that_would_exceed_the_budget_stops_at_it() -> None:
     steps = model.training_.steps
     assert model.training_.stopped_by == "budget" and 0 < steps < model.plan_.planned_steps
     assert model.privacy_cost_.epsilon <= EPSILON
-    step = model.privacy_cost_.event.event
-    assert epsilon_for(dpa.SelfComposedDpEvent(step, steps + 1), DELTA) > EPSILON
+    rows, taken = model.privacy_cost_.event.events
+    assert epsilon_for(dpa.ComposedDpEvent([rows, dpa.SelfComposedDpEvent(taken.event, steps + 1)]), DELTA) > EPSILON
     assert model.planned_cost(300, make_mixed_schema()).event == model.privacy_cost_.event  # stopped at the cap
 
 

@@ -16,6 +16,8 @@ from dpsynth.encoding import TableEncoder
 from dpsynth.errors import SchemaError, UsageError
 from dpsynth.privacy.accountant import epsilon_for, zcdp_epsilon
 from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.privacy.events import DiscreteGaussianDpEvent
+from dpsynth.privacy.noise import NoiseSource
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers import marginals as mg
@@ -114,7 +116,7 @@ def test_noise_actually_added_has_the_reported_sigma(fitted) -> None:
 def test_single_column_spends_everything_on_its_one_way_marginal() -> None:
     scale = 10.0
     assert mst_parameters(scale, 1)[0] == scale
-    assert epsilon_for(mst_event(scale, 1), 1e-6) == pytest.approx(epsilon_for(dpa.GaussianDpEvent(scale), 1e-6))
+    assert epsilon_for(mst_event(scale, 1), 1e-6) == pytest.approx(epsilon_for(DiscreteGaussianDpEvent(scale), 1e-6))
 
 
 # -- schema and parameter checks ---------------------------------------------------------
@@ -149,7 +151,7 @@ def test_output_lies_in_the_schema_domain(fitted) -> None:
     model, synthetic, _ = fitted
     schema = make_schema()
     assert list(synthetic.columns) == schema.names
-    assert len(synthetic) == 2000 and len(model.sample(37)) == 37
+    assert len(synthetic) == model.n_rows_estimate_ and len(model.sample(37)) == 37
     for column in ("a", "b", "big"):
         assert set(synthetic[column].dropna()) <= set(schema[column].categories)
         assert synthetic[column].notna().all()
@@ -184,12 +186,25 @@ def test_fixed_seed_reproduces_output_and_other_seed_differs(fitted) -> None:
 
 
 # -- shared marginal machinery ----------------------------------------------------------------
-def test_exponential_mechanism_uses_half_epsilon_over_sensitivity() -> None:
-    rng = np.random.default_rng(0)
-    draws = [mg.exponential_mechanism(np.array([0.0, 1.0]), 2.0, 1.0, rng) for _ in range(20000)]
-    # P(best) = e^{eps/2} / (1 + e^{eps/2}) = 0.731 (a missing 1/2 would give 0.881)
-    assert np.mean(draws) == pytest.approx(math.e / (1 + math.e), abs=0.015)
-    assert mg.exponential_mechanism(np.array([0.0, 5.0, 1.0]), 1e4, 1.0, rng) == 1
+@pytest.mark.parametrize("seed", [0, None], ids=["seeded", "opendp"])
+def test_exponential_mechanism_uses_half_epsilon_over_sensitivity(seed: int | None) -> None:
+    noise = NoiseSource(seed)
+    n = 20_000 if seed is not None else 3_000  # OpenDP's exact sampler takes ~0.5 ms a draw on a busy machine
+    draws = [mg.exponential_mechanism(np.array([0.0, 1.0]), 2.0, 1.0, noise) for _ in range(n)]
+    # P(best) = e^{eps/2} / (1 + e^{eps/2}) = 0.731 (a missing 1/2 would give 0.881); 4 standard errors
+    assert np.mean(draws) == pytest.approx(math.e / (1 + math.e), abs=4 * math.sqrt(0.731 * 0.269 / n))
+    assert mg.exponential_mechanism(np.array([0.0, 5.0, 1.0]), 1e4, 1.0, noise) == 1
+    assert mg.exponential_mechanism(np.array([3.0]), 1.0, 1.0, noise) == 0
+
+
+def test_default_row_count_is_the_noisy_total_not_the_exact_one(fitted) -> None:
+    """sample() defaults to mbi's total from the noisy measurements: the exact n (2000) is private."""
+    model, synthetic, _ = fitted
+    assert model.n_train_rows_ == 2000
+    assert model.n_rows_estimate_ == max(1, round(mg.estimate_total(model.measurements_)))
+    assert model.n_rows_estimate_ != 2000  # seed 0's noise moves it; the exact count would be 2000
+    assert abs(model.n_rows_estimate_ - 2000) < 200
+    assert len(synthetic) == model.n_rows_estimate_
 
 
 def test_project_to_simplex() -> None:
