@@ -40,8 +40,9 @@ class PlotImage:
     caption: str = ""
 
 
-
+# ---------------------------------------------------------------------------- plumbing
 def _encode(fig: Figure) -> str:
+    """Render ``fig`` with Agg to a PNG without a timestamp, as base64 text for a ``data:`` URL."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
@@ -58,6 +59,7 @@ def _short(text: str, width: int = 20) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# ---------------------------------------------------------------------------- column small multiples
 def plot_distribution(dist: ColumnDistribution) -> PlotImage:
     """Small multiple of one column: horizontal share bars (categorical) or a density histogram
     (numeric). Suppressed real cells are left blank and marked."""
@@ -102,6 +104,7 @@ def plot_distribution(dist: ColumnDistribution) -> PlotImage:
     return PlotImage(title=dist.name, png_base64=_encode(fig), alt=alt)
 
 
+# ---------------------------------------------------------------------------- attack plots
 def _curve(obj: Any, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray] | None:
     if not isinstance(obj, Mapping):
         return None
