@@ -14,7 +14,8 @@ one-hot blocks scaled by 1/2 so a mismatch costs 1), but it is computed
 without materialising the wide L1: the categorical part is
 ``W - <weighted one-hot(x), one-hot(y)>``, a BLAS matrix product, and only the
 few numeric columns go through ``scipy.spatial.distance.cdist``. That keeps an
-exact search over 24k x 24k Adult rows to a few seconds on 2 cores.
+exact search over tables the size of Adult fast enough for the quick tier
+(timings in benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@ merged over ``audits/default_policy.toml``, so a file may set only what it
 changes. Every key is checked: an unknown key, a wrong type or an
 out-of-range value raises :class:`audits.errors.PolicyError` naming the key
 (e.g. ``tests.dcr_share.max``) and what is allowed.
+
+This module owns the policy (its file format, validation and the tests each
+tier runs) and the PASS/FAIL decision over all results.
+:meth:`Policy.judge_result` judges one result against its :class:`Rule` by
+composing :mod:`audits.verdict`, where the verdict (a pure decision) and its
+message are computed apart.
 """
 
 from __future__ import annotations
@@ -21,22 +27,10 @@ from typing import Any
 
 from audits.errors import PolicyError
 from audits.results import AuditResult
+from audits.verdict import Rule, epsilon_verdict, explain_epsilon, explain_threshold, threshold_verdict
 
 TIERS = ("quick", "thorough")
-JUDGES = ("significant", "point", "ci", "beyond")
-# How a result is compared with its threshold (the "unsafe" side is above a "max" threshold, below a
-# "min" one); see default_policy.toml for when to use which:
-#   significant  fail iff the estimate is on the unsafe side of the threshold AND the no-leak null is rejected
-#                on the unsafe side (by the attack's exact / permutation p-value, else by the interval
-#                excluding ``baseline``, the value an honest release has): a leak that is material and
-#                statistically established. An honest release is refused with probability at most
-#                (1 - level) / 2 per test, at any sample size. If the threshold is stricter than the
-#                baseline (no leak is itself unacceptable), the interval must lie beyond the threshold.
-#   point        fail iff the estimate is on the unsafe side (no allowance for sampling noise).
-#   ci           fail unless the whole interval is on the safe side: the release must *prove* it is below
-#                the threshold; refuses honest releases of small tables (wide intervals).
-#   beyond       fail only if the whole interval is on the unsafe side: the leak is established to exceed
-#                the threshold itself; lets through leaks near the threshold.
+JUDGES = ("significant", "point", "ci", "beyond")  # see audits.verdict.threshold_verdict
 
 
 @dataclass(frozen=True)
@@ -73,21 +67,6 @@ _PARAMS: dict[str, tuple[type, int]] = {  # name -> (type, minimum)
 }
 _TOP_KEYS = {"tier", "confidence", "correction", "judge", "attacker", "params", "tests"}
 CORRECTIONS = ("bonferroni", "none")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Threshold and options of one test (see default_policy.toml for their meaning)."""
-
-    name: str
-    max: float | None = None
-    min: float | None = None
-    margin: float | None = None
-    slack: float = 0.0
-    require_claim: bool = False
-    judge: str | None = None
-    required: bool = True
-    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,84 +162,17 @@ class Policy:
             why = r.message or ("did not run" if r.status == "not_run" else "failed with an error")
             return dataclasses.replace(r, passed=False, message=f"{r.name} did not produce a value: {why}")
         if result.name == "epsilon_lower_bound":
-            return self._judge_epsilon(r, rule, claimed_epsilon)
-        judge = rule.judge or self.judge
-        if rule.margin is not None:
-            threshold = (r.baseline or 0.0) + rule.margin
+            verdict = epsilon_verdict(r, rule, claimed_epsilon)
+            message = explain_epsilon(r, verdict, rule, claimed_epsilon)
         else:
-            threshold = rule.max if r.direction == "max" else rule.min
-        if threshold is None:
-            return dataclasses.replace(r, passed=None, required=False)
-        upper = r.direction == "max"
-        beyond = (lambda x: x > threshold) if upper else (lambda x: x < threshold)  # noqa: E731
-        unsafe_bound = r.ci_high if upper else r.ci_low  # the interval's end on the unsafe side
-        safe_bound = r.ci_low if upper else r.ci_high
-        lvl = level if level is not None else self.confidence
-        significant = None
-        if r.p_value is not None:  # an exact / permutation test of the no-leak null, one-sided
-            significant = bool(r.p_value < (1.0 - lvl) / 2.0)
-        elif safe_bound is not None and r.baseline is not None:
-            significant = bool(safe_bound > r.baseline if upper else safe_bound < r.baseline)
-        # A threshold stricter than the honest value (e.g. an AUC "max = 0.45") makes "no leak" itself
-        # unacceptable; "significant" then asks whether the value is established beyond the threshold.
-        strict = r.baseline is not None and beyond(r.baseline)
-        if judge == "ci" and unsafe_bound is not None:
-            judged, failed = unsafe_bound, beyond(unsafe_bound)
-        elif judge == "beyond" and safe_bound is not None:
-            judged, failed = safe_bound, beyond(safe_bound)
-        elif judge == "significant" and strict and safe_bound is not None:
-            judged, failed = r.value, beyond(r.value) and beyond(safe_bound)
-        elif judge == "significant" and significant is not None:
-            judged, failed = r.value, beyond(r.value) and significant
-        else:  # "point", or no interval / baseline to judge by: the estimate alone
-            judged, failed = r.value, beyond(r.value)
-        message = ""
-        level = _pct(lvl)
-        interval = (f"{level} interval {_fmt(r.ci_low)} to {_fmt(r.ci_high)}"
-                    if r.ci_low is not None and r.ci_high is not None else "")
-
-        def evidence(found: bool) -> str:
-            if r.p_value is not None:
-                return (f"one-sided p = {r.p_value:.2g} against no leak, {'below' if found else 'not below'} "
-                        f"{(1.0 - lvl) / 2.0:.3g}")
-            return (f"its {interval} {'excludes' if found else 'includes'} the no-leak value "
-                    f"{_fmt(r.baseline) if r.baseline is not None else '?'}")
-        verb = "exceeds" if upper else "is below"
-        if failed:
-            how = ""
-            if judge in ("ci", "beyond") and judged != r.value:
-                side = "upper" if (judge == "ci") == upper else "lower"
-                how = f" (its {side} {level} confidence bound {_fmt(judged)})"
-            message = (f"{r.name} = {_fmt(r.value)}{how} {verb} threshold {_fmt(threshold)} "
-                       f"by {_fmt(abs(judged - threshold))}")
-            if judge == "significant" and strict and safe_bound is not None:
-                message += (f" (its {interval} lies beyond the threshold, which is stricter than the "
-                            f"no-leak value {_fmt(r.baseline)})")
-            elif judge == "significant" and significant is not None:
-                message += f" ({evidence(True)})"
-        elif beyond(r.value) and judge in ("significant", "beyond"):
-            what = (evidence(False) if judge == "significant" and not strict
-                    else f"its {interval} reaches the safe side of the threshold")
-            message = (f"note: {r.name} = {_fmt(r.value)} {verb} threshold {_fmt(threshold)}, but {what}: "
-                       f"not established at this sample size (judge = {judge!r}); passed")
-        return dataclasses.replace(r, threshold=threshold, judged_value=judged, passed=not failed,
-                                   message=message, judge=judge, significant=significant)
-
-    def _judge_epsilon(self, r: AuditResult, rule: Rule, claimed: float | None) -> AuditResult:
-        if claimed is None:
-            if rule.require_claim:
-                return dataclasses.replace(r, passed=False, judged_value=r.value, message=(
-                    "epsilon_lower_bound: no claimed epsilon was given and the policy requires one "
-                    "(tests.epsilon_lower_bound.require_claim = true)"), judge="point")
-            return dataclasses.replace(r, passed=True, judged_value=r.value, threshold=None, judge="point")
-        threshold = float(claimed) + rule.slack
-        passed = r.value <= threshold
-        message = "" if passed else (
-            f"DP implementation appears broken: empirical epsilon lower bound {_fmt(r.value)} exceeds the "
-            f"claimed epsilon {_fmt(float(claimed))}{f' + slack {_fmt(rule.slack)}' if rule.slack else ''} "
-            f"by {_fmt(r.value - threshold)}")
-        return dataclasses.replace(r, threshold=threshold, judged_value=r.value, passed=bool(passed),
-                                   message=message, judge="point")
+            lvl = level if level is not None else self.confidence
+            found = threshold_verdict(r, rule, rule.judge or self.judge, lvl)
+            if found is None:
+                return dataclasses.replace(r, passed=None, required=False)
+            verdict, message = found, explain_threshold(r, found)
+        return dataclasses.replace(r, threshold=verdict.threshold, judged_value=verdict.judged,
+                                   passed=verdict.passed, message=r.message if message is None else message,
+                                   judge=verdict.judge, significant=verdict.significant)
 
     def decide(self, results: list[AuditResult]) -> str:
         """``"PASS"`` iff every required test of the policy's tier is present, ran and passed."""
@@ -270,15 +182,6 @@ class Policy:
             if r is None or r.passed is not True:
                 return "FAIL"
         return "FAIL" if any(r.required and r.passed is False for r in results) else "PASS"
-
-
-def _pct(level: float) -> str:
-    text = f"{100 * level:.2f}".rstrip("0").rstrip(".")
-    return f"{text}%"
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:.3g}"
 
 
 def _default_raw() -> dict[str, Any]:

@@ -31,9 +31,10 @@ class AuditResult:
     ``direction`` says which side is safe: ``"max"`` means the value must not
     exceed the threshold, ``"min"`` that it must not fall below it.
     ``judge`` is the policy rule that was applied (``significant``, ``point``,
-    ``ci`` or ``beyond``; see :mod:`audits.policy`) and ``judged_value`` the
-    number it compared with the threshold (the estimate, or under ``ci`` /
-    ``beyond`` the interval's bound on the unsafe / safe side).
+    ``ci`` or ``beyond``; see :func:`audits.verdict.threshold_verdict`) and
+    ``judged_value`` the number it compared with the threshold (the estimate,
+    or under ``ci`` / ``beyond`` the interval's bound on the unsafe / safe
+    side).
     ``p_value`` is the one-sided p-value of the no-leak null (train and
     holdout records equally exposed) where the attack computes an exact or
     permutation test (membership AUCs and TPRs, singling out); ``None``

@@ -156,7 +156,7 @@ def shadow_model_attack(data: AuditData, generator: Callable[[pd.DataFrame, int,
     ``"logistic"`` (L2-regularised logistic regression on standardised
     features: robust with the few runs a tier can afford) or ``"forest"``
     (random forest, Stadler et al.'s choice; needs many more runs to avoid
-    fitting noise features, and costs ~0.3 s per target).
+    fitting noise features, and is much slower per target: see benchmarks/README.md).
     """
     if classifier not in ("logistic", "forest"):
         raise AuditInputError(f"classifier must be 'logistic' or 'forest', got {classifier!r}")

@@ -7,15 +7,10 @@
   real-vs-synthetic plots (tested directly: no rare category or extreme value escapes).
 """
 
-from dpsynth.report.figures import (
-    ColumnDistribution,
-    ColumnPanel,
-    PlotImage,
-    ReportFigures,
-    build_figures,
-    column_distribution,
-)
+from dpsynth.report.distributions import ColumnDistribution, column_distribution
+from dpsynth.report.figures import ColumnPanel, ReportFigures, build_figures
 from dpsynth.report.html import describe_failure, render_report, write_report
+from dpsynth.report.plots import PlotImage
 
 __all__ = [
     "ColumnDistribution",

@@ -7,7 +7,7 @@ synthetic table look like the real one? can the run be reproduced?
 
 The page embeds its CSS and figures (base64 PNG), loads nothing from the
 network, and shows only aggregates of the real table, with small cells
-suppressed (see :mod:`dpsynth.report.figures`).
+suppressed (see :mod:`dpsynth.report.distributions`).
 """
 
 from __future__ import annotations
