@@ -149,6 +149,10 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
                              "the ledger like a release, and the category sets need a delta")
         if not data.exists():
             raise DataError(f"data file not found: {data}")
+        if not output.parent.is_dir():
+            raise UsageError(f"-o {output}: directory {output.parent} does not exist")
+        if target is not None and target in _names(drop):
+            raise UsageError(f"--target {target!r} is also in --drop")
         ledger = Ledger(ledger_path)
         ledger.require_dataset(dataset)
         try:

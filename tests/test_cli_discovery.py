@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import dpsynth.discovery
+from dpsynth.discovery import plan_discovery
+from dpsynth.privacy.cost import event_to_dict
 from dpsynth.cli import app
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.schema import Schema
@@ -50,6 +52,10 @@ def test_dp_draft_spends_from_the_ledger_and_writes_a_dp_schema(setup) -> None:
     assert spend.status == "released" and spend.generator == "schema-discovery"
     assert spend.mechanism == "dp-schema-discovery" and spend.delta == 1e-6
     assert 0.4 < spend.epsilon <= 0.5
+    # exactly the cost of the plan the options describe (the plan depends on header and hints only)
+    plan = plan_discovery(["age", "score", "colour", "label"], 0.5, 1e-6, integer=["age"], numeric=["score"],
+                          ranges={"age": (0.0, 120.0)})
+    assert spend.epsilon == plan.cost.epsilon and spend.event == event_to_dict(plan.cost.event)
     assert f"spent epsilon={spend.epsilon:.4g}" in result.output
     # the stored event re-composes to the same epsilon (the ledger's own accountant)
     assert Ledger(setup["ledger"]).summary("toy")[0].spent_epsilon <= 0.5
@@ -71,6 +77,8 @@ def test_over_budget_is_refused_with_exit_4_and_nothing_spent(setup) -> None:
     (["--range", "age=0-120"], "COLUMN=LOW:HIGH"),
     (["--edges", "log"], "edges must be"),
     (["--target", "nope"], "--target 'nope'"),
+    (["--target", "label", "--drop", "label"], "also in --drop"),
+    (["-o", "/nonexistent-dir/s.json"], "does not exist"),
 ])
 def test_bad_input_exits_2_before_any_spend(setup, extra, message) -> None:
     out = setup["root"] / "s.json"
