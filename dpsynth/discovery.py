@@ -407,7 +407,9 @@ def _bisect(loss, target: float) -> float:
     while loss(hi) <= target:
         lo, hi = hi, hi * 2
     if loss(lo) > target:
-        raise PrivacyAccountingError(f"cannot fit the discovery into epsilon={target:.4g}")
+        # e.g. the RDP accountant cannot certify a zCDP event below epsilon ~ log(1/delta) / max order
+        raise UsageError(f"--epsilon is too small: the accountant cannot fit this part of the discovery into "
+                         f"epsilon={target:.4g} (at least {loss(lo):.3g} for any noise); use a larger --epsilon")
     while hi / lo > 1 + 1e-6:
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if loss(mid) <= target else (lo, mid)

@@ -194,6 +194,8 @@ def test_bad_hints_and_budgets_name_the_option(table) -> None:
     for epsilon, delta, message in [(0, 1e-6, "--epsilon"), (1.0, 0.0, "--delta"), (float("nan"), 1e-6, "--epsilon")]:
         with pytest.raises(UsageError, match=message):
             plan_discovery(names, epsilon, delta)
+    with pytest.raises(UsageError, match="--epsilon is too small"):
+        plan_discovery(names, 1e-3, 1e-6, **HINTS)  # no noise gets the quantiles' zCDP under 5e-4 at this delta
     plan = plan_discovery(names, 1.0, 1e-6, numeric=["colour"])
     with pytest.raises(DataError, match="'colour' is declared numeric"):
         check_table(table, plan)
