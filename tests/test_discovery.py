@@ -77,11 +77,15 @@ def test_cost_is_the_composition_of_opendp_maps(plan) -> None:
                                                   candidates=list(column.candidates), alpha=alpha, scale=scale)
                 assert meas.map(1) == rho
                 leaves.append(dpa.ZCDpEvent(meas.map(1)))
-        else:
-            meas = (dp.t.make_count_by(dp.vector_domain(dp.atom_domain(T=str)), dp.symmetric_distance(), TV=int)
-                    >> dp.m.then_laplace_threshold(scale=column.scale, threshold=column.threshold))
-            assert meas.map(1) == (column.epsilon, column.delta)
-            leaves.append(EpsilonDeltaDpEvent(*meas.map(1)))
+    cats = plan.categories
+    meas = dp.m.make_gaussian_threshold(dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T=int)),
+                                        dp.l02inf_distance(dp.absolute_distance(T=int)),
+                                        scale=cats.scale, threshold=cats.threshold)
+    # two categorical columns: one record changes at most two keys, each by one
+    assert cats.d_in == (2, 2, 1) and meas.map((2, 2, 1)) == (cats.rho, cats.delta_threshold)
+    converted = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(meas), cats.delta_conversion)
+    assert converted.map((2, 2, 1)) == (cats.epsilon, cats.delta_conversion)
+    leaves.append(EpsilonDeltaDpEvent(cats.epsilon, cats.delta_conversion + cats.delta_threshold))
     assert plan.cost.event == compose(leaves)
     assert plan.cost.epsilon == epsilon_for(compose(leaves), 1e-6)
     assert plan.cost.accountant == "pld+rdp" and plan.cost.delta == 1e-6
@@ -92,10 +96,19 @@ def test_cost_is_the_composition_of_opendp_maps(plan) -> None:
     assert kinds == {dpa.ZCDpEvent, EpsilonDeltaDpEvent}
 
 
-def test_thresholds_delta_sums_below_the_requested_delta(plan) -> None:
-    thresholds = [c for c in plan.columns if isinstance(c, CategoricalPlan)]
-    assert len(thresholds) == 2 and sum(c.delta for c in thresholds) < 1e-6
-    assert all(c.threshold > 1 for c in thresholds)
+def test_category_histogram_delta_stays_below_its_share(plan) -> None:
+    cats = plan.categories
+    assert cats.columns == ("colour", "label") and cats.threshold > 1
+    assert cats.delta_threshold <= 1e-6 / 4 and cats.delta_conversion <= 1e-6 / 4  # half of the half each
+    assert [c.events() for c in plan.columns if isinstance(c, CategoricalPlan)] == [[], []]
+
+
+def test_joint_histogram_needs_a_lower_threshold_than_separate_ones() -> None:
+    """sqrt(k) noise for k columns at once: the reason for one joint histogram."""
+    names = [f"c{i}" for i in range(9)]
+    joint = plan_discovery(names, 0.1, 1e-6).categories
+    one = plan_discovery(names[:1], 0.1 / 9, 1e-6 / 9).categories  # what each column would get alone
+    assert joint.threshold < 0.6 * one.threshold
 
 
 def test_budget_split_follows_the_column_kinds() -> None:
