@@ -443,6 +443,21 @@ def _category_set_plan(names: tuple[str, ...], epsilon: float, delta: float) -> 
                            delta_conversion=float(delta_fixed))
 
 
+def key_counts(df: pd.DataFrame, plan: DiscoveryPlan) -> dict[str, int]:
+    """Exact counts of the ``(column position, value)`` keys of the plan's categorical columns.
+
+    Each record adds one to at most one key per column (nulls add nothing):
+    the ``(l0 = k, linf = 1)`` distance the histogram is paid for.
+    """
+    columns = {str(c).strip(): c for c in df.columns}
+    counts: dict[str, int] = {}
+    for position, name in enumerate(plan.categories.columns if plan.categories else ()):
+        values, _ = _values(df[columns[name]], plan.na_values)
+        for label, count in pd.Series([category_label(v) for v in values], dtype=object).value_counts().items():
+            counts[f"{position}{KEY_SEPARATOR}{label}"] = int(count)
+    return counts
+
+
 def _released_categories(df: pd.DataFrame, columns: dict[str, str], plan: DiscoveryPlan) -> dict[str, set[str]]:
     """Run the category histogram: exact counts of (column, value) keys, then OpenDP's noise and threshold.
 
@@ -451,12 +466,7 @@ def _released_categories(df: pd.DataFrame, columns: dict[str, str], plan: Discov
     """
     if plan.categories is None:
         return {}
-    counts: dict[str, int] = {}
-    for position, name in enumerate(plan.categories.columns):
-        values, _ = _values(df[columns[name]], plan.na_values)
-        for label, count in pd.Series([category_label(v) for v in values], dtype=object).value_counts().items():
-            counts[f"{position}{KEY_SEPARATOR}{label}"] = int(count)
-    noisy = _histogram(plan.categories.scale, plan.categories.threshold)(counts)
+    noisy = _histogram(plan.categories.scale, plan.categories.threshold)(key_counts(df, plan))
     released: dict[str, set[str]] = {}
     for key in noisy:  # the noisy counts themselves are discarded
         position, _, label = key.partition(KEY_SEPARATOR)
@@ -520,4 +530,4 @@ def _natural_key(label: str) -> tuple:
 
 
 __all__ = ["CategoricalPlan", "CategorySetPlan", "DiscoveryPlan", "NumericPlan", "candidate_grid", "check_table", "discover_schema",
-           "plan_discovery", "run_discovery"]
+           "key_counts", "plan_discovery", "run_discovery"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dpsynth.discovery import (OTHER_LABEL, CategoricalPlan, NumericPlan, candidate_grid, check_table,
-                               discover_schema, plan_discovery, run_discovery)
+                               discover_schema, key_counts, plan_discovery, run_discovery)
 from dpsynth.errors import DataError, SchemaError, UsageError
 from dpsynth.privacy.accountant import compose, epsilon_for
 from dpsynth.privacy.events import EpsilonDeltaDpEvent
@@ -101,6 +101,18 @@ def test_category_histogram_delta_stays_below_its_share(plan) -> None:
     assert cats.columns == ("colour", "label") and cats.threshold > 1
     assert cats.delta_threshold <= 1e-6 / 4 and cats.delta_conversion <= 1e-6 / 4  # half of the half each
     assert [c.events() for c in plan.columns if isinstance(c, CategoricalPlan)] == [[], []]
+
+
+def test_one_record_moves_at_most_k_keys_by_one(table, plan) -> None:
+    """The (l0 = k, linf = 1) distance the joint histogram is paid for, on the real counting code."""
+    base = key_counts(table, plan)
+    for extra in ({"age": "30", "score": "1.0", "colour": "alpha", "label": "yes"},
+                  {"age": "30", "score": "1.0", "colour": "brand-new", "label": ""}):
+        grown = key_counts(pd.concat([table, pd.DataFrame([extra])], ignore_index=True), plan)
+        changed = {k: grown.get(k, 0) - base.get(k, 0) for k in set(base) | set(grown)}
+        changed = {k: v for k, v in changed.items() if v}
+        assert len(changed) <= len(plan.categories.columns) and set(changed.values()) == {1}
+    assert sum(base.values()) == 2 * len(table)  # one key per column per record
 
 
 def test_joint_histogram_needs_a_lower_threshold_than_separate_ones() -> None:
