@@ -21,9 +21,9 @@ What is treated as public (never learned from values):
   two-significant-digit grid, :func:`candidate_grid`), the bin count and the
   quantile levels.
 
-Mechanisms (neighbouring relation: add or remove one record, OpenDP's
-``SymmetricDistance`` with ``d_in = 1``; each record holds one value per
-column, so every per-column mechanism has ``d_in = 1``):
+Mechanisms (neighbouring relation: add or remove one record; each record
+holds one value per column, so every quantile sees OpenDP's
+``SymmetricDistance`` ``d_in = 1``):
 
 * **Numeric bounds and bin edges**: OpenDP's ``make_private_quantile``, the
   exponential mechanism over the candidate grid with the rank score of
@@ -33,7 +33,7 @@ column, so every per-column mechanism has ``d_in = 1``):
   is taken as zCDP (``make_private_quantile(..., zero_concentrated_divergence())``,
   OpenDP's map gives ``rho = (sensitivity / scale)^2 / 8``, the bounded-range
   bound of Cesar & Rogers 2021) and recorded as a ``ZCDpEvent``: many
-  quantiles compose far better so than as pure epsilon.
+  quantiles compose far better that way than as pure epsilon.
 * **Category sets**: one histogram over the keys ``(column, value)`` of every
   categorical column, with OpenDP's ``make_gaussian_threshold``: a discrete
   Gaussian noisy count of every *observed* key, and only keys whose noisy
@@ -56,11 +56,13 @@ column, so every per-column mechanism has ``d_in = 1``):
   absorbing the values that were not released.
 
 Budget split (documented in docs/schema.md): epsilon is split between the
-numeric and the categorical columns in proportion to their number, equally
-between columns of a kind and between the quantiles of a numeric column.
-Delta: when both kinds exist, half converts the quantiles' zCDP to
-(epsilon, delta) and half goes to the category histogram, of which half is
-its threshold's delta and half the zCDP-to-(epsilon, delta) conversion. The composed cost is recomputed by
+numeric and the categorical columns in proportion to their number. The
+numeric share is split equally between numeric columns; in a column the two
+bounds get half and the interior edges share the other half. The categorical
+share goes to the one category histogram. Delta: when both kinds exist, half
+converts the quantiles' zCDP to (epsilon, delta) and half goes to the
+category histogram, of which half is its threshold's delta and half the
+zCDP-to-(epsilon, delta) conversion. The composed cost is recomputed by
 dpsynth's accountant (``pld+rdp``), never by adding the parts up.
 
 Noise comes from OpenDP's own CSPRNG (seeded by the OS); discovery cannot be
