@@ -68,6 +68,25 @@ def _parse_params(items: list[str]) -> dict:
 
 
 # -- schema ------------------------------------------------------------------------------
+def _names(items: list[str]) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]``: column lists may be repeated or comma-separated."""
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
+
+
+def _ranges(items: list[str]) -> dict[str, tuple[float, float]]:
+    ranges: dict[str, tuple[float, float]] = {}
+    for item in items:
+        name, sep, span = item.rpartition("=")
+        low, colon, high = span.partition(":")
+        try:
+            if not sep or not colon or not name.strip():
+                raise ValueError
+            ranges[name.strip()] = (float(low), float(high))
+        except ValueError:
+            raise UsageError(f"--range {item!r} must look like COLUMN=LOW:HIGH, e.g. age=0:120") from None
+    return ranges
+
+
 @schema_app.command("draft")
 def schema_draft(
     data: Path = typer.Argument(..., help="CSV file to draft a schema from (the private table)."),
@@ -75,14 +94,38 @@ def schema_draft(
     name: str = typer.Option("", help="Name recorded in the schema."),
     bins: int = typer.Option(10, min=1, help="Bins per numeric column."),
     na_value: list[str] = typer.Option([], "--na-value", help="Extra token meaning null, e.g. N (repeatable)."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Learn the domain with DP, spending this epsilon "
+                                            "(recorded in --ledger). Without it the draft reads the data as is."),
+    delta: Optional[float] = typer.Option(None, "--delta", help="Delta of the DP discovery (category sets need it)."),
+    ledger: Optional[Path] = typer.Option(None, "--ledger", help="Budget ledger the DP discovery spends from."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset id in the ledger."),
+    numeric: list[str] = typer.Option([], "--numeric", help="DP: real-valued numeric columns (comma-separated, repeatable)."),
+    integer: list[str] = typer.Option([], "--integer", help="DP: whole-number numeric columns (comma-separated, repeatable)."),
+    nullable: list[str] = typer.Option([], "--nullable", help="DP: columns that may be null (comma-separated, repeatable)."),
+    drop: list[str] = typer.Option([], "--drop", help="DP: columns to leave out of the schema (comma-separated)."),
+    value_range: list[str] = typer.Option([], "--range", help="DP: public outer range of a numeric column, "
+                                          "COLUMN=LOW:HIGH (repeatable); default candidates span powers of ten."),
+    edges: str = typer.Option("quantiles", "--edges", help="DP: bin edges at DP quantiles or equal-width."),
+    target: Optional[str] = typer.Option(None, "--target", help="DP: the column a downstream model predicts."),
 ) -> None:
-    """Draft a schema from the data; it is marked "source": "private-data" until you review it."""
+    """Draft a schema: from the data as is ("source": "private-data"), or with DP (--epsilon; "source": "dp")."""
+    if epsilon is not None:
+        _schema_draft_dp(data, output, name, bins, na_value, epsilon, delta, ledger, dataset, numeric, integer,
+                         nullable, drop, value_range, edges, target)
+        return
     import pandas as pd
 
     from dpsynth.errors import DataError
     from dpsynth.schema import draft_schema
 
     try:
+        dp_only = [flag for flag, given in (("--delta", delta), ("--ledger", ledger), ("--dataset", dataset),
+                                            ("--numeric", numeric), ("--integer", integer), ("--nullable", nullable),
+                                            ("--drop", drop), ("--range", value_range), ("--target", target))
+                   if given]
+        if dp_only:
+            raise UsageError(f"{', '.join(dp_only)} only apply to DP discovery: add --epsilon E (and --delta, "
+                             "--ledger, --dataset)")
         if not data.exists():
             raise DataError(f"data file not found: {data}")
         try:
@@ -99,7 +142,71 @@ def schema_draft(
         _fail(exc)
     err.print(f"wrote {output}: {len(schema)} columns, marked [bold]\"source\": \"private-data\"[/]. Replace every "
               "domain read from the data with public knowledge and set \"source\": \"public\", or fitting will be "
-              "refused (unless --accept-private-schema).", highlight=False)
+              "refused (unless --accept-private-schema). To learn the domain with DP instead, add --epsilon.",
+              highlight=False)
+
+
+def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: list[str], epsilon: float,
+                     delta: Optional[float], ledger_path: Optional[Path], dataset: Optional[str], numeric: list[str],
+                     integer: list[str], nullable: list[str], drop: list[str], value_range: list[str], edges: str,
+                     target: Optional[str]) -> None:
+    """DP domain discovery: plan from the header, validate, reserve in the ledger, then run the mechanisms."""
+    import pandas as pd
+
+    from dpsynth.discovery import check_table, plan_discovery, run_discovery
+    from dpsynth.errors import DataError
+    from dpsynth.privacy.ledger import Ledger
+    from dpsynth.schema import DEFAULT_NA_VALUES
+    from dpsynth.synthesizers.base import check_privacy_parameters
+
+    try:
+        missing = [flag for flag, given in (("--delta", delta), ("--ledger", ledger_path), ("--dataset", dataset))
+                   if given is None]
+        if missing:
+            raise UsageError(f"DP discovery (--epsilon) also needs {', '.join(missing)}: the spend is recorded in "
+                             "the ledger like a release, and the category sets need a delta")
+        if not data.exists():
+            raise DataError(f"data file not found: {data}")
+        if not output.parent.is_dir():
+            raise UsageError(f"-o {output}: directory {output.parent} does not exist")
+        if target is not None and target in _names(drop):
+            raise UsageError(f"--target {target!r} is also in --drop")
+        ledger = Ledger(ledger_path)
+        ledger.require_dataset(dataset)
+        try:
+            table = pd.read_csv(data, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{data} is empty: expected a CSV file with a header row and data rows") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise DataError(f"{data} could not be parsed as CSV: {exc}") from None
+        if target is not None and target not in [str(c).strip() for c in table.columns]:
+            raise UsageError(f"--target {target!r} is not a column of {data}")
+        # the plan depends only on the header and the options (all public)
+        plan = plan_discovery([str(c) for c in table.columns], epsilon, delta, numeric=_names(numeric),
+                              integer=_names(integer), nullable=_names(nullable), drop=_names(drop),
+                              ranges=_ranges(value_range), bins=bins, edges=edges,
+                              na_values=tuple(dict.fromkeys([*DEFAULT_NA_VALUES, *na_value])))
+        # refuse malformed input before spending (like `dpsynth release`); nothing here is written out
+        check_table(table, plan, source=str(data))
+        check_privacy_parameters(epsilon, delta, len(table))
+        entry = ledger.reserve(dataset, plan.cost, purpose=f"schema discovery for {data} -> {output}",
+                               generator="schema-discovery", parameters={"epsilon": epsilon, "delta": delta,
+                                                                         **plan.cost.details})
+        try:
+            schema = run_discovery(table, plan, name=name or data.stem, target=target)
+            schema.save(output)
+        except BaseException:
+            ledger.mark(entry.id, "failed")
+            raise
+        ledger.mark(entry.id, "released")
+        budget = ledger.summary(dataset)[0]
+    except DpsynthError as exc:
+        _fail(exc)
+    err.print(f"wrote {output}: {len(schema)} columns, marked [bold]\"source\": \"dp\"[/]; fitting accepts it "
+              "without any flag.", highlight=False)
+    out.print(f"spent epsilon={plan.cost.epsilon:.4g}, delta={plan.cost.delta:.3g} ({plan.cost.accountant}) on "
+              f"dataset {dataset!r} (ledger entry {entry.id}); composed total epsilon={budget.spent_epsilon:.4f} of "
+              f"cap {budget.epsilon_cap:g}, remaining {budget.remaining_epsilon:.4f}", highlight=False)
 
 
 @schema_app.command("check")

@@ -6,7 +6,9 @@ in and how it is binned. Those facts come from a :class:`Schema` that the data
 owner declares (``"source": "public"``). A draft inferred from the private
 table itself (``dpsynth schema draft``) is marked ``"source": "private-data"``;
 fitting with it is refused unless the user explicitly accepts that the domain
-leaked, and the manifest and report then say so.
+leaked, and the manifest and report then say so. A domain learned with DP
+(``dpsynth schema draft --epsilon``, :mod:`dpsynth.discovery`) is marked
+``"source": "dp"``: its cost is in the ledger, so fitting accepts it.
 
 JSON form::
 
@@ -38,6 +40,8 @@ from dpsynth.errors import SchemaError
 
 PUBLIC = "public"
 PRIVATE_DATA = "private-data"
+DP = "dp"  # learned from the data by a DP mechanism whose cost is in the ledger (dpsynth.discovery)
+SOURCES = (PUBLIC, PRIVATE_DATA, DP)
 KINDS = ("categorical", "numeric")
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 _COLUMN_KEYS = {"name", "kind", "categories", "other", "lower", "upper", "bins", "edges",
@@ -247,8 +251,8 @@ class Schema:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise SchemaError(f"duplicate column name(s) in schema: {dupes}")
-        if self.source not in (PUBLIC, PRIVATE_DATA):
-            raise SchemaError(f"'source' must be {PUBLIC!r} or {PRIVATE_DATA!r}, got {self.source!r}")
+        if self.source not in SOURCES:
+            raise SchemaError(f"'source' must be one of {', '.join(repr(s) for s in SOURCES)}, got {self.source!r}")
         for qi in self.quasi_identifiers:
             if qi not in names:
                 raise SchemaError(f"quasi-identifier {qi!r} is not a column of the schema")
@@ -262,7 +266,13 @@ class Schema:
 
     @property
     def is_public(self) -> bool:
-        return self.source == PUBLIC
+        """True when using the domain leaks nothing outside the budget.
+
+        ``public`` domains are public knowledge; ``dp`` domains were learned by
+        DP domain discovery, whose cost the ledger records like a release's.
+        Only ``private-data`` drafts are not.
+        """
+        return self.source in (PUBLIC, DP)
 
     def __getitem__(self, name: str) -> Column:
         try:
@@ -283,7 +293,8 @@ class Schema:
                 f"schema {self.name or '(unnamed)'} has \"source\": \"{self.source}\": its categories and "
                 "bounds were read from the private data, so using it would leak information that no "
                 "privacy budget accounts for. Review it and set \"source\": \"public\" if every domain is "
-                "public knowledge, or pass --accept-private-schema (accept_private_schema=True) to proceed "
+                "public knowledge, learn the domain with DP instead (dpsynth schema draft DATA --epsilon E --delta D "
+                "--ledger L --dataset ID, which spends budget), or pass --accept-private-schema (accept_private_schema=True) to proceed "
                 "anyway; the manifest and report will then state that the domain leaked."
             )
 
