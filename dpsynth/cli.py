@@ -154,6 +154,7 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
     import pandas as pd
 
     from dpsynth.discovery import check_table, plan_discovery, run_discovery
+    from dpsynth.release import check_delta_cap
     from dpsynth.errors import DataError
     from dpsynth.privacy.ledger import Ledger
     from dpsynth.schema import DEFAULT_NA_VALUES
@@ -189,6 +190,7 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
         # refuse malformed input before spending (like `dpsynth release`); nothing here is written out
         check_table(table, plan, source=str(data))
         check_privacy_parameters(epsilon, delta, len(table))
+        check_delta_cap(ledger.caps(dataset)[1], len(table), dataset)
         entry = ledger.reserve(dataset, plan.cost, purpose=f"schema discovery for {data} -> {output}",
                                generator="schema-discovery", parameters={"epsilon": epsilon, "delta": delta,
                                                                          **plan.cost.details})

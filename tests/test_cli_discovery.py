@@ -128,3 +128,14 @@ def test_plain_draft_still_marks_private_data(setup) -> None:
     assert result.exit_code == 0 and json.loads(out.read_text())["source"] == "private-data"
     assert UNIQUE in Schema.load(out)["colour"].categories  # what the DP draft never releases
     assert spends(setup["ledger"]) == []
+
+
+def test_a_dataset_delta_cap_not_below_one_over_n_is_refused(setup) -> None:
+    from dpsynth.privacy.ledger import init_ledger
+
+    init_ledger(setup["ledger"], "loose", 5.0, 0.01)  # 3000 rows: 1/n = 3.3e-4
+    args = draft_args(setup, setup["root"] / "s.json")
+    args[args.index("toy")] = "loose"
+    result = invoke(*args)
+    assert result.exit_code == 2 and "delta cap of 0.01, which is not below 1/n" in result.output
+    assert not (setup["root"] / "s.json").exists()
