@@ -45,6 +45,7 @@ from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.ledger.records import (
     _COLUMNS,
     DECISIONS,
+    DEFAULT_TIMEOUT,
     FINAL_STATUSES,
     GENESIS_HASH,
     LEDGER_FORMAT,
@@ -65,8 +66,6 @@ from dpsynth.privacy.ledger.records import (
     _unknown,
     _verify_rows,
 )
-
-DEFAULT_TIMEOUT = 30.0
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,6 +109,11 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is, as printed and recorded in manifests (the file path)."""
+        return str(self.path)
 
     # -- creation ------------------------------------------------------------------------
     @classmethod
