@@ -69,7 +69,8 @@ def pg_session() -> Iterator[PgSession]:
     try:
         psycopg.connect(SERVER_URL, connect_timeout=2).close()
     except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL server answers at {_split_url(SERVER_URL)[2]} within 2 s "
+        pytest.skip(f"no PostgreSQL server answers at {urlsplit(SERVER_URL).hostname}:{urlsplit(SERVER_URL).port or 5432} "
+                    "within 2 s "
                     f"({str(exc).strip().splitlines()[0]}); set DPSYNTH_TEST_POSTGRES to a superuser URL to run "
                     "the PostgreSQL ledger tests")
     prefix = f"dpt{os.getpid()}x{secrets.token_hex(3)}"
@@ -385,3 +386,30 @@ def test_sixteen_processes_never_pass_the_cap_together(backend) -> None:
     assert len(budget.entries) == RACE_FIT and budget.spent_epsilon <= budget.epsilon_cap
     assert budget.spent_epsilon == pytest.approx(fit, rel=1e-3)
     assert operator.verify().ok
+
+
+# -- the CLI takes a URL wherever it takes a ledger path ----------------------------------------------
+def test_budget_commands_take_a_postgres_url(pg: PgLedgers) -> None:
+    from typer.testing import CliRunner
+
+    from dpsynth.cli import app
+
+    def invoke(*args: str):
+        return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+    added = invoke("budget", "init", pg.url("admin"), "--dataset", "hie", "--epsilon", "2", "--delta", "1e-6")
+    assert added.exit_code == 0 and "dataset 'hie' capped at epsilon=2" in added.output
+    refused = invoke("budget", "init", pg.url("operator"), "--dataset", "mine", "--epsilon", "99", "--delta", "1e-6")
+    assert refused.exit_code == 1 and "database refused" in refused.output and "Traceback" not in refused.output
+    pg.operator.reserve("hie", gaussian_cost(5.0))
+    shown = invoke("budget", "show", pg.url("approver"), "--dataset", "hie", "--json")
+    assert shown.exit_code == 0 and '"dataset_id": "hie"' in shown.output
+    verified = invoke("budget", "verify", pg.url("approver"), "--expected-head", pg.operator.head_hash())
+    assert verified.exit_code == 0 and "verified: 3 entries" in verified.output
+    fresh = f"{pg.schema}_cli"
+    pg.session.schemas.append(fresh)
+    created = invoke("budget", "init", url_as(urlsplit(SERVER_URL).username or "postgres", fresh), "--dataset", "a",
+                     "--epsilon", "1", "--delta", "1e-6", "--roles-prefix", pg.session.prefix)
+    assert created.exit_code == 0 and PostgresLedger(url_as(pg.session.users["operator"], fresh)).datasets() == ["a"]
+    assert invoke("budget", "init", "plain.ledger", "--dataset", "a", "--epsilon", "1", "--delta", "1e-6",
+                  "--roles-prefix", "x").exit_code == 2
