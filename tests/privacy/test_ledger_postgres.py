@@ -30,7 +30,7 @@ import pytest
 from dpsynth.errors import BudgetExceeded, LedgerError, UsageError
 from dpsynth.privacy.accountant import epsilon_for
 from dpsynth.privacy.cost import PrivacyCost
-from dpsynth.privacy.ledger import Ledger, init_ledger, open_ledger
+from dpsynth.privacy.ledger import init_ledger, open_ledger
 from dpsynth.privacy.ledger.records import _new_row
 
 psycopg = pytest.importorskip("psycopg")
