@@ -6,8 +6,11 @@ of the previous one. This module owns the record layout (``_COLUMNS``), the
 canonical JSON every hash is taken over, the public value types read back
 from a ledger (:class:`LedgerEntry`, :class:`DatasetBudget`,
 :class:`VerifyResult`), the composition of a dataset's spends, and every
-check :meth:`Ledger.verify` runs on a chain. Storage (SQLite today) lives in
-its own module and calls these.
+check :meth:`Ledger.verify` runs on a chain, and the steps every storage
+takes the same way (build and hash a record, decide a reserve, verify,
+summarise). Storage lives in its own module (``sqlite``, ``postgres``) and
+calls these, so both storages hold the same records under the same hash and
+verify them with the same code.
 """
 
 from __future__ import annotations
