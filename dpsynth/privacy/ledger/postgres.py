@@ -545,7 +545,7 @@ class PostgresLedger:
     def _rows(self, cur: psycopg.Cursor) -> list[dict[str, Any]]:
         cur.execute(sql.SQL("SELECT {} FROM {}.entries ORDER BY id").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS), sql.Identifier(self.schema)))
-        return [dict(zip(_COLUMNS, r)) for r in cur.fetchall()]
+        return [dict(zip(_COLUMNS, r, strict=True)) for r in cur.fetchall()]
 
     def _meta(self, cur: psycopg.Cursor) -> dict[str, str]:
         try:
