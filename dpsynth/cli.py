@@ -234,32 +234,33 @@ def schema_check(
 # -- budget ------------------------------------------------------------------------------
 @budget_app.command("init")
 def budget_init(
-    ledger: Path = typer.Argument(..., help="Ledger file (SQLite); created if absent."),
+    ledger: str = typer.Argument(..., help="Ledger file (SQLite; created if absent) or postgresql:// URL."),
     dataset: str = typer.Option(..., "--dataset", help="Source dataset id."),
     epsilon: float = typer.Option(..., "--epsilon", help="Epsilon cap for this dataset."),
     delta: float = typer.Option(..., "--delta", help="Delta cap for this dataset."),
+    roles_prefix: Optional[str] = typer.Option(None, "--roles-prefix", help="PostgreSQL: prefix of the admin/operator/approver roles (default dpsynth)."),
 ) -> None:
     """Create a ledger (or add a dataset to one) with its budget caps."""
     from dpsynth.privacy.ledger import init_ledger
 
     try:
-        init_ledger(ledger, dataset, epsilon, delta)
+        opened = init_ledger(ledger, dataset, epsilon, delta, roles_prefix=roles_prefix)
     except DpsynthError as exc:
         _fail(exc)
-    out.print(f"ledger {ledger}: dataset {dataset!r} capped at epsilon={epsilon:g}, delta={delta:g}", highlight=False)
+    out.print(f"ledger {opened.location}: dataset {dataset!r} capped at epsilon={epsilon:g}, delta={delta:g}", highlight=False)
 
 
 @budget_app.command("show")
 def budget_show(
-    ledger: Path = typer.Argument(..., help="Ledger file."),
+    ledger: str = typer.Argument(..., help="Ledger file or postgresql:// URL."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Only this dataset."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Spent and remaining budget per dataset, with every entry."""
-    from dpsynth.privacy.ledger import Ledger
+    from dpsynth.privacy.ledger import open_ledger
 
     try:
-        summaries = Ledger(ledger).summary(dataset)
+        summaries = open_ledger(ledger).summary(dataset)
     except DpsynthError as exc:
         _fail(exc)
     if as_json:
@@ -279,20 +280,21 @@ def budget_show(
 
 @budget_app.command("verify")
 def budget_verify(
-    ledger: Path = typer.Argument(..., help="Ledger file."),
+    ledger: str = typer.Argument(..., help="Ledger file or postgresql:// URL."),
     expected_head: Optional[str] = typer.Option(None, help="Head hash recorded elsewhere (e.g. in a manifest)."),
 ) -> None:
     """Check the hash chain: detects edited, deleted or reordered entries."""
     from dpsynth.errors import LedgerError
-    from dpsynth.privacy.ledger import Ledger
+    from dpsynth.privacy.ledger import open_ledger
 
     try:
-        result = Ledger(ledger).verify(expected_head=expected_head)
+        opened = open_ledger(ledger)
+        result = opened.verify(expected_head=expected_head)
         if not result.ok:
-            raise LedgerError(f"ledger {ledger} FAILED verification:\n  " + "\n  ".join(result.problems))
+            raise LedgerError(f"ledger {opened.location} FAILED verification:\n  " + "\n  ".join(result.problems))
     except DpsynthError as exc:
         _fail(exc)
-    out.print(f"ledger {ledger} verified: {result.entries} entries, head hash {result.head_hash}", highlight=False)
+    out.print(f"ledger {opened.location} verified: {result.entries} entries, head hash {result.head_hash}", highlight=False)
 
 
 # -- demo data -----------------------------------------------------------------------------
@@ -319,7 +321,7 @@ def release(
     generator: str = typer.Option("mst", "--generator", help="mst, aim, dpctgan or dpvae."),
     epsilon: float = typer.Option(..., "--epsilon", help="Epsilon this release may spend."),
     delta: float = typer.Option(..., "--delta", help="Delta this release may spend (well below 1/rows)."),
-    ledger: Path = typer.Option(..., "--ledger", help="Budget ledger (dpsynth budget init)."),
+    ledger: str = typer.Option(..., "--ledger", help="Budget ledger file or postgresql:// URL (dpsynth budget init)."),
     dataset: str = typer.Option(..., "--dataset", help="Source dataset id in the ledger."),
     out_dir: Path = typer.Option(..., "--out", help="Release directory to create (must not exist)."),
     holdout_fraction: float = typer.Option(0.2, "--holdout-fraction", help="Share of rows kept out of fitting, as the audit baseline."),

@@ -35,7 +35,7 @@ from dpsynth._files import atomic_write_json, atomic_write_text, staged_director
 from dpsynth.errors import GateFailed, UsageError
 from dpsynth.params import Interval, Options, Satisfies, validate_params
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
-from dpsynth.privacy.ledger import Ledger
+from dpsynth.privacy.ledger import AnyLedger, open_ledger
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers.base import Synthesizer, check_privacy_parameters, check_within_plan
@@ -53,7 +53,7 @@ class ReleaseRequest:
     generator: str
     epsilon: float
     delta: float
-    ledger: Path
+    ledger: Path | str  # a ledger file or a postgresql:// URL
     dataset_id: str
     out: Path
     holdout_fraction: float = 0.2
@@ -176,7 +176,7 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     schema.require_public(request.accept_private_schema)
     policy = audits.Policy.load(request.policy) if request.policy else audits.Policy.default()
     tier = request.tier or policy.tier
-    ledger = Ledger(request.ledger)
+    ledger = open_ledger(request.ledger)
     _, delta_cap = ledger.caps(request.dataset_id)
 
     say(f"reading {request.data}")
@@ -236,7 +236,7 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
 
 def _manifest(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer, planned: PrivacyCost, entry,
               budget, audit: dict, report, train: pd.DataFrame, holdout: pd.DataFrame, n_rows: int,
-              ledger: Ledger) -> dict[str, Any]:
+              ledger: AnyLedger) -> dict[str, Any]:
     realised = synthesizer.privacy_cost_
     return {
         "format": "dpsynth-release/1",
@@ -259,7 +259,7 @@ def _manifest(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,
             "spent_epsilon": budget.spent_epsilon, "remaining_epsilon": budget.remaining_epsilon,
             "naive_sum_epsilon": budget.naive_sum_epsilon, "accountant": budget.accountant,
         },
-        "ledger": {"path": str(request.ledger), "entry_id": entry.id, "entry_hash": entry.hash,
+        "ledger": {"path": ledger.location, "entry_id": entry.id, "entry_hash": entry.hash,
                    "head_hash": ledger.head_hash()},
         "schema": {"name": schema.name, "source": schema.source, "leaked_domain": not schema.is_public,
                    "sha256": hashlib.sha256(json.dumps(schema.to_dict(), sort_keys=True).encode()).hexdigest()},

@@ -6,8 +6,11 @@ of the previous one. This module owns the record layout (``_COLUMNS``), the
 canonical JSON every hash is taken over, the public value types read back
 from a ledger (:class:`LedgerEntry`, :class:`DatasetBudget`,
 :class:`VerifyResult`), the composition of a dataset's spends, and every
-check :meth:`Ledger.verify` runs on a chain. Storage (SQLite today) lives in
-its own module and calls these.
+check :meth:`Ledger.verify` runs on a chain, and the steps every storage
+takes the same way (build and hash a record, decide a reserve, verify,
+summarise). Storage lives in its own module (``sqlite``, ``postgres``) and
+calls these, so both storages hold the same records under the same hash and
+verify them with the same code.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from typing import Any
 import dp_accounting as dpa
 
 from dpsynth._files import json_default
-from dpsynth.errors import LedgerError, PrivacyAccountingError, UsageError
+from dpsynth.errors import BudgetExceeded, LedgerError, PrivacyAccountingError, UsageError
 from dpsynth.privacy.accountant import compose, epsilon_for
-from dpsynth.privacy.cost import event_from_dict, event_to_dict
+from dpsynth.privacy.cost import PrivacyCost, event_from_dict, event_to_dict
 
 LEDGER_FORMAT = "dpsynth-ledger"
 LEDGER_VERSION = "1"
@@ -34,6 +37,9 @@ GENESIS_HASH = "0" * 64
 DEFAULT_TIMEOUT = 30.0
 STATUSES = ("reserved", "released", "withheld", "failed")
 FINAL_STATUSES = ("released", "withheld", "failed")
+# A reviewer's decision on a spend's release: a status record of its own (who, why and the
+# sha256 of each file reviewed in ``details_json``), separate from the release's outcome.
+DECISIONS = ("approved", "rejected")
 
 # Columns of the single, append-only ``entries`` table. Every column except
 # ``hash`` enters the record's hash, so no field can change unnoticed.
@@ -209,6 +215,7 @@ def _chain_problems(rows: list[dict[str, Any]], meta: dict[str, str]) -> list[tu
     datasets: dict[str, int] = {}
     spends: dict[int, str] = {}
     marked: set[int] = set()
+    decided: set[int] = set()
     for row in rows:
         i = row["id"]
         if i != prev_id + 1:
@@ -220,7 +227,7 @@ def _chain_problems(rows: list[dict[str, Any]], meta: dict[str, str]) -> list[tu
                                 "hash: a record before it was deleted, inserted, edited or moved"))
         if _entry_hash(row) != row["hash"]:
             problems.append(([i], f"entry {i}: content does not match its hash: the record was edited"))
-        problems.extend(([i], f"entry {i}: {m}") for m in _semantic_problems(row, datasets, spends, marked))
+        problems.extend(([i], f"entry {i}: {m}") for m in _semantic_problems(row, datasets, spends, marked, decided))
         prev_id, prev_hash = i, row["hash"]
     if rows and rows[0]["kind"] != "dataset":
         problems.append(([rows[0]["id"]], f"entry {rows[0]['id']}: a ledger must begin with a dataset record"))
@@ -233,7 +240,7 @@ def _chain_problems(rows: list[dict[str, Any]], meta: dict[str, str]) -> list[tu
 
 
 def _semantic_problems(row: dict[str, Any], datasets: dict[str, int], spends: dict[int, str],
-                       marked: set[int]) -> list[str]:
+                       marked: set[int], decided: set[int]) -> list[str]:
     """Checks a record against the ones before it; updates the running state."""
     kind, ds = row["kind"], row["dataset_id"]
     if kind == "dataset":
@@ -261,6 +268,11 @@ def _semantic_problems(row: dict[str, Any], datasets: dict[str, int], spends: di
         ref = row["ref_id"]
         if ref not in spends or spends[ref] != ds:
             return [f"status record for entry {ref}, which is not an earlier spend on dataset {ds!r}"]
+        if row["status"] in DECISIONS:
+            if ref in decided:
+                return [f"second decision record for spend {ref}"]
+            decided.add(ref)
+            return []
         if row["status"] not in FINAL_STATUSES:
             return [f"unknown status {row['status']!r}"]
         if ref in marked:
@@ -303,3 +315,152 @@ def _already(path: Path, dataset_id: str, epsilon_cap: float, delta_cap: float) 
                        "Use a different dataset id for a different table.")
 
 
+
+
+# -- what every storage does the same way -------------------------------------------------
+def _new_row(content: dict[str, Any], last_id: int, prev_hash: str) -> dict[str, Any]:
+    """The complete record that follows entry ``last_id`` (hash ``prev_hash``): every column, hashed."""
+    row = {k: None for k in _COLUMNS}
+    row.update(content)
+    row.update(id=last_id + 1, created_at=_now(), prev_hash=prev_hash)
+    for key in _REAL_COLUMNS:
+        if row[key] is not None:
+            row[key] = float(row[key])
+    row["hash"] = _entry_hash(row)
+    return row
+
+
+def _spend_content(cost: PrivacyCost, purpose: str, generator: str,
+                   parameters: dict[str, Any] | None) -> tuple[dict[str, Any], dpa.DpEvent]:
+    """A spend's record content (without its composed total) and the event as it will be reloaded."""
+    if not isinstance(cost, PrivacyCost):
+        raise UsageError(f"cost must be a PrivacyCost, got {type(cost).__name__}")
+    if not (math.isfinite(cost.epsilon) and cost.epsilon >= 0) or not 0 <= cost.delta < 1:
+        raise UsageError(f"privacy cost has an invalid epsilon={cost.epsilon!r} or delta={cost.delta!r}")
+    for name, value in (("purpose", purpose), ("generator", generator)):
+        if not isinstance(value, str):
+            raise UsageError(f"{name} must be a string, got {type(value).__name__}")
+    # What we count must be exactly what we store and will reload: round-trip it now.
+    event_json = _canonical_json(event_to_dict(cost.event))
+    new_event = event_from_dict(json.loads(event_json))
+    content = {"kind": "spend", "mechanism": str(cost.mechanism), "generator": generator, "purpose": purpose,
+               "epsilon": float(cost.epsilon), "delta": float(cost.delta), "accountant": str(cost.accountant),
+               "event_json": event_json, "details_json": _to_json_text(cost.details, "cost details"),
+               "parameters_json": _to_json_text(parameters or {}, "parameters")}
+    return content, new_event
+
+
+def _check_spend(rows: list[dict[str, Any]], meta: dict[str, str], dataset_id: str, cost: PrivacyCost,
+                 new_event: dpa.DpEvent, where: Any) -> float:
+    """The composed total after the spend, or ``BudgetExceeded`` / ``LedgerError``: the reserve decision.
+
+    ``rows`` and ``meta`` must be read under the storage's write lock, and the
+    spend appended under the same lock, so that no other spend slips between
+    this decision and the record.
+    """
+    problems = _chain_problems(rows, meta)
+    if problems:
+        raise LedgerError(f"ledger {where} fails verification; no budget is spent from a ledger "
+                          "that may have been altered:\n  " + "\n  ".join(p for _, p in problems[:10])
+                          + "\nRun `dpsynth budget verify` for the full list.")
+    dataset = _dataset_row(rows, dataset_id, where)
+    epsilon_cap, delta_cap = dataset["epsilon_cap"], dataset["delta_cap"]
+    if cost.delta > delta_cap:
+        raise BudgetExceeded(
+            f"dataset {dataset_id!r}: the release needs delta={cost.delta:.3g} but the dataset's delta cap "
+            f"is {delta_cap:.3g}. Nothing was spent. Use a smaller delta.")
+    stored = [_load_event(r) for r in rows if r["kind"] == "spend" and r["dataset_id"] == dataset_id]
+    total, accountant = _composed_epsilon(stored + [new_event], delta_cap)
+    if not total <= epsilon_cap:
+        spent, _ = _composed_epsilon(stored, delta_cap)
+        raise BudgetExceeded(
+            f"dataset {dataset_id!r}: spending epsilon={cost.epsilon:.4g} (delta={cost.delta:.3g}) would "
+            f"bring the composed total to epsilon={total:.4g} at delta={delta_cap:.3g} ({accountant}), over "
+            f"the cap epsilon={epsilon_cap:.4g}. Already spent: epsilon={spent:.4g} by {len(stored)} "
+            f"release(s); remaining: {max(0.0, epsilon_cap - spent):.4g}. Nothing was spent. "
+            "Use a smaller epsilon, or a new dataset.")
+    return float(total)
+
+
+def _decision_details(decision: str, by: str, reason: str, files: dict[str, str] | None) -> str:
+    """The ``details_json`` of a decision record: who decided, why, and the sha256 of each file reviewed."""
+    if decision not in DECISIONS:
+        raise UsageError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+    if not isinstance(by, str) or not by.strip():
+        raise UsageError(f"the approver's name must be a non-empty string, got {by!r}")
+    if not isinstance(reason, str):
+        raise UsageError(f"reason must be a string, got {type(reason).__name__}")
+    files = dict(files or {})
+    for name, digest in files.items():
+        if not isinstance(name, str) or not isinstance(digest, str) or len(digest) != 64 \
+                or any(c not in "0123456789abcdef" for c in digest):
+            raise UsageError(f"reviewed file {name!r}: expected a sha256 hex digest, got {digest!r}")
+    return _to_json_text({"by": by, "reason": reason, "files": files}, "decision details")
+
+
+def _budget_problems(rows: list[dict[str, Any]]) -> list[tuple[list[int], str]]:
+    """Datasets whose stored spends compose to more than their cap (a spend written past the reserve check).
+
+    The reserve decision is made by the writer (a client, for a shared
+    database); this recomposition is how a reader catches a writer that lied.
+    Datasets with a stored event that does not load are skipped: the chain
+    checks report that record already.
+    """
+    problems: list[tuple[list[int], str]] = []
+    for ds in (r for r in rows if r["kind"] == "dataset"):
+        spends = [r for r in rows if r["kind"] == "spend" and r["dataset_id"] == ds["dataset_id"]]
+        if not spends or not isinstance(ds["epsilon_cap"], float) or not isinstance(ds["delta_cap"], float):
+            continue
+        try:
+            events = [_load_event(r) for r in spends]
+            total, accountant = _composed_epsilon(events, ds["delta_cap"])
+        except (LedgerError, PrivacyAccountingError, UsageError):
+            continue
+        if total > ds["epsilon_cap"] * (1 + 1e-9):
+            last = spends[-1]["id"]
+            problems.append(([last], f"entry {last}: dataset {ds['dataset_id']!r}'s spends compose to "
+                                     f"epsilon={total:.4g} at delta={ds['delta_cap']:.3g} ({accountant}), over its "
+                                     f"cap epsilon={ds['epsilon_cap']:.4g}: a spend was written past the reserve "
+                                     "check"))
+    return problems
+
+
+def _verify_rows(rows: list[dict[str, Any]], meta: dict[str, str], expected_head: str | None) -> VerifyResult:
+    """Every check of ``Ledger.verify``, on records read from any storage (see its docstring)."""
+    problems = _chain_problems(rows, meta) + _budget_problems(rows)
+    head_id, head_hash = (rows[-1]["id"], rows[-1]["hash"]) if rows else (0, GENESIS_HASH)
+    if expected_head is not None:
+        if not isinstance(expected_head, str):
+            raise UsageError(f"expected head must be a hex string, got {type(expected_head).__name__}")
+        anchor = expected_head.strip().lower()
+        if len(anchor) < 12 or any(c not in "0123456789abcdef" for c in anchor):
+            raise UsageError(f"expected head must be a hex hash (at least 12 digits), got {expected_head!r}")
+        if not any(r["hash"].startswith(anchor) for r in rows):
+            problems.append(([], f"ledger: the anchored head hash {anchor[:16]}... is not in the chain: "
+                                   "records were removed or the chain was rewritten"))
+    messages = [p for _, p in problems]
+    bad = sorted({i for ids, _ in problems for i in ids})
+    return VerifyResult(ok=not problems, problems=messages, bad_entry_ids=bad, entries=len(rows),
+                        head_id=head_id, head_hash=head_hash)
+
+
+def _summaries(rows: list[dict[str, Any]], dataset_id: str | None, where: Any) -> list[DatasetBudget]:
+    """``Ledger.summary`` on records read from any storage."""
+    datasets = [r for r in rows if r["kind"] == "dataset"]
+    if dataset_id is not None:
+        datasets = [r for r in datasets if r["dataset_id"] == dataset_id]
+        if not datasets:
+            raise _unknown(where, dataset_id, [r["dataset_id"] for r in rows if r["kind"] == "dataset"])
+    statuses = {r["ref_id"]: r["status"] for r in rows if r["kind"] == "status" and r["status"] in FINAL_STATUSES}
+    out = []
+    for ds in datasets:
+        spends = [r for r in rows if r["kind"] == "spend" and r["dataset_id"] == ds["dataset_id"]]
+        spent, accountant = _composed_epsilon([_load_event(r) for r in spends], ds["delta_cap"])
+        out.append(DatasetBudget(
+            dataset_id=ds["dataset_id"], epsilon_cap=ds["epsilon_cap"], delta_cap=ds["delta_cap"],
+            created_at=ds["created_at"], spent_epsilon=float(spent), accountant=accountant,
+            naive_sum_epsilon=float(sum(r["epsilon"] for r in spends)),
+            spent_delta=float(sum(r["delta"] for r in spends)),
+            remaining_epsilon=max(0.0, ds["epsilon_cap"] - float(spent)),
+            entries=[_to_entry(r, status=statuses.get(r["id"], "reserved")) for r in spends]))
+    return out

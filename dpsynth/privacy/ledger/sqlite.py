@@ -33,8 +33,6 @@ Neighbouring relation throughout: add or remove one record.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sqlite3
 import tempfile
@@ -42,11 +40,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from dpsynth.errors import BudgetExceeded, LedgerError, UsageError
-from dpsynth.privacy.cost import PrivacyCost, event_from_dict, event_to_dict
+from dpsynth.errors import LedgerError, UsageError
+from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.ledger.records import (
     _COLUMNS,
-    _REAL_COLUMNS,
+    DECISIONS,
+    DEFAULT_TIMEOUT,
     FINAL_STATUSES,
     GENESIS_HASH,
     LEDGER_FORMAT,
@@ -55,21 +54,18 @@ from dpsynth.privacy.ledger.records import (
     LedgerEntry,
     VerifyResult,
     _already,
-    _canonical_json,
-    _chain_problems,
     _check_caps,
     _check_dataset_id,
-    _composed_epsilon,
-    _dataset_row,
-    _entry_hash,
-    _load_event,
+    _check_spend,
+    _decision_details,
+    _new_row,
     _now,
+    _spend_content,
+    _summaries,
     _to_entry,
-    _to_json_text,
     _unknown,
+    _verify_rows,
 )
-
-DEFAULT_TIMEOUT = 30.0
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -113,6 +109,11 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is, as printed and recorded in manifests (the file path)."""
+        return str(self.path)
 
     # -- creation ------------------------------------------------------------------------
     @classmethod
@@ -160,48 +161,10 @@ class Ledger:
         final: call :meth:`mark` with the outcome later; it is never refunded.
         """
         dataset_id = _check_dataset_id(dataset_id)
-        if not isinstance(cost, PrivacyCost):
-            raise UsageError(f"cost must be a PrivacyCost, got {type(cost).__name__}")
-        if not (math.isfinite(cost.epsilon) and cost.epsilon >= 0) or not 0 <= cost.delta < 1:
-            raise UsageError(f"privacy cost has an invalid epsilon={cost.epsilon!r} or delta={cost.delta!r}")
-        for name, value in (("purpose", purpose), ("generator", generator)):
-            if not isinstance(value, str):
-                raise UsageError(f"{name} must be a string, got {type(value).__name__}")
-        # What we count must be exactly what we store and will reload: round-trip it now.
-        event_json = _canonical_json(event_to_dict(cost.event))
-        new_event = event_from_dict(json.loads(event_json))
-        details_json = _to_json_text(cost.details, "cost details")
-        parameters_json = _to_json_text(parameters or {}, "parameters")
-
+        content, new_event = _spend_content(cost, purpose, generator, parameters)
         with self._write() as con:
-            rows = _read_rows(con)
-            problems = _chain_problems(rows, _read_meta(con))
-            if problems:
-                raise LedgerError(f"ledger {self.path} fails verification; no budget is spent from a ledger "
-                                  "that may have been altered:\n  " + "\n  ".join(p for _, p in problems[:10])
-                                  + "\nRun `dpsynth budget verify` for the full list.")
-            dataset = _dataset_row(rows, dataset_id, self.path)
-            epsilon_cap, delta_cap = dataset["epsilon_cap"], dataset["delta_cap"]
-            if cost.delta > delta_cap:
-                raise BudgetExceeded(
-                    f"dataset {dataset_id!r}: the release needs delta={cost.delta:.3g} but the dataset's delta cap "
-                    f"is {delta_cap:.3g}. Nothing was spent. Use a smaller delta.")
-            stored = [_load_event(r) for r in rows if r["kind"] == "spend" and r["dataset_id"] == dataset_id]
-            total, accountant = _composed_epsilon(stored + [new_event], delta_cap)
-            if not total <= epsilon_cap:
-                spent, _ = _composed_epsilon(stored, delta_cap)
-                raise BudgetExceeded(
-                    f"dataset {dataset_id!r}: spending epsilon={cost.epsilon:.4g} (delta={cost.delta:.3g}) would "
-                    f"bring the composed total to epsilon={total:.4g} at delta={delta_cap:.3g} ({accountant}), over "
-                    f"the cap epsilon={epsilon_cap:.4g}. Already spent: epsilon={spent:.4g} by {len(stored)} "
-                    f"release(s); remaining: {max(0.0, epsilon_cap - spent):.4g}. Nothing was spent. "
-                    "Use a smaller epsilon, or a new dataset.")
-            row = _append(con, {
-                "kind": "spend", "dataset_id": dataset_id, "mechanism": str(cost.mechanism),
-                "generator": generator, "purpose": purpose, "epsilon": float(cost.epsilon),
-                "delta": float(cost.delta), "accountant": str(cost.accountant), "event_json": event_json,
-                "details_json": details_json, "parameters_json": parameters_json,
-                "total_epsilon_after": float(total)})
+            total = _check_spend(_read_rows(con), _read_meta(con), dataset_id, cost, new_event, self.path)
+            row = _append(con, {**content, "dataset_id": dataset_id, "total_epsilon_after": total})
         return _to_entry(row, status="reserved")
 
     def mark(self, entry_id: int, status: str) -> LedgerEntry:
@@ -218,12 +181,37 @@ class Ledger:
             spend = con.execute("SELECT kind, dataset_id FROM entries WHERE id = ?", (entry_id,)).fetchone()
             if spend is None or spend[0] != "spend":
                 raise LedgerError(f"ledger {self.path} has no spend with id {entry_id}")
-            previous = con.execute("SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? "
-                                   "ORDER BY id DESC LIMIT 1", (entry_id,)).fetchone()
+            previous = con.execute("SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? AND status IN "
+                                   f"({', '.join('?' * len(FINAL_STATUSES))}) ORDER BY id DESC LIMIT 1",
+                                   (entry_id, *FINAL_STATUSES)).fetchone()
             if previous is not None:
                 raise LedgerError(f"spend {entry_id} was already marked {previous[1]!r} (entry {previous[0]}); "
                                   "an outcome is recorded once")
             row = _append(con, {"kind": "status", "dataset_id": spend[1], "ref_id": entry_id, "status": status})
+        return _to_entry(row)
+
+    def record_decision(self, entry_id: int, decision: str, by: str, reason: str = "",
+                        files: dict[str, str] | None = None) -> LedgerEntry:
+        """Append a reviewer's decision (``approved`` / ``rejected``) on spend ``entry_id``, once.
+
+        ``details`` of the record hold who decided, why, and ``files``
+        (name -> sha256 of each file reviewed); the hash chain covers them.
+        The spend's budget stays spent whatever the decision.
+        """
+        details_json = _decision_details(decision, by, reason, files)
+        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
+            raise UsageError(f"entry id must be an integer, got {entry_id!r}")
+        with self._write() as con:
+            spend = con.execute("SELECT kind, dataset_id FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            if spend is None or spend[0] != "spend":
+                raise LedgerError(f"ledger {self.path} has no spend with id {entry_id}")
+            previous = con.execute("SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? AND status IN "
+                                   f"({', '.join('?' * len(DECISIONS))})", (entry_id, *DECISIONS)).fetchone()
+            if previous is not None:
+                raise LedgerError(f"spend {entry_id} was already {previous[1]} (entry {previous[0]}); a decision is "
+                                  "recorded once")
+            row = _append(con, {"kind": "status", "dataset_id": spend[1], "ref_id": entry_id, "status": decision,
+                                "details_json": details_json})
         return _to_entry(row)
 
     # -- reading -------------------------------------------------------------------------
@@ -261,24 +249,7 @@ class Ledger:
         """
         with self._read() as con:
             rows = _read_rows(con)
-        datasets = [r for r in rows if r["kind"] == "dataset"]
-        if dataset_id is not None:
-            datasets = [r for r in datasets if r["dataset_id"] == dataset_id]
-            if not datasets:
-                raise _unknown(self.path, dataset_id, [r["dataset_id"] for r in rows if r["kind"] == "dataset"])
-        statuses = {r["ref_id"]: r["status"] for r in rows if r["kind"] == "status"}
-        out = []
-        for ds in datasets:
-            spends = [r for r in rows if r["kind"] == "spend" and r["dataset_id"] == ds["dataset_id"]]
-            spent, accountant = _composed_epsilon([_load_event(r) for r in spends], ds["delta_cap"])
-            out.append(DatasetBudget(
-                dataset_id=ds["dataset_id"], epsilon_cap=ds["epsilon_cap"], delta_cap=ds["delta_cap"],
-                created_at=ds["created_at"], spent_epsilon=float(spent), accountant=accountant,
-                naive_sum_epsilon=float(sum(r["epsilon"] for r in spends)),
-                spent_delta=float(sum(r["delta"] for r in spends)),
-                remaining_epsilon=max(0.0, ds["epsilon_cap"] - float(spent)),
-                entries=[_to_entry(r, status=statuses.get(r["id"], "reserved")) for r in spends]))
-        return out
+        return _summaries(rows, dataset_id, self.path)
 
     def verify(self, expected_head: str | None = None) -> VerifyResult:
         """Check the hash chain, the records' content and, if given, an externally anchored head hash.
@@ -295,21 +266,7 @@ class Ledger:
         with self._read() as con:
             rows = _read_rows(con)
             meta = _read_meta(con)
-        problems = _chain_problems(rows, meta)
-        head_id, head_hash = (rows[-1]["id"], rows[-1]["hash"]) if rows else (0, GENESIS_HASH)
-        if expected_head is not None:
-            if not isinstance(expected_head, str):
-                raise UsageError(f"expected head must be a hex string, got {type(expected_head).__name__}")
-            anchor = expected_head.strip().lower()
-            if len(anchor) < 12 or any(c not in "0123456789abcdef" for c in anchor):
-                raise UsageError(f"expected head must be a hex hash (at least 12 digits), got {expected_head!r}")
-            if not any(r["hash"].startswith(anchor) for r in rows):
-                problems.append(([], f"ledger: the anchored head hash {anchor[:16]}... is not in the chain: "
-                                       "records were removed or the chain was rewritten"))
-        messages = [p for _, p in problems]
-        bad = sorted({i for ids, _ in problems for i in ids})
-        return VerifyResult(ok=not problems, problems=messages, bad_entry_ids=bad, entries=len(rows),
-                            head_id=head_id, head_hash=head_hash)
+        return _verify_rows(rows, meta, expected_head)
 
     # -- connections ---------------------------------------------------------------------
     def _connect(self, readonly: bool = False) -> sqlite3.Connection:
@@ -443,13 +400,7 @@ def _append(con: sqlite3.Connection, content: dict[str, Any]) -> dict[str, Any]:
     """Insert one record at the head of the chain (caller holds the write lock)."""
     last = con.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
     last_id, prev_hash = last if last else (0, GENESIS_HASH)
-    row = {k: None for k in _COLUMNS}
-    row.update(content)
-    row.update(id=last_id + 1, created_at=_now(), prev_hash=prev_hash)
-    for key in _REAL_COLUMNS:
-        if row[key] is not None:
-            row[key] = float(row[key])
-    row["hash"] = _entry_hash(row)
+    row = _new_row(content, last_id, prev_hash)
     con.execute(f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 [row[k] for k in _COLUMNS])
     con.executemany("UPDATE meta SET value = ? WHERE key = ?",
