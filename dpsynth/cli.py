@@ -97,7 +97,8 @@ def schema_draft(
     epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Learn the domain with DP, spending this epsilon "
                                             "(recorded in --ledger). Without it the draft reads the data as is."),
     delta: Optional[float] = typer.Option(None, "--delta", help="Delta of the DP discovery (category sets need it)."),
-    ledger: Optional[Path] = typer.Option(None, "--ledger", help="Budget ledger the DP discovery spends from."),
+    ledger: Optional[str] = typer.Option(None, "--ledger", help="Budget ledger (file or postgresql:// URL) the DP "
+                                         "discovery spends from."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset id in the ledger."),
     numeric: list[str] = typer.Option([], "--numeric", help="DP: real-valued numeric columns (comma-separated, repeatable)."),
     integer: list[str] = typer.Option([], "--integer", help="DP: whole-number numeric columns (comma-separated, repeatable)."),
@@ -147,7 +148,7 @@ def schema_draft(
 
 
 def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: list[str], epsilon: float,
-                     delta: Optional[float], ledger_path: Optional[Path], dataset: Optional[str], numeric: list[str],
+                     delta: Optional[float], ledger_path: Optional[str], dataset: Optional[str], numeric: list[str],
                      integer: list[str], nullable: list[str], drop: list[str], value_range: list[str], edges: str,
                      target: Optional[str]) -> None:
     """DP domain discovery: plan from the header, validate, reserve in the ledger, then run the mechanisms."""
@@ -156,7 +157,7 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
     from dpsynth.discovery import check_table, plan_discovery, run_discovery
     from dpsynth.release import check_delta_cap
     from dpsynth.errors import DataError
-    from dpsynth.privacy.ledger import Ledger
+    from dpsynth.privacy.ledger import open_ledger
     from dpsynth.schema import DEFAULT_NA_VALUES
     from dpsynth.synthesizers.base import check_privacy_parameters
 
@@ -172,7 +173,7 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
             raise UsageError(f"-o {output}: directory {output.parent} does not exist")
         if target is not None and target in _names(drop):
             raise UsageError(f"--target {target!r} is also in --drop")
-        ledger = Ledger(ledger_path)
+        ledger = open_ledger(ledger_path)
         ledger.require_dataset(dataset)
         try:
             table = pd.read_csv(data, dtype=str, keep_default_na=False, skipinitialspace=True)
