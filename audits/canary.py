@@ -247,12 +247,12 @@ def feature_weights(features: np.ndarray, included: np.ndarray, threshold: float
 
 
 def canary_audit(data: AuditData, generator: Callable[[pd.DataFrame, int, int], pd.DataFrame],
-                 n_canaries: int = 400, reference_rows: int = 2000, claimed_epsilon: float | None = None,
+                 n_canaries: int = 400, reference_rows: int = 500, claimed_epsilon: float | None = None,
                  delta: float = 0.0, k_guess: int | None = None, sample_factor: int = 5,
                  max_bins: int = 10) -> AuditResult:
     """Fit the generator once on holdout rows + randomly included canaries; lower-bound epsilon.
 
-    ``n_canaries`` canaries are made; half calibrate the clique weights and
+    ``n_canaries`` canaries are made; half calibrate the feature weights and
     the other half are guessed on, ``k_guess`` on each side (default a quarter
     of the guessed canaries). ``sample_factor`` times the expected training
     size is the number of rows asked of the generator. The bound is valid at
@@ -290,7 +290,7 @@ def canary_audit(data: AuditData, generator: Callable[[pd.DataFrame, int, int], 
         raise AuditInputError("canary audit: the generator returned no rows (expected a non-empty DataFrame)")
     data.spec.check_frame(out, "canary generator output")
     cells, cliques = cell_features(coder, canaries, reference, out, expected_train)
-    enc = MixedEncoder(data.spec).fit(train, canaries, out)
+    enc = MixedEncoder(data.spec).fit(reference, canaries, out)  # not ``train``: it depends on inclusion
     dist, _ = enc.knn(enc.transform(canaries), enc.transform(out), k=1)
     features = np.column_stack([cells, -dist[:, 0]])
     names = [list(c) for c in cliques] + [["nearest record"]]
