@@ -62,7 +62,7 @@ _PARAMS: dict[str, tuple[type, int]] = {  # name -> (type, minimum)
     "max_targets": (int, 2), "max_queries": (int, 1), "n_bootstrap": (int, 0), "linkage_targets": (int, 10),
     "inference_targets": (int, 10),
     "singling_out_predicates": (int, 10), "inference_max_secrets": (int, 1), "shadow_targets": (int, 1),
-    "shadow_runs": (int, 4), "shadow_reference_rows": (int, 10), "canaries": (int, 4),
+    "shadow_runs": (int, 4), "shadow_reference_rows": (int, 10), "canaries": (int, 8),
     "canary_reference_rows": (int, 10),
 }
 _TOP_KEYS = {"tier", "confidence", "correction", "judge", "attacker", "params", "tests"}

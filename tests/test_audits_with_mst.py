@@ -89,7 +89,7 @@ def _canary(randhie: dict, generator, seed: int) -> audits.AuditResult:
     # The canary fit uses holdout rows only (plus the included canaries); train and synthetic are not read.
     data = audits.AuditData(randhie["train"], randhie["holdout"], randhie["holdout"], randhie["spec"], seed=seed,
                             confidence=0.95)
-    return audits.canary_audit(data, generator, n_canaries=200, reference_rows=2000, claimed_epsilon=1.0,
+    return audits.canary_audit(data, generator, n_canaries=400, reference_rows=500, claimed_epsilon=1.0,
                                delta=1e-6)
 
 
@@ -110,7 +110,8 @@ def test_canary_lower_bound_for_a_leaky_generator_is_far_above_any_claim(randhie
         return df.sample(n=n_rows, replace=n_rows > len(df), random_state=seed).reset_index(drop=True)
 
     r = _canary(randhie, returns_its_training_rows, 0)
-    assert r.details["correct"] == r.details["guesses"]
-    assert r.value > 3.0  # every guess right: a 95% lower bound above 3 with ~90 guesses
+    # Every guess right but those on an included canary the resample happened to miss (e^-5 each).
+    assert r.details["guesses"] == 100 and r.details["correct"] >= 98
+    assert r.value > 3.0  # a 95% lower bound above 3 with 100 guesses
     judged = audits.Policy.default().judge_result(r, claimed_epsilon=1.0)
     assert judged.passed is False and "DP implementation appears broken" in judged.message
