@@ -4,11 +4,11 @@ Tiers:
 
 - ``quick``: distance (DCR share, NNDR, exact copies), membership (distance
   attack, DOMIAS) and re-identification (linkage, singling out, attribute
-  inference). About 20-30 s on Adult (24k train / 6k holdout) on 2 cores.
+  inference).
 - ``thorough``: ``quick`` plus the shadow-model attack and the canary
-  epsilon audit; both refit the generator, so they need ``generator``.
-  About 4.5 minutes for MST on Adult, 17 refits of ~13 s
-  (``benchmarks/audit_speed.py --tier thorough --generator mst``).
+  epsilon audit; both refit the generator, so they need ``generator``
+  (each refit costs a generator fit: timings in benchmarks/README.md,
+  ``benchmarks/audit_speed.py``).
 
 Every interval is computed at the policy's per-test level
 (:meth:`Policy.test_confidence`: Bonferroni over the tier's tests by
@@ -99,6 +99,23 @@ def run(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         ``True`` for a rich progress bar, or a callback ``(attack_name, done, total)``.
     """
     start = time.perf_counter()
+    policy, tier = _resolve_policy(policy, tier, generator, claimed_epsilon)
+    spec = _resolve_spec(spec, policy, train, holdout)
+    p = dict(policy.params)
+    level = policy.test_confidence(tier)  # every interval at this level: simultaneous at policy.confidence
+    data = AuditData(train, holdout, synthetic, spec, seed=seed, max_targets=p["max_targets"],
+                     max_queries=p["max_queries"], confidence=level, n_bootstrap=p["n_bootstrap"])
+    attacks = _plan(data, policy, tier, generator, claimed_epsilon, claimed_delta)
+    results = _execute(attacks, start, max_seconds, progress)
+    judged = _judge(results, policy, tier, claimed_epsilon, level)
+    return AuditReport(decision=policy.decide(judged), tier=tier, results=judged, seed=seed,
+                       seconds=time.perf_counter() - start, sizes=data.sizes(), policy=policy.to_dict(),
+                       claimed_epsilon=claimed_epsilon, confidence=policy.confidence, test_confidence=level)
+
+
+def _resolve_policy(policy: Policy | str | Path | None, tier: str | None, generator: GeneratorFactory | None,
+                    claimed_epsilon: float | None) -> tuple[Policy, str]:
+    """The policy object and the tier to run; refuses a thorough tier without a generator."""
     if not isinstance(policy, Policy):
         policy = Policy.default() if policy is None else Policy.load(policy)
     tier = tier or policy.tier
@@ -111,19 +128,25 @@ def run(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         raise AuditInputError("generator must be callable as generator(df, n_rows, seed)")
     if claimed_epsilon is not None and not claimed_epsilon >= 0:
         raise AuditInputError(f"claimed_epsilon must be >= 0, got {claimed_epsilon}")
+    return policy, tier
+
+
+def _resolve_spec(spec: TableSpec | Mapping[str, Any] | None, policy: Policy, train: pd.DataFrame,
+                  holdout: pd.DataFrame) -> TableSpec:
+    """The table spec with the policy's attacker roles; inferred from train + holdout when not given."""
     if isinstance(spec, Mapping):
         spec = TableSpec.from_schema_dict(spec)
     if spec is not None and (policy.quasi_identifiers or policy.secret):
-        spec = spec.with_roles(policy.quasi_identifiers or None, policy.secret)
-    elif spec is None:
-        spec = TableSpec.infer(pd.concat([train, holdout], ignore_index=True),
+        return spec.with_roles(policy.quasi_identifiers or None, policy.secret)
+    if spec is None:
+        return TableSpec.infer(pd.concat([train, holdout], ignore_index=True),
                                quasi_identifiers=policy.quasi_identifiers, secret=policy.secret)
-    p = dict(policy.params)
-    level = policy.test_confidence(tier)  # every interval at this level: simultaneous at policy.confidence
-    data = AuditData(train, holdout, synthetic, spec, seed=seed, max_targets=p["max_targets"],
-                     max_queries=p["max_queries"], confidence=level, n_bootstrap=p["n_bootstrap"])
+    return spec
 
-    attacks = _plan(data, policy, tier, generator, claimed_epsilon, claimed_delta)
+
+def _execute(attacks: list[_Attack], start: float, max_seconds: float | None,
+             progress: ProgressCallback | bool | None) -> list[AuditResult]:
+    """Run the attacks in order; one predicted to overrun the time budget, or that raises, is a placeholder."""
     results: list[AuditResult] = []
     seconds_per_pair = _DEFAULT_SECONDS_PER_PAIR
     report_progress, close_progress = _progress(progress, len(attacks))
@@ -155,8 +178,12 @@ def run(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         report_progress("done", len(attacks), len(attacks))
     finally:
         close_progress()
+    return results
 
-    # Tests the policy requires but this tier does not run are reported, so the decision says why.
+
+def _judge(results: list[AuditResult], policy: Policy, tier: str, claimed_epsilon: float | None,
+           level: float) -> list[AuditResult]:
+    """Every result judged by the policy, in the documented order; required tests this tier skips say why."""
     ran = {r.name for r in results}
     for name in policy.required_tests():
         if name not in ran:
@@ -164,11 +191,7 @@ def run(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
                                         f"{policy.tier!r}, the audit ran tier {tier!r}"))
     order = {name: i for i, name in enumerate(TESTS)}
     results.sort(key=lambda r: order.get(r.name, len(order)))  # stable, documented order
-    judged = [policy.judge_result(r, claimed_epsilon, level=level) for r in results]
-    decision = policy.decide(judged)
-    return AuditReport(decision=decision, tier=tier, results=judged, seed=seed,
-                       seconds=time.perf_counter() - start, sizes=data.sizes(), policy=policy.to_dict(),
-                       claimed_epsilon=claimed_epsilon, confidence=policy.confidence, test_confidence=level)
+    return [policy.judge_result(r, claimed_epsilon, level=level) for r in results]
 
 
 def _placeholder(name: str, status: str, message: str, trace: str | None = None) -> AuditResult:

@@ -87,7 +87,7 @@ class AIM(Synthesizer):
         Mirror-descent iterations per model fit.
     max_seconds:
         Wall-clock allowance for the adaptive rounds (default 150 s, so a fit
-        on an Adult-sized table ends within 3 minutes on 2 cores; ``None``
+        on an Adult-sized table ends in a few minutes (benchmarks/README.md); ``None``
         runs the paper's schedule to the end, and only then is a seeded fit
         exactly reproducible). Each round
         (mostly one XLA compilation of the grown model) is assumed to take as
