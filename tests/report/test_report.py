@@ -321,15 +321,13 @@ def test_crash_during_rename_leaves_old_report_and_no_temp_file(
 
 
 @pytest.mark.skipif(not ADULT.exists(), reason=f"Adult data not found at {ADULT}")
-def test_adult_report_hides_singleton_country_and_is_fast(tmp_path: Path) -> None:
+def test_adult_report_hides_singleton_country(tmp_path: Path) -> None:
+    """The speed of this report is a benchmark figure (benchmarks/report_speed.py), not a test assertion."""
     df = pd.read_csv(ADULT).drop(columns=["fnlwgt"])
     assert (df["country"] == "Holand-Netherlands").sum() == 1  # a real one-row category
     kinds = {c: "numeric" if pd.api.types.is_numeric_dtype(df[c]) else "categorical" for c in df.columns}
     synthetic = df.sample(len(df), replace=True, random_state=0)
-    start = time.perf_counter()
     path = write_report(tmp_path / "report.html", _manifest("PASS"), _audit("PASS"), df, synthetic, kinds)
-    seconds = time.perf_counter() - start
     html = path.read_text(encoding="utf-8")
     assert "Holand-Netherlands" not in html
-    assert seconds < 20, f"report took {seconds:.1f} s (target: a few seconds on 2 cores)"
     assert html.count("data:image/png;base64,") == 2 + len(kinds)
