@@ -35,8 +35,10 @@ LEDGER_FORMAT = "dpsynth-ledger"
 LEDGER_VERSION = "1"
 GENESIS_HASH = "0" * 64
 DEFAULT_TIMEOUT = 30.0
-STATUSES = ("reserved", "released", "withheld", "failed")
-FINAL_STATUSES = ("released", "withheld", "failed")
+STATUSES = ("reserved", "released", "withheld", "failed", "awaiting-approval")
+# A spend's outcome, recorded once. ``awaiting-approval``: the gate passed under a policy that
+# requires a reviewer's decision, which follows as a decision record (see ``DECISIONS``).
+FINAL_STATUSES = ("released", "withheld", "failed", "awaiting-approval")
 # A reviewer's decision on a spend's release: a status record of its own (who, why and the
 # sha256 of each file reviewed in ``details_json``), separate from the release's outcome.
 DECISIONS = ("approved", "rejected")
@@ -452,6 +454,8 @@ def _summaries(rows: list[dict[str, Any]], dataset_id: str | None, where: Any) -
         if not datasets:
             raise _unknown(where, dataset_id, [r["dataset_id"] for r in rows if r["kind"] == "dataset"])
     statuses = {r["ref_id"]: r["status"] for r in rows if r["kind"] == "status" and r["status"] in FINAL_STATUSES}
+    # a reviewer's decision, when there is one, is the spend's state ("approved" / "rejected")
+    statuses.update({r["ref_id"]: r["status"] for r in rows if r["kind"] == "status" and r["status"] in DECISIONS})
     out = []
     for ds in datasets:
         spends = [r for r in rows if r["kind"] == "spend" and r["dataset_id"] == ds["dataset_id"]]
