@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def decide(directory: Path, ledger: AnyLedger, approver: Identity, decision: str
     files["bundle.json"] = hashlib.sha256(data).hexdigest()
     record = ledger.record_decision(spend, decision, approver.name, reason, files=files)
     signed = {"decision": decision, "by": approver.name, "reason": reason,
-              "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "at": datetime.now(UTC).isoformat(timespec="seconds"),
               "ledger_entry_id": record.id, "ledger_entry_hash": record.hash, "spend_entry_id": spend}
     add_approver_signature(directory, approver, signed)
     return Decision(decision=decision, by=approver.name, entry_id=spend, ledger_entry_id=record.id, files=files)

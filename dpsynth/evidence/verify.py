@@ -28,9 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from dpsynth.errors import DpsynthError, VerificationFailed
-from dpsynth.evidence.approval import AWAITING
-from dpsynth.evidence.bundle import (BUNDLE_FORMAT, EVIDENCE_FILES, canonical, decision_message, read_bundle,
-                                     sha256_file)
+from dpsynth.evidence.bundle import (
+    BUNDLE_FORMAT,
+    EVIDENCE_FILES,
+    canonical,
+    decision_message,
+    read_bundle,
+    sha256_file,
+)
 from dpsynth.evidence.keys import key_id, public_from_hex, signature_valid
 from dpsynth.privacy.ledger import AnyLedger
 
@@ -141,8 +146,8 @@ def check_ledger(index: dict[str, Any], signatures: dict[str, Any], ledger: AnyL
     entries = {e.id: e for s in ledger.summary() for e in s.entries}
     spend = entries.get(spend_id)
     if spend is None or spend.hash != spend_hash or spend.dataset_id != index.get("dataset_id"):
-        return problems + [f"{where}: holds no spend {spend_id} on dataset {index.get('dataset_id')!r} with hash "
-                           f"{str(spend_hash)[:16]}: this release was not spent from this ledger"]
+        return problems + [(f"{where}: holds no spend {spend_id} on dataset {index.get('dataset_id')!r} with hash "
+                            f"{str(spend_hash)[:16]}: this release was not spent from this ledger")]
     records = ledger.status_records(spend_id)
     outcomes = [r for r in records if r.status not in ("approved", "rejected")]
     decisions = [r for r in records if r.status in ("approved", "rejected")]
