@@ -196,3 +196,17 @@ def test_a_decided_release_is_not_decided_twice(walk, tmp_path):
     invoke("keys", "new", "rita", "--dir", keys)
     result = invoke("reject", out, "--ledger", ledger, "--as", "rita", "--keys-dir", keys, "--reason", "no")
     assert result.exit_code == 1 and "a decision is recorded once" in result.output
+
+
+def test_a_missing_operator_key_refuses_before_any_spend(walk, tmp_path):
+    _, ledger = copy(walk, tmp_path)
+    with sqlite3.connect(ledger) as con:
+        before = con.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    result = invoke("release", walk["root"] / "hie.csv", "--schema", walk["root"] / "hie.schema.json",
+                    "--epsilon", "1", "--delta", "1e-6", "--ledger", ledger, "--dataset", "hie",
+                    "--out", tmp_path / "r", "--as", "nobody", "--keys-dir", walk["keys"])
+    assert result.exit_code == 2, result.output
+    assert "no key" in result.output and "dpsynth keys new nobody" in result.output
+    with sqlite3.connect(ledger) as con:
+        assert con.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == before
+    assert not (tmp_path / "r").exists()
