@@ -280,7 +280,7 @@ def budget_show(
         table.columns[5].no_wrap, table.columns[5].min_width = True, 17  # awaiting-approval, approved...
         for e in s.entries:
             table.add_row(str(e.id), e.created_at[:19].replace("T", " "), e.generator or e.mechanism, f"{e.epsilon:.4f}", f"{e.delta:.3g}",
-                          e.status, e.hash[:12])
+                          e.state, e.hash[:12])
         out.print(table)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dpsynth.errors import DpsynthError, VerificationFailed
+from dpsynth.evidence.approval import AWAITING
 from dpsynth.evidence.bundle import (
     BUNDLE_FORMAT,
     EVIDENCE_FILES,
@@ -155,7 +156,7 @@ def check_ledger(index: dict[str, Any], signatures: dict[str, Any], ledger: AnyL
         problems.append(f"{where}: spend {spend_id}'s outcome is {[r.status for r in outcomes]}, the bundle says "
                         f"{index.get('status')!r}")
     approvers = [s for s in signatures.get("signatures", []) if isinstance(s, dict) and s.get("role") == "approver"]
-    if index.get("approval_required"):
+    if index.get("approval_required") and index.get("status") == AWAITING:
         if not decisions:
             problems.append(f"{where}: no approval record for spend {spend_id}: the release was never approved, or "
                             "its approval was removed from the ledger")
@@ -194,8 +195,13 @@ def verify_release(directory: Path, ledger: AnyLedger | None = None,
             problems.append(f"ledger: {exc}")
     status = index.get("status", "?")
     approvers = [s for s in signatures.get("signatures", []) if isinstance(s, dict) and s.get("role") == "approver"]
-    if index.get("approval_required") and not approvers:
+    if index.get("approval_required") and status == AWAITING and not approvers:
         problems.append(f"{directory}: awaiting approval (status {status!r}): not approved yet")
+    for sig in approvers:
+        decision = sig.get("decision") if isinstance(sig.get("decision"), dict) else {}
+        if decision.get("decision") != "approved":
+            problems.append(f"{directory}: {decision.get('decision')} by {sig.get('name')!r} "
+                            f"({decision.get('reason')!r}): not approved")
     if problems:
         raise VerificationFailed(f"{directory} FAILED verification ({len(problems)} problem(s)):\n  "
                                  + "\n  ".join(dict.fromkeys(problems)))

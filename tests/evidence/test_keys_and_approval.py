@@ -10,9 +10,17 @@ import pytest
 import audits
 from dpsynth.errors import UsageError
 from dpsynth.evidence.approval import approval_required
-from dpsynth.evidence.keys import key_id, load_identity, load_public, new_key, raw_public, trusted_keys
+from dpsynth.evidence.keys import (
+    key_id,
+    load_identity,
+    load_public,
+    new_key,
+    raw_public,
+    trusted_keys,
+)
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.ledger import init_ledger
+from tests.privacy.test_ledger_postgres import backend, pg, pg_session  # noqa: F401  (fixtures)
 
 
 def test_a_new_private_key_is_0600_and_its_id_is_the_sha256_of_the_raw_public_key(tmp_path):
@@ -57,7 +65,8 @@ def test_the_ledger_accepts_spend_awaiting_approval_then_decision(tmp_path):
     ledger.mark(spend.id, "awaiting-approval")
     assert ledger.summary("d")[0].entries[0].status == "awaiting-approval"
     ledger.record_decision(spend.id, "rejected", "omar", "too coarse", files={"x": "0" * 64})
-    assert ledger.summary("d")[0].entries[0].status == "rejected"
+    [entry] = ledger.summary("d")[0].entries
+    assert (entry.status, entry.decision, entry.state) == ("awaiting-approval", "rejected", "rejected")
     assert ledger.verify().ok
     assert [r.status for r in ledger.status_records(spend.id)] == ["awaiting-approval", "rejected"]
     spent = ledger.summary("d")[0].spent_epsilon
@@ -68,3 +77,15 @@ def _cost() -> PrivacyCost:
     import dp_accounting as dpa
 
     return PrivacyCost.of("laplace", dpa.LaplaceDpEvent(2.0), delta=1e-7)
+
+
+def test_awaiting_approval_then_decision_on_both_storages(backend):  # noqa: F811
+    """PostgreSQL's append function allows the new outcome too (its list comes from FINAL_STATUSES)."""
+    _, operator, approver = backend
+    spend = operator.reserve("adult", _cost(), purpose="release", generator="mst")
+    operator.mark(spend.id, "awaiting-approval")
+    approver.record_decision(spend.id, "approved", "omar", "ok", files={"synthetic.csv": "ab" * 32})
+    [entry] = operator.summary("adult")[0].entries
+    assert (entry.status, entry.decision) == ("awaiting-approval", "approved")
+    assert [r.status for r in operator.status_records(spend.id)] == ["awaiting-approval", "approved"]
+    assert operator.verify().ok

@@ -88,7 +88,8 @@ def test_walkthrough(walk):
     assert walk["self_approve"].exit_code == 2, walk["self_approve"].output
     assert "self-approval refused" in walk["self_approve"].output
     assert walk["approve"].exit_code == 0, walk["approve"].output
-    assert [e["status"] for e in json.loads(walk["show_approved"].output)[0]["entries"]] == ["approved"]
+    [entry] = json.loads(walk["show_approved"].output)[0]["entries"]
+    assert (entry["status"], entry["decision"]) == ("awaiting-approval", "approved")
     assert "approved" in walk["show_table"].output
     assert walk["verify"].exit_code == 0, walk["verify"].output
     assert "VERIFIED" in walk["verify"].output and "approver omar" in walk["verify"].output
@@ -210,3 +211,30 @@ def test_a_missing_operator_key_refuses_before_any_spend(walk, tmp_path):
     with sqlite3.connect(ledger) as con:
         assert con.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == before
     assert not (tmp_path / "r").exists()
+
+
+def test_the_report_says_the_release_awaits_approval(walk):
+    html = (walk["out"] / "report.html").read_text()
+    assert "Awaiting approval" in html and "olivia" in html
+
+
+def test_a_rejected_release_fails_verification(walk, tmp_path):
+    """Reject a copy whose approval is undone (signature dropped, ledger from before the approval)."""
+    out, ledger = copy(walk, tmp_path)
+    with sqlite3.connect(ledger) as con:  # a ledger as it was before the decision: drop the last record
+        last = con.execute("SELECT MAX(id) FROM entries").fetchone()[0]
+        con.execute("DELETE FROM entries WHERE id = ?", (last,))
+        prev = con.execute("SELECT hash FROM entries WHERE id = ?", (last - 1,)).fetchone()[0]
+        con.execute("UPDATE meta SET value = ? WHERE key = 'head_id'", (str(last - 1),))
+        con.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (prev,))
+    signed = json.loads((out / "bundle.sig.json").read_text())
+    signed["signatures"] = [s for s in signed["signatures"] if s["role"] == "operator"]
+    (out / "bundle.sig.json").write_text(json.dumps(signed))
+    assert verify(out, ledger).exit_code == 6  # awaiting again
+    result = invoke("reject", out, "--ledger", ledger, "--as", "omar", "--keys-dir", walk["keys"],
+                    "--reason", "linkage risk too close to the threshold")
+    assert result.exit_code == 0, result.output
+    result = verify(out, ledger, walk["trusted"])
+    assert result.exit_code == 6 and "rejected by 'omar'" in result.output
+    shown = json.loads(invoke("budget", "show", ledger, "--json").output)[0]["entries"][0]
+    assert shown["decision"] == "rejected" and shown["epsilon"] > 0  # the budget stays spent
