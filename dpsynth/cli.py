@@ -377,6 +377,7 @@ def release(
 
 # -- identities, approval, verification ------------------------------------------------------
 KEYS_DIR_HELP = "Key directory (default $DPSYNTH_KEYS or ~/.config/dpsynth/keys)."
+TRUSTED_HELP = "Directory of NAME.pub: the operator's signature must be by their trusted key."
 
 
 @keys_app.command("new")
@@ -402,27 +403,28 @@ def keys_export(
     key_dir: Optional[Path] = typer.Option(None, "--dir", help=KEYS_DIR_HELP),
 ) -> None:
     """Print NAME's public key (PEM), for a verifier's --trusted-keys directory (save it as NAME.pub)."""
-    from dpsynth.evidence.keys import default_key_dir, load_public
+    from dpsynth.evidence.keys import default_key_dir, export_public, load_public
 
     try:
         path = (key_dir or default_key_dir()) / f"{name}.pub"
         if not path.is_file():
             raise UsageError(f"no public key {path}: create it with `dpsynth keys new {name}`")
-        pem = load_public(path)
+        public = load_public(path)
     except DpsynthError as exc:
         _fail(exc)
-    from dpsynth.evidence.keys import export_public
-    sys.stdout.write(export_public(pem).decode())
+    sys.stdout.write(export_public(public).decode())
 
 
-def _decide(release_dir: Path, ledger: str, name: str, reason: str, keys_dir: Optional[Path], decision: str) -> None:
+def _decide(release_dir: Path, ledger: str, name: str, reason: str, keys_dir: Optional[Path],
+            trusted_keys: Optional[Path], decision: str) -> None:
     from dpsynth.evidence.approval import decide
-    from dpsynth.evidence.keys import load_identity
+    from dpsynth.evidence.keys import load_identity, trusted_keys as load_trusted
     from dpsynth.privacy.ledger import open_ledger
 
     try:
         approver = load_identity(name, keys_dir)
-        result = decide(release_dir, open_ledger(ledger), approver, decision, reason)
+        trusted = load_trusted(trusted_keys) if trusted_keys is not None else None
+        result = decide(release_dir, open_ledger(ledger), approver, decision, reason, trusted=trusted)
     except DpsynthError as exc:
         _fail(exc, {"approver": "--as", "reason": "--reason", "ledger": "--ledger"})
     out.print(f"{decision.upper()} {release_dir} by {result.by} (key {approver.key_id[:16]}): ledger entry "
@@ -437,9 +439,10 @@ def approve(
     name: str = typer.Option(..., "--as", help="Approver (not the operator); signs with this key."),
     reason: str = typer.Option("", "--reason", help="Why (recorded in the ledger and signed)."),
     keys_dir: Optional[Path] = typer.Option(None, "--keys-dir", help=KEYS_DIR_HELP),
+    trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", help=TRUSTED_HELP),
 ) -> None:
     """Approve a release: a decision record in the ledger plus the approver's signature over the bundle."""
-    _decide(release_dir, ledger, name, reason, keys_dir, "approved")
+    _decide(release_dir, ledger, name, reason, keys_dir, trusted_keys, "approved")
 
 
 @app.command("reject")
@@ -449,9 +452,10 @@ def reject(
     name: str = typer.Option(..., "--as", help="Reviewer (not the operator); signs with this key."),
     reason: str = typer.Option(..., "--reason", help="Why the release is rejected (required)."),
     keys_dir: Optional[Path] = typer.Option(None, "--keys-dir", help=KEYS_DIR_HELP),
+    trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", help=TRUSTED_HELP),
 ) -> None:
     """Reject a release: recorded and signed like an approval; the budget stays spent."""
-    _decide(release_dir, ledger, name, reason, keys_dir, "rejected")
+    _decide(release_dir, ledger, name, reason, keys_dir, trusted_keys, "rejected")
 
 
 @app.command("verify")

@@ -55,19 +55,21 @@ class Decision:
     files: dict[str, str]
 
 
-def decide(directory: Path, ledger: AnyLedger, approver: Identity, decision: str, reason: str) -> Decision:
+def decide(directory: Path, ledger: AnyLedger, approver: Identity, decision: str, reason: str,
+           trusted: dict[str, str] | None = None) -> Decision:
     """Record ``approved`` / ``rejected`` on the release in ``directory``: ledger record, then signature.
 
     Refuses (``UsageError``) a release that does not await approval, a
     reviewer who is its operator (same name or same key), a ledger that is
     not the release's, and (``VerificationFailed``) files that no longer
-    match the operator's signed bundle: a reviewer signs only what the
+    match the operator's signed bundle (with ``trusted``, ``{name: key id}``,
+    signed by the operator's trusted key): a reviewer signs only what the
     operator released.
     """
     from dpsynth.evidence.verify import check_files, check_signatures
 
     data, index, signatures = read_bundle(directory)
-    problems = check_files(directory, index) + check_signatures(data, index, signatures, None)
+    problems = check_files(directory, index) + check_signatures(data, index, signatures, trusted)
     if problems:
         raise VerificationFailed(f"{directory} does not match its signed bundle, so it cannot be reviewed:\n  "
                                  + "\n  ".join(problems))

@@ -54,7 +54,7 @@ def walk(tmp_path_factory) -> dict:
     steps["verify_awaiting"] = invoke("verify", steps["out"], "--ledger", ledger)
     steps["self_approve"] = invoke("approve", steps["out"], "--ledger", ledger, "--as", "olivia", "--keys-dir", keys)
     steps["approve"] = invoke("approve", steps["out"], "--ledger", ledger, "--as", "omar", "--keys-dir", keys,
-                              "--reason", "audit figures within policy")
+                              "--reason", "audit figures within policy", "--trusted-keys", trusted)
     steps["show_approved"] = invoke("budget", "show", ledger, "--json")
     steps["show_table"] = invoke("budget", "show", ledger)
     steps["verify"] = invoke("verify", steps["out"], "--ledger", ledger, "--trusted-keys", trusted)
@@ -147,6 +147,17 @@ def test_an_untrusted_approver_fails_verification(walk, tmp_path):
     assert verify(out, ledger).exit_code == 0  # self-consistent without trusted keys: say so in the docs
     result = verify(out, ledger, walk["trusted"])
     assert result.exit_code == 6 and "the trusted key of 'omar' is" in result.output
+
+
+def test_a_tampered_release_cannot_be_approved(tmp_path, walk):
+    out, ledger = copy(walk, tmp_path)
+    signed = json.loads((out / "bundle.sig.json").read_text())
+    signed["signatures"] = [s for s in signed["signatures"] if s["role"] == "operator"]
+    (out / "bundle.sig.json").write_text(json.dumps(signed))
+    with open(out / "synthetic.csv", "a") as handle:
+        handle.write("\n")
+    result = invoke("approve", out, "--ledger", ledger, "--as", "omar", "--keys-dir", walk["keys"])
+    assert result.exit_code == 6 and "cannot be reviewed" in result.output and "synthetic.csv" in result.output
 
 
 def test_an_edited_bundle_fails_verification(walk, tmp_path):
