@@ -36,7 +36,8 @@ out = Console()
 
 
 RELEASE_OPTIONS = {"holdout_fraction": "--holdout-fraction", "rows": "--rows", "seed": "--seed", "tier": "--tier",
-                   "dataset_id": "--dataset", "out": "--out", "epsilon": "--epsilon", "delta": "--delta"}
+                   "dataset_id": "--dataset", "out": "--out", "epsilon": "--epsilon", "delta": "--delta",
+                   "operator": "--as"}
 
 
 def _fail(exc: DpsynthError, options: dict[str, str] | None = None) -> None:
