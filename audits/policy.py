@@ -65,7 +65,7 @@ _PARAMS: dict[str, tuple[type, int]] = {  # name -> (type, minimum)
     "shadow_runs": (int, 4), "shadow_reference_rows": (int, 10), "canaries": (int, 8),
     "canary_reference_rows": (int, 10),
 }
-_TOP_KEYS = {"tier", "confidence", "correction", "judge", "attacker", "params", "tests"}
+_TOP_KEYS = {"tier", "confidence", "correction", "judge", "attacker", "params", "tests", "release"}
 CORRECTIONS = ("bonferroni", "none")
 
 
@@ -82,6 +82,9 @@ class Policy:
     params: Mapping[str, int] = field(default_factory=dict)
     tests: Mapping[str, Rule] = field(default_factory=dict)
     source: str = "<default>"
+    # The ``[release]`` table, kept as given: settings of the tool that runs the release (e.g.
+    # ``approval_required``), which that tool validates. The audits neither read nor judge them.
+    release: Mapping[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -269,8 +272,9 @@ def _parse(raw: Mapping[str, Any], source: str) -> Policy:
         info, rule = TESTS[name], tests[name]
         if rule.enabled and info.bound in ("max", "min", "margin") and getattr(rule, info.bound) is None:
             raise PolicyError(f"{source}: 'tests.{name}.{info.bound}' is required for an enabled test")
+    release = dict(_table(raw.get("release", {}), "release", source))
     return Policy(tier=tier, confidence=confidence, correction=correction, judge=judge, quasi_identifiers=tuple(qis),
-                  secret=secret or None, params=params, tests=tests, source=source)
+                  secret=secret or None, params=params, tests=tests, source=source, release=release)
 
 
 def _parse_rule(name: str, body: Mapping[str, Any], source: str) -> Rule:

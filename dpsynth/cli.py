@@ -1,8 +1,10 @@
 """The ``dpsynth`` command line.
 
 Exit codes (stable; pipelines script against them):
-0 released / passed, 1 other error, 2 usage or bad input, 3 refused by the gate,
-4 over budget. A user mistake prints one clear message, never a traceback.
+0 released / passed / verified, 1 other error, 2 usage or bad input, 3 refused by the gate,
+4 over budget, 5 awaiting approval (the gate passed; the policy requires a reviewer:
+``dpsynth approve`` / ``reject``), 6 verification failed (``dpsynth verify``).
+A user mistake prints one clear message, never a traceback.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ schema_app = typer.Typer(no_args_is_help=True, help="Write and check table schem
 budget_app = typer.Typer(no_args_is_help=True, help="The privacy-budget ledger.")
 app.add_typer(schema_app, name="schema")
 app.add_typer(budget_app, name="budget")
+keys_app = typer.Typer(no_args_is_help=True, help="Ed25519 identities of operators and approvers.")
+app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 out = Console()
 
 
 RELEASE_OPTIONS = {"holdout_fraction": "--holdout-fraction", "rows": "--rows", "seed": "--seed", "tier": "--tier",
-                   "dataset_id": "--dataset", "out": "--out", "epsilon": "--epsilon", "delta": "--delta"}
+                   "dataset_id": "--dataset", "out": "--out", "epsilon": "--epsilon", "delta": "--delta",
+                   "operator": "--as"}
 
 
 def _fail(exc: DpsynthError, options: dict[str, str] | None = None) -> None:
@@ -42,7 +47,7 @@ def _fail(exc: DpsynthError, options: dict[str, str] | None = None) -> None:
     parameter speaks of the option the user typed instead; any other
     parameter is a generator's, set with ``--param NAME=VALUE``.
     """
-    label = {3: "refused", 4: "over budget"}.get(exc.exit_code, "error")
+    label = {3: "refused", 4: "over budget", 6: "verification failed"}.get(exc.exit_code, "error")
     message = str(exc)
     if options is not None and exc.parameter:
         option = options.get(exc.parameter, f"--param {exc.parameter}")
@@ -273,9 +278,10 @@ def budget_show(
                   f"delta spent {s.spent_delta:.3g} of cap {s.delta_cap:g}", highlight=False)
         table = Table("id", "time (UTC)", "generator", "epsilon", "delta", "status", "hash")
         table.columns[1].no_wrap, table.columns[1].min_width = True, 19
+        table.columns[5].no_wrap, table.columns[5].min_width = True, 17  # awaiting-approval, approved...
         for e in s.entries:
             table.add_row(str(e.id), e.created_at[:19].replace("T", " "), e.generator or e.mechanism, f"{e.epsilon:.4f}", f"{e.delta:.3g}",
-                          e.status, e.hash[:12])
+                          e.state, e.hash[:12])
         out.print(table)
 
 
@@ -332,8 +338,18 @@ def release(
     tier: Optional[str] = typer.Option(None, "--tier", help="Audit tier: quick or thorough (default: the policy's)."),
     accept_private_schema: bool = typer.Option(False, "--accept-private-schema", help="Fit with a schema drafted from the data (the domain leaks)."),
     param: list[str] = typer.Option([], "--param", help="Generator parameter name=value (repeatable)."),
+    operator: Optional[str] = typer.Option(None, "--as", help="Operator running the release; signs bundle.json "
+                                           "with this key (default: the OS user's; `dpsynth keys new NAME`)."),
+    keys_dir: Optional[Path] = typer.Option(None, "--keys-dir", help="Key directory (default $DPSYNTH_KEYS or "
+                                            "~/.config/dpsynth/keys)."),
 ) -> None:
-    """Budget check, fit, sample, audit, gate: release the synthetic table or refuse, saying why."""
+    """Budget check, fit, sample, audit, gate: release the synthetic table or refuse, saying why.
+
+    Exit 5 when the policy requires approval and the gate passed: the release awaits `dpsynth approve`.
+    """
+    import getpass
+
+    from dpsynth.errors import EXIT_AWAITING_APPROVAL
     from dpsynth.release import ReleaseRequest, run_release
 
     if seed is not None:
@@ -343,15 +359,131 @@ def release(
         request = ReleaseRequest(data=data, schema=schema, generator=generator, epsilon=epsilon, delta=delta,
                                  ledger=ledger, dataset_id=dataset, out=out_dir, holdout_fraction=holdout_fraction,
                                  policy=policy, seed=seed, rows=rows, accept_private_schema=accept_private_schema,
-                                 generator_params=_parse_params(param), tier=tier)
+                                 generator_params=_parse_params(param), tier=tier,
+                                 operator=operator or getpass.getuser(), keys_dir=keys_dir)
         with err.status("starting release") as status:
             outcome = run_release(request, progress=lambda message: status.update(message))
     except DpsynthError as exc:
         _fail(exc, RELEASE_OPTIONS)
     m = outcome.manifest
+    if outcome.awaiting_approval:
+        out.print(f"[bold yellow]AWAITING APPROVAL[/] {out_dir}: the gate passed; the policy requires a reviewer "
+                  f"other than {m['approval']['operator']!r}: `dpsynth approve {out_dir} --ledger {ledger} --as NAME`. "
+                  f"epsilon={m['privacy']['epsilon']:.4f} is spent whatever the decision.", highlight=False)
+        raise typer.Exit(EXIT_AWAITING_APPROVAL)
     out.print(f"[bold green]RELEASED[/] {out_dir}/synthetic.csv ({m['rows']['synthetic']} rows); "
               f"epsilon={m['privacy']['epsilon']:.4f}, delta={m['privacy']['delta']:.3g}; dataset {dataset!r} has "
               f"epsilon {m['budget']['remaining_epsilon']:.4f} left. Report: {out_dir}/report.html", highlight=False)
+
+
+# -- identities, approval, verification ------------------------------------------------------
+KEYS_DIR_HELP = "Key directory (default $DPSYNTH_KEYS or ~/.config/dpsynth/keys)."
+TRUSTED_HELP = "Directory of NAME.pub: the operator's signature must be by their trusted key."
+
+
+@keys_app.command("new")
+def keys_new(
+    name: str = typer.Argument(..., help="Identity name (e.g. the person's login)."),
+    key_dir: Optional[Path] = typer.Option(None, "--dir", help=KEYS_DIR_HELP),
+) -> None:
+    """Create an Ed25519 key pair: NAME.key (mode 0600) and NAME.pub (share it with verifiers)."""
+    from dpsynth.evidence.keys import default_key_dir, new_key
+
+    try:
+        identity = new_key(name, key_dir)
+    except DpsynthError as exc:
+        _fail(exc)
+    directory = key_dir or default_key_dir()
+    out.print(f"key {name}: id {identity.key_id[:16]} (sha256 of the public key {identity.key_id}); private "
+              f"{directory / (name + '.key')} (0600), public {directory / (name + '.pub')}", highlight=False)
+
+
+@keys_app.command("export")
+def keys_export(
+    name: str = typer.Argument(..., help="Identity name."),
+    key_dir: Optional[Path] = typer.Option(None, "--dir", help=KEYS_DIR_HELP),
+) -> None:
+    """Print NAME's public key (PEM), for a verifier's --trusted-keys directory (save it as NAME.pub)."""
+    from dpsynth.evidence.keys import default_key_dir, export_public, load_public
+
+    try:
+        path = (key_dir or default_key_dir()) / f"{name}.pub"
+        if not path.is_file():
+            raise UsageError(f"no public key {path}: create it with `dpsynth keys new {name}`")
+        public = load_public(path)
+    except DpsynthError as exc:
+        _fail(exc)
+    sys.stdout.write(export_public(public).decode())
+
+
+def _decide(release_dir: Path, ledger: str, name: str, reason: str, keys_dir: Optional[Path],
+            trusted_keys: Optional[Path], decision: str) -> None:
+    from dpsynth.evidence.approval import decide
+    from dpsynth.evidence.keys import load_identity, trusted_keys as load_trusted
+    from dpsynth.privacy.ledger import open_ledger
+
+    try:
+        approver = load_identity(name, keys_dir)
+        trusted = load_trusted(trusted_keys) if trusted_keys is not None else None
+        result = decide(release_dir, open_ledger(ledger), approver, decision, reason, trusted=trusted)
+    except DpsynthError as exc:
+        _fail(exc, {"approver": "--as", "reason": "--reason", "ledger": "--ledger"})
+    out.print(f"{decision.upper()} {release_dir} by {result.by} (key {approver.key_id[:16]}): ledger entry "
+              f"{result.ledger_entry_id} on spend {result.entry_id}, {len(result.files)} file hash(es) recorded; "
+              "the budget stays spent", highlight=False)
+
+
+@app.command("approve")
+def approve(
+    release_dir: Path = typer.Argument(..., help="Release directory awaiting approval."),
+    ledger: str = typer.Option(..., "--ledger", help="The ledger the release was spent from."),
+    name: str = typer.Option(..., "--as", help="Approver (not the operator); signs with this key."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the ledger and signed)."),
+    keys_dir: Optional[Path] = typer.Option(None, "--keys-dir", help=KEYS_DIR_HELP),
+    trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", help=TRUSTED_HELP),
+) -> None:
+    """Approve a release: a decision record in the ledger plus the approver's signature over the bundle."""
+    _decide(release_dir, ledger, name, reason, keys_dir, trusted_keys, "approved")
+
+
+@app.command("reject")
+def reject(
+    release_dir: Path = typer.Argument(..., help="Release directory awaiting approval."),
+    ledger: str = typer.Option(..., "--ledger", help="The ledger the release was spent from."),
+    name: str = typer.Option(..., "--as", help="Reviewer (not the operator); signs with this key."),
+    reason: str = typer.Option(..., "--reason", help="Why the release is rejected (required)."),
+    keys_dir: Optional[Path] = typer.Option(None, "--keys-dir", help=KEYS_DIR_HELP),
+    trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", help=TRUSTED_HELP),
+) -> None:
+    """Reject a release: recorded and signed like an approval; the budget stays spent."""
+    _decide(release_dir, ledger, name, reason, keys_dir, trusted_keys, "rejected")
+
+
+@app.command("verify")
+def verify(
+    release_dir: Path = typer.Argument(..., help="Signed release directory."),
+    ledger: Optional[str] = typer.Option(None, "--ledger", help="Also check the spend, the approval and the chain "
+                                         "in this ledger."),
+    trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", help="Directory of NAME.pub: every signer "
+                                                "must be one of them."),
+) -> None:
+    """Check every file's size and sha256, every signature, and (with --ledger) the ledger: exit 0, or 6."""
+    from dpsynth.evidence.keys import trusted_keys as load_trusted
+    from dpsynth.evidence.verify import verify_release
+    from dpsynth.privacy.ledger import open_ledger
+
+    try:
+        trusted = load_trusted(trusted_keys) if trusted_keys is not None else None
+        report = verify_release(release_dir, open_ledger(ledger) if ledger is not None else None, trusted)
+    except DpsynthError as exc:
+        _fail(exc)
+    caveats = []
+    if not report.ledger_checked:
+        caveats.append("ledger not checked (add --ledger)")
+    if trusted is None:
+        caveats.append("signers not checked against trusted keys (add --trusted-keys)")
+    out.print(f"[bold green]VERIFIED[/] {release_dir}: {report.files} files, status {report.status}, signed by "
+              + ", ".join(report.signatures) + ("; " + "; ".join(caveats) if caveats else ""), highlight=False)
 
 
 # -- audit ---------------------------------------------------------------------------------

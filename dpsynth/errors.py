@@ -3,8 +3,11 @@
 Each error carries the process exit code the CLI uses for it, so the mapping
 "what went wrong" -> "what a pipeline sees" lives in one place:
 
-* 0 released, 1 other error, 2 usage / bad input, 3 refused by the gate,
-  4 over budget.
+* 0 released (or verified), 1 other error, 2 usage / bad input, 3 refused by
+  the gate, 4 over budget, 5 awaiting approval (the gate passed under a policy
+  that requires a reviewer's decision: ``dpsynth approve`` / ``reject``),
+  6 verification failed (``dpsynth verify``: a file, signature or ledger
+  record does not match the signed bundle).
 
 Messages say what was wrong, where (column, row, option) and what to do.
 """
@@ -60,6 +63,16 @@ class GateFailed(DpsynthError):
     """The release gate refused the synthetic table."""
 
     exit_code = 3
+
+
+EXIT_AWAITING_APPROVAL = 5
+"""Exit code of a release that passed the gate and awaits a reviewer's decision (not an error)."""
+
+
+class VerificationFailed(DpsynthError):
+    """A release directory does not match its signed bundle, its signatures or the ledger."""
+
+    exit_code = 6
 
 
 class PrivacyAccountingError(DpsynthError):

@@ -7,7 +7,10 @@
       -> fit on train -> sample -> audits.run(train, holdout, synthetic)
       -> policy decision
            PASS: DIR/ synthetic.csv + manifest.json + report.html; ledger "released"
+                 (policy [release] approval_required: ledger "awaiting-approval", exit 5)
            FAIL: DIR/ manifest.json + report.html (no data); ledger "withheld"
+      -> with an operator (--as NAME): bundle.json (index of every file, ledger spend)
+         signed with the operator's Ed25519 key -> bundle.sig.json (dpsynth.evidence)
 
 The release directory is assembled under a temporary name beside ``out`` and
 renamed into place at the end, so it is complete or absent. The budget is
@@ -33,6 +36,9 @@ import pandas as pd
 import audits
 from dpsynth._files import atomic_write_json, atomic_write_text, staged_directory
 from dpsynth.errors import GateFailed, UsageError
+from dpsynth.evidence.approval import approval_required
+from dpsynth.evidence.bundle import build_index, write_signed_bundle
+from dpsynth.evidence.keys import load_identity
 from dpsynth.params import Interval, Options, Satisfies, validate_params
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import AnyLedger, open_ledger
@@ -63,6 +69,9 @@ class ReleaseRequest:
     accept_private_schema: bool = False
     generator_params: dict[str, Any] = field(default_factory=dict)
     tier: str | None = None
+    # who runs the release: signs bundle.json with their key (dpsynth.evidence); None: no signed bundle
+    operator: str | None = None
+    keys_dir: Path | None = None
 
 
 @dataclass
@@ -70,10 +79,15 @@ class ReleaseOutcome:
     decision: str
     out: Path
     manifest: dict[str, Any]
+    status: str = ""  # the ledger outcome: released, withheld or awaiting-approval
 
     @property
     def released(self) -> bool:
         return self.decision == "PASS"
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return self.status == "awaiting-approval"
 
 
 def split_holdout(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -176,6 +190,12 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     schema.require_public(request.accept_private_schema)
     policy = audits.Policy.load(request.policy) if request.policy else audits.Policy.default()
     tier = request.tier or policy.tier
+    needs_approval = approval_required(policy.release, policy.source)
+    # the operator's key is loaded before any budget is spent: a missing key refuses the release (exit 2)
+    operator = load_identity(request.operator, request.keys_dir) if request.operator is not None else None
+    if needs_approval and operator is None:
+        raise UsageError("the policy requires approval ([release] approval_required), which needs a signed release: "
+                         "name the operator (release --as NAME)", parameter="operator")
     ledger = open_ledger(request.ledger)
     _, delta_cap = ledger.caps(request.dataset_id)
 
@@ -222,12 +242,27 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     budget = ledger.summary(request.dataset_id)[0]
     manifest = _manifest(request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout,
                          n_rows, ledger)
+    status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
+    manifest["approval"] = {"required": needs_approval, "status": status,
+                            "operator": operator.name if operator else None,
+                            "operator_key_id": operator.key_id if operator else None}
     public = public_privacy_statement(request, schema, synthesizer, manifest) if decision == "PASS" else None
+    if public is not None:
+        public["status"] = status
     say(f"decision: {decision}; writing {request.out}")
+    sign = None
+    if operator is not None:
+        def sign(staging: Path) -> None:
+            ledger_ref = {"location": ledger.location, "entry_id": entry.id, "entry_hash": entry.hash,
+                          "head_hash": manifest["ledger"]["head_hash"]}
+            index = build_index(staging, release_id=manifest["release_id"], dataset_id=request.dataset_id,
+                                created_at=manifest["created_at"], status=status, approval_required=needs_approval,
+                                operator=operator, ledger=ledger_ref)
+            write_signed_bundle(staging, index, operator)
     _write_release_dir(request.out, manifest, audit, train, synthetic if decision == "PASS" else None, schema,
-                       public)
-    ledger.mark(entry.id, "released" if decision == "PASS" else "withheld")
-    outcome = ReleaseOutcome(decision=decision, out=request.out, manifest=manifest)
+                       public, finish=sign)
+    ledger.mark(entry.id, status)
+    outcome = ReleaseOutcome(decision=decision, out=request.out, manifest=manifest, status=status)
     if decision != "PASS":
         raise GateFailed("release refused by the gate: " + "; ".join(manifest["reasons"])
                          + f". Report: {request.out / 'report.html'}. The budget stays spent.")
@@ -340,8 +375,9 @@ def synthetic_csv_text(synthetic: pd.DataFrame, schema: Schema) -> str:
 
 
 def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: pd.DataFrame,
-                       synthetic: pd.DataFrame | None, schema: Schema, public: dict[str, Any] | None) -> None:
-    """Assemble the release in a staged directory renamed into place at the end."""
+                       synthetic: pd.DataFrame | None, schema: Schema, public: dict[str, Any] | None,
+                       finish: Callable[[Path], None] | None = None) -> None:
+    """Assemble the release in a staged directory renamed into place at the end (``finish`` runs last, in it)."""
     from dpsynth.report import write_report
 
     with staged_directory(out) as staging:
@@ -361,6 +397,8 @@ def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: 
         for name in ("audit.json", "report.html"):
             manifest["files"][name] = _sha256(staging / name)
         atomic_write_json(staging / "manifest.json", manifest)
+        if finish is not None:
+            finish(staging)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,24 @@ COUNTRIES = ("United-States", "Mexico", "Philippines", "Other")
 
 
 @pytest.fixture(scope="session")
+def _os_user_keys(tmp_path_factory) -> Path:
+    """A key directory holding a key for the OS user, whom `dpsynth release` signs as by default."""
+    import getpass
+
+    from dpsynth.evidence.keys import new_key
+
+    directory = tmp_path_factory.mktemp("keys")
+    new_key(getpass.getuser(), directory)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def _dpsynth_keys(_os_user_keys: Path, monkeypatch) -> None:
+    """Every test runs with $DPSYNTH_KEYS at that directory, never the developer's own ~/.config keys."""
+    monkeypatch.setenv("DPSYNTH_KEYS", str(_os_user_keys))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The directory of real tables (``/work/shared/data``); skips the test when it is absent."""
     if not SHARED_DATA.is_dir():

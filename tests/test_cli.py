@@ -55,8 +55,9 @@ def test_release_passes_and_writes_a_complete_directory(demo):
     out = demo["root"] / "release-ok"
     result = invoke(*release_args(demo, out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "manifest.json", "privacy.json", "report.html",
-                                                   "synthetic.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "bundle.json", "bundle.sig.json", "manifest.json",
+                                                   "privacy.json", "report.html", "synthetic.csv"]
+    assert invoke("verify", out, "--ledger", demo["ledger"]).exit_code == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["decision"] == "PASS"
     assert manifest["privacy"]["epsilon"] <= 1.0 + 1e-9

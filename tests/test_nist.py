@@ -87,7 +87,8 @@ def test_small_mst_release_keeps_nulls_as_nulls(schema: Schema, tmp_path: Path) 
         return
     assert manifest["audit"]["decision"] == "PASS"
     assert set(manifest["files"]) == {"synthetic.csv", "privacy.json", "audit.json", "report.html"}
-    assert {p.name for p in out.iterdir()} == {"synthetic.csv", "privacy.json", "audit.json", "report.html", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == {"synthetic.csv", "privacy.json", "audit.json", "report.html", "manifest.json",
+                                              "bundle.json", "bundle.sig.json"}
     text = pd.read_csv(out / "synthetic.csv", dtype=str, keep_default_na=False)
     assert list(text.columns) == schema.names and len(text) == manifest["rows"]["synthetic"]
     assert not (text == "").any().any(), "nulls must be written with the schema's marker 'N', not ''"

@@ -122,6 +122,11 @@ def _decision(manifest: Mapping[str, Any], audit: Mapping[str, Any]) -> tuple[st
     audit_decision = audit.get("decision")
     if audit_decision in ("PASS", "FAIL") and audit_decision != decision:
         warnings.append(f"The audit's own decision was {audit_decision}; the release gate decided {decision}.")
+    approval = manifest.get("approval") if isinstance(manifest.get("approval"), Mapping) else {}
+    if approval.get("status") == "awaiting-approval":
+        warnings.append(f"Awaiting approval: the policy requires a reviewer other than the operator "
+                        f"({approval.get('operator')}); the release is not out until `dpsynth approve` records the "
+                        "decision, and `dpsynth verify` shows it.")
     return decision, failures, warnings
 
 

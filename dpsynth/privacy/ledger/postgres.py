@@ -303,6 +303,12 @@ class PostgresLedger:
             rows = self._rows(cur)
         return _summaries(rows, dataset_id, self.location)
 
+    def status_records(self, entry_id: int) -> list[LedgerEntry]:
+        """Every status and decision record about spend ``entry_id``, in ledger order."""
+        with self._read() as cur:
+            rows = self._rows(cur)
+        return [_to_entry(r) for r in rows if r["kind"] == "status" and r["ref_id"] == entry_id]
+
     def verify(self, expected_head: str | None = None) -> VerifyResult:
         """Every check of :meth:`Ledger.verify`, on a consistent snapshot of the records (same code)."""
         with self._read() as cur:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -35,8 +35,10 @@ LEDGER_FORMAT = "dpsynth-ledger"
 LEDGER_VERSION = "1"
 GENESIS_HASH = "0" * 64
 DEFAULT_TIMEOUT = 30.0
-STATUSES = ("reserved", "released", "withheld", "failed")
-FINAL_STATUSES = ("released", "withheld", "failed")
+STATUSES = ("reserved", "released", "withheld", "failed", "awaiting-approval")
+# A spend's outcome, recorded once. ``awaiting-approval``: the gate passed under a policy that
+# requires a reviewer's decision, which follows as a decision record (see ``DECISIONS``).
+FINAL_STATUSES = ("released", "withheld", "failed", "awaiting-approval")
 # A reviewer's decision on a spend's release: a status record of its own (who, why and the
 # sha256 of each file reviewed in ``details_json``), separate from the release's outcome.
 DECISIONS = ("approved", "rejected")
@@ -83,6 +85,12 @@ class LedgerEntry:
     total_epsilon_after: float | None = None
     ref_id: int | None = None
     status: str | None = None
+    decision: str | None = None  # for a spend: a reviewer's decision on it (approved / rejected), if any
+
+    @property
+    def state(self) -> str | None:
+        """A spend's state as ``budget show`` gives it: the decision if there is one, else the status."""
+        return self.decision or self.status
 
     @property
     def short_hash(self) -> str:
@@ -452,6 +460,7 @@ def _summaries(rows: list[dict[str, Any]], dataset_id: str | None, where: Any) -
         if not datasets:
             raise _unknown(where, dataset_id, [r["dataset_id"] for r in rows if r["kind"] == "dataset"])
     statuses = {r["ref_id"]: r["status"] for r in rows if r["kind"] == "status" and r["status"] in FINAL_STATUSES}
+    decisions = {r["ref_id"]: r["status"] for r in rows if r["kind"] == "status" and r["status"] in DECISIONS}
     out = []
     for ds in datasets:
         spends = [r for r in rows if r["kind"] == "spend" and r["dataset_id"] == ds["dataset_id"]]
@@ -462,5 +471,6 @@ def _summaries(rows: list[dict[str, Any]], dataset_id: str | None, where: Any) -
             naive_sum_epsilon=float(sum(r["epsilon"] for r in spends)),
             spent_delta=float(sum(r["delta"] for r in spends)),
             remaining_epsilon=max(0.0, ds["epsilon_cap"] - float(spent)),
-            entries=[_to_entry(r, status=statuses.get(r["id"], "reserved")) for r in spends]))
+            entries=[replace(_to_entry(r, status=statuses.get(r["id"], "reserved")), decision=decisions.get(r["id"]))
+                     for r in spends]))
     return out

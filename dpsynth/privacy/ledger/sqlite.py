@@ -251,6 +251,12 @@ class Ledger:
             rows = _read_rows(con)
         return _summaries(rows, dataset_id, self.path)
 
+    def status_records(self, entry_id: int) -> list[LedgerEntry]:
+        """Every status and decision record about spend ``entry_id``, in ledger order."""
+        with self._read() as con:
+            rows = _read_rows(con)
+        return [_to_entry(r) for r in rows if r["kind"] == "status" and r["ref_id"] == entry_id]
+
     def verify(self, expected_head: str | None = None) -> VerifyResult:
         """Check the hash chain, the records' content and, if given, an externally anchored head hash.
 
