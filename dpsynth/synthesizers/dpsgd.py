@@ -177,7 +177,7 @@ class DPSGDSynthesizer(Synthesizer):
             with warnings.catch_warnings():
                 # noise comes from a torch generator seeded by our (OS-entropy unless fixed) seed; see docs/dpsgd.md
                 warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
-                engine = PrivacyEngine(accountant="prv")
+                engine = PrivacyEngine(accountant="prv")  # its hooks only: the plan decided; checked below
                 module, dp_optimizer, *_, loader = engine.make_private(
                     module=private, optimizer=optimizer, data_loader=DataLoader(TensorDataset(x), batch_size=batch),
                     noise_multiplier=plan.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
