@@ -20,8 +20,9 @@ the discrete Gaussian that draws every noisy count, and bare (epsilon, delta)
 guarantees.
 
 Noise is calibrated against the same accountant that reports the cost
-(:func:`calibrate`), not against a looser closed-form conversion: a Gaussian
-calibrated by the simple zCDP bound ``eps = rho + 2 sqrt(rho log(1/delta))``
+(:func:`calibrate` for a real parameter, :func:`largest_integer` for a count
+such as a number of steps), not against a looser closed-form conversion: a
+Gaussian calibrated by the simple zCDP bound ``eps = rho + 2 sqrt(rho log(1/delta))``
 to (1, 1e-6) is in truth about (0.78, 1e-6)-DP, i.e. it adds noise the
 promise did not need.
 """
@@ -38,6 +39,7 @@ from dpsynth.privacy.events import pld_accountant, rdp_accountant
 
 Accountant = Literal["auto", "pld", "rdp"]
 DELTA_SPLITS = (0.1, 0.3, 0.5, 0.7, 0.9)  # share of delta given to the RDP part of a mixed event
+RDP_BRACKET = 1.25  # calibrate's first PLD bracket: [RDP's answer / RDP_BRACKET, RDP's answer]
 
 
 def compose(events: Iterable[dpa.DpEvent], regroup: bool = False) -> dpa.DpEvent:
@@ -137,6 +139,14 @@ def epsilon_for(event: dpa.DpEvent, delta: float, accountant: Accountant = "auto
     return (epsilon, name) if with_accountant else epsilon
 
 
+def accountant_for(event: dpa.DpEvent, accountant: Accountant = "auto") -> str:
+    """Which accountant :func:`epsilon_for` uses for ``event`` (``pld``, ``rdp``, ``pld+rdp`` or ``none``),
+    without computing epsilon."""
+    if isinstance(event, dpa.NoOpDpEvent):
+        return "none"
+    return _pick(event, accountant)[1]
+
+
 def calibrate(make_event: Callable[[float], dpa.DpEvent], epsilon: float, delta: float,
               lower: float = 1e-3, upper: float = 1e3, rel_tol: float = 1e-4,
               accountant: Accountant = "auto") -> float:
@@ -149,16 +159,21 @@ def calibrate(make_event: Callable[[float], dpa.DpEvent], epsilon: float, delta:
     if not epsilon > 0 or not math.isfinite(epsilon):
         raise PrivacyAccountingError(f"target epsilon must be a positive finite number, got {epsilon}")
 
+    seen: dict[float, float] = {}
+
     def loss(x: float) -> float:
-        return epsilon_for(make_event(x), delta, accountant)  # type: ignore[return-value]
+        if x not in seen:
+            seen[x] = epsilon_for(make_event(x), delta, accountant)  # type: ignore[assignment]
+        return seen[x]
 
     if accountant != "rdp" and _pick(make_event(upper), accountant)[1] == "pld":
-        # PLD is slow for small noise: bracket the answer with the cheap RDP
-        # accountant first (RDP overstates epsilon, so its answer is safe for PLD).
+        # PLD is slow, the more so for small noise: bracket the answer with the cheap
+        # RDP accountant first (RDP overstates epsilon, so its answer is safe for PLD,
+        # and rarely more than RDP_BRACKET above PLD's), then widen only if needed.
         upper = calibrate(make_event, epsilon, delta, lower, upper, rel_tol=1e-3, accountant="rdp")
-        lower = max(lower, upper / 2)
+        lower = max(lower, upper / RDP_BRACKET)
         while lower > 1e-6 and loss(lower) <= epsilon:
-            upper, lower = lower, lower / 2
+            upper, lower = lower, lower / RDP_BRACKET
     if loss(upper) > epsilon:
         raise PrivacyAccountingError(
             f"cannot reach epsilon={epsilon} at delta={delta}: even noise parameter {upper} costs {loss(upper):.4g}")
@@ -172,6 +187,23 @@ def calibrate(make_event: Callable[[float], dpa.DpEvent], epsilon: float, delta:
         else:
             lo = mid
     return hi
+
+
+def largest_integer(ok: Callable[[int], bool], low: int, high: int) -> int:
+    """Largest ``t`` in ``[low, high]`` with ``ok(t)``, for ``ok`` true up to some point and false after.
+
+    ``ok(low)`` must hold (it is not evaluated). Bisection: about ``log2(high - low)``
+    calls. The integer twin of :func:`calibrate`, e.g. the number of DP-SGD
+    steps a fixed noise multiplier affords.
+    """
+    if low > high:
+        raise ValueError(f"empty range [{low}, {high}]")
+    if ok(high):
+        return high
+    while high - low > 1:  # ok(low), not ok(high)
+        mid = (low + high) // 2
+        low, high = (mid, high) if ok(mid) else (low, mid)
+    return low
 
 
 def gaussian_sigma(epsilon: float, delta: float, sensitivity: float = 1.0) -> float:

@@ -43,7 +43,7 @@ import pandas as pd
 
 from dpsynth.encoding import TableEncoder
 from dpsynth.errors import UsageError
-from dpsynth.privacy.accountant import calibrate
+from dpsynth.privacy.accountant import calibrate, compose
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.privacy.noise import NoiseSource
@@ -186,9 +186,9 @@ class AIM(Synthesizer):
         self.n_rows_estimate_ = max(1, round(float(model.total)))  # mbi's estimate from the noisy counts
         self.measurements_ = measurements  # DP outputs: safe to keep and inspect
         self.selected_ = [tuple(s["clique"]) for s in selected]
-        return PrivacyCost.of(self.name, _compact(events), self.delta, rho=rho, rounds_planned=rounds,
-                              rounds=len(selected), stopped=stop_reason, sigma_initial=initial[0],
-                              epsilon_selection_initial=initial[1], selected=selected)
+        return PrivacyCost.of(self.name, compose(events, regroup=True), self.delta, rho=rho,
+                              rounds_planned=rounds, rounds=len(selected), stopped=stop_reason,
+                              sigma_initial=initial[0], epsilon_selection_initial=initial[1], selected=selected)
 
     def _rounds(self, n_columns: int) -> int:
         """The paper's T, refused where the d one-way measurements alone would overspend.
@@ -316,15 +316,6 @@ def combine_repeats(measurements: list[mg.LinearMeasurement]) -> list[mg.LinearM
         y = sum(p * np.asarray(m.noisy_measurement, dtype=float) for p, m in zip(precision, group)) / precision.sum()
         out.append(mg.LinearMeasurement(y, clique, stddev=float(1.0 / math.sqrt(precision.sum()))))
     return out
-
-
-def _compact(events: list[dpa.DpEvent]) -> dpa.DpEvent:
-    """The events composed in order, runs of identical events as one ``SelfComposedDpEvent``."""
-    parts: list[dpa.DpEvent] = []
-    for event, run in itertools.groupby(events):
-        count = len(list(run))
-        parts.append(event if count == 1 else dpa.SelfComposedDpEvent(event, count))
-    return parts[0] if len(parts) == 1 else dpa.ComposedDpEvent(parts)
 
 
 def _positive_number(value) -> bool:

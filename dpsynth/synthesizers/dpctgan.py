@@ -53,15 +53,13 @@ from dpsynth.schema import Schema
 from dpsynth.synthesizers.dpsgd import (
     DPSGDSynthesizer,
     GradSampleMode,
-    NumericEncoding,
-    Span,
-    TabularTransformer,
     apply_activations,
     check_dims,
     check_int,
     check_positive,
     private_backward,
 )
+from dpsynth.synthesizers.tensor_encoding import NumericEncoding, Span, TabularTransformer
 
 Conditional = Literal["noisy-counts", "none"]
 POOL_FACTOR, MAX_POOL = 8, 2_000_000

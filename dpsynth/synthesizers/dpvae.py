@@ -30,14 +30,12 @@ from dpsynth.randomness import RandomState
 from dpsynth.synthesizers.dpsgd import (
     DPSGDSynthesizer,
     GradSampleMode,
-    NumericEncoding,
-    Span,
-    TabularTransformer,
     check_dims,
     check_int,
     check_positive,
     private_backward,
 )
+from dpsynth.synthesizers.tensor_encoding import NumericEncoding, Span, TabularTransformer
 
 
 def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
@@ -134,10 +132,9 @@ class DPVAE(DPSGDSynthesizer):
         return shown
 
     def _finish(self, module: nn.Module) -> None:
-        vae = module._module if hasattr(module, "_module") else module
-        self.decoder_ = vae.decoder
+        self.decoder_ = module.decoder
         self.decoder_.eval()
-        self._latent = vae.mean.out_features
+        self._latent = module.mean.out_features
 
     def _generate(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         z = torch.randn(n, self._latent, device=self.device_)

@@ -20,7 +20,15 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from dpsynth.errors import PrivacyAccountingError
-from dpsynth.privacy.accountant import calibrate, compose, epsilon_for, gaussian_sigma, zcdp_epsilon
+from dpsynth.privacy.accountant import (
+    accountant_for,
+    calibrate,
+    compose,
+    epsilon_for,
+    gaussian_sigma,
+    largest_integer,
+    zcdp_epsilon,
+)
 
 
 # -- an independent reference: the analytic Gaussian mechanism ---------------------------
@@ -167,6 +175,24 @@ def test_calibrate_is_on_the_safe_side_and_within_tolerance(make_event, accounta
     assert epsilon_for(make_event(noise / (1 + 2 * rel_tol)), delta, accountant=check) > target
     if accountant == "auto":  # the tight accountant needs less noise for the same promise
         assert noise < calibrate(make_event, target, delta, rel_tol=rel_tol, accountant="rdp")
+
+
+@pytest.mark.parametrize("boundary", [0, 1, 37, 99, 100])
+def test_largest_integer_finds_the_last_true_with_few_calls(boundary: int) -> None:
+    calls = []
+
+    def ok(t: int) -> bool:
+        calls.append(t)
+        return t <= boundary
+
+    assert largest_integer(ok, 0, 100) == boundary
+    assert len(calls) <= 1 + math.ceil(math.log2(100))
+    assert all(0 < t <= 100 for t in calls)  # ok(low) is taken as given
+
+
+def test_accountant_for_names_the_accountant_epsilon_for_uses() -> None:
+    for event in (dpa.GaussianDpEvent(2.0), dpa.ZCDpEvent(0.1), compose([]), dp_sgd(1.0)):
+        assert accountant_for(event) == epsilon_for(event, 1e-6, with_accountant=True)[1]
 
 
 # -- refusals -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import dp_accounting as dpa
 import numpy as np
@@ -13,17 +14,17 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpsynth.errors import UsageError
 from dpsynth.privacy.accountant import epsilon_for
-from dpsynth.schema import Column, Schema
-from dpsynth.synthesizers.dpsgd import (
-    TabularTransformer,
+from dpsynth.privacy.dpsgd import (
     calibrate_noise_multiplier,
     fit_event,
     plan_training,
     poisson_sample_rate,
-    private_backward,
-    resolve_device,
     steps_within_budget,
 )
+from dpsynth.schema import Column, Schema
+from dpsynth.synthesizers.dpsgd import private_backward
+from dpsynth.synthesizers.tensor_encoding import TabularTransformer
+from dpsynth.synthesizers.torch_support import resolve_device
 from dpsynth.tables import prepare
 from tests.conftest import make_mixed_frame, make_mixed_schema
 
@@ -45,7 +46,7 @@ def test_calibrated_noise_reproduces_target_epsilon_within_one_percent(n, batch,
     q, per_epoch = poisson_sample_rate(n, batch)
     steps = epochs * per_epoch
     sigma, accountant = calibrate_noise_multiplier(epsilon, delta, q, steps)
-    assert accountant == "prv"
+    assert accountant == "pld"  # the accountant that reports the cost
     reached = independent_pld_epsilon(q, sigma, steps, delta)
     assert 0.99 * epsilon <= reached <= epsilon
     # and the answer is the *smallest* such noise: 3% less noise overshoots the target
@@ -84,6 +85,16 @@ def test_plan_with_fixed_noise_caps_steps_and_calibrated_plan_runs_every_epoch()
     assert calibrated.max_steps == calibrated.planned_steps == 30
     event = fit_event([], calibrated.sample_rate, calibrated.noise_multiplier, calibrated.max_steps)
     assert epsilon_for(event, 1e-6) <= 1.0
+
+
+def test_plan_is_a_pure_cached_function_of_public_inputs() -> None:
+    """Estimators planning the same fit share one plan (no hidden per-instance cache); other inputs replan."""
+    pre = [dpa.GaussianDpEvent(50.0)]
+    first = plan_training(1.0, 1e-6, 600, 100, 5, None, pre)
+    assert plan_training(1, 1e-6, 600, 100, 5, None, tuple(pre)) is first
+    assert plan_training(2.0, 1e-6, 600, 100, 5, None, pre).noise_multiplier < first.noise_multiplier
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a shared plan cannot be changed by one of its users
+        first.max_steps = 1  # type: ignore[misc]
 
 
 # -- clipping and noise through Opacus -----------------------------------------------------------

@@ -14,7 +14,7 @@ from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers.dpvae import DPVAE, TabularVAE, row_losses
-from dpsynth.synthesizers.dpsgd import TabularTransformer
+from dpsynth.synthesizers.tensor_encoding import TabularTransformer
 from dpsynth.tables import prepare
 from tests.conftest import make_mixed_frame, make_mixed_schema
 from tests.synthesizers.checks import assert_respects_schema
@@ -47,7 +47,7 @@ def test_calibrated_noise_meets_target_within_one_percent_by_independent_pld(fit
     independent = accountant._pld.compose(rows).get_epsilon_for_delta(DELTA)
     assert 0.99 * EPSILON <= independent <= EPSILON
     assert fitted.privacy_cost_.epsilon == pytest.approx(independent, rel=2e-3)
-    assert fitted.privacy_cost_.details["calibrated_by"] == "prv"
+    assert fitted.privacy_cost_.details["calibrated_by"] == "pld"
 
 
 def test_planned_cost_matches_a_full_run(fitted) -> None:
