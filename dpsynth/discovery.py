@@ -30,7 +30,7 @@ holds one value per column, so every quantile sees OpenDP's
   Smith (2011), implemented by report-noisy-max with Gumbel noise
   (McKenna & Sheldon 2020). Lower / upper bounds are the 1st / 99th
   percentiles and the interior edges the ``i / bins`` quantiles. Its privacy
-  is taken as zCDP (``make_private_quantile(..., zero_concentrated_divergence())``,
+  is taken as zCDP (``make_privatequantile(..., zero_concentrated_divergence())``,
   OpenDP's map gives ``rho = (sensitivity / scale)^2 / 8``, the bounded-range
   bound of Cesar & Rogers 2021) and recorded as a ``ZCDpEvent``: many
   quantiles compose far better that way than as pure epsilon.
@@ -84,6 +84,15 @@ from dpsynth.errors import DataError, PrivacyAccountingError, UsageError
 from dpsynth.privacy.accountant import compose, epsilon_for
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import EpsilonDeltaDpEvent
+from dpsynth.privacy.opendp_mechanisms import (
+    KEY_SEPARATOR,
+    histogram,
+    largest_within,
+    quantile,
+    quantile_scale,
+    threshold_for,
+    to_approx_dp,
+)
 from dpsynth.schema import DEFAULT_NA_VALUES, DP, Column, Schema
 
 MECHANISM = "dp-schema-discovery"
@@ -245,7 +254,7 @@ def plan_discovery(names: Sequence[str], epsilon: float, delta: float, *, numeri
 
     numeric_plans: dict[str, NumericPlan] = {}
     if num_names:
-        rho_total = _bisect(lambda x: epsilon_for(dpa.ZCDpEvent(x), delta_num), eps_num)
+        rho_total = largest_within(lambda x: epsilon_for(dpa.ZCDpEvent(x), delta_num), eps_num)
         rho_column = rho_total / len(num_names)
         # the two bounds get half of a column's budget, the interior edges share the other half:
         # a bound that is off clips real values, an interior edge that is off only moves a bin
@@ -255,8 +264,8 @@ def plan_discovery(names: Sequence[str], epsilon: float, delta: float, *, numeri
             candidates = candidate_grid(*(lo_hi or (None, None)), integer=name in integer)
             if len(candidates) < 2:
                 raise UsageError(f"column {name!r}: its public range holds fewer than two candidate values")
-            scales = tuple(_quantile_scale(candidates, a, share * rho_column) for a, share in zip(alphas, shares))
-            rho = tuple(_quantile(candidates, a, sc).map(1) for a, sc in zip(alphas, scales))
+            scales = tuple(quantile_scale(candidates, a, share * rho_column) for a, share in zip(alphas, shares))
+            rho = tuple(quantile(candidates, a, sc).map(1) for a, sc in zip(alphas, scales))
             numeric_plans[name] = NumericPlan(name=name, integer=name in integer, nullable=name in nullable,
                                               candidates=candidates, alphas=alphas, scales=scales, rho=rho)
     categories = _category_set_plan(tuple(cat_names), eps_cat, delta_cat) if cat_names else None
@@ -317,7 +326,7 @@ def run_discovery(df: pd.DataFrame, plan: DiscoveryPlan, name: str = "", descrip
         values, _ = _values(df[columns[p.name]], plan.na_values)
         if isinstance(p, NumericPlan):
             data = [float(v) for v in pd.to_numeric(values)]
-            found = [float(_quantile(p.candidates, a, sc)(data)) for a, sc in zip(p.alphas, p.scales)]
+            found = [float(quantile(p.candidates, a, sc)(data)) for a, sc in zip(p.alphas, p.scales)]
             out.append(_numeric_column(p, found, plan))
         else:
             keys = sorted(released.get(p.name, set()), key=_natural_key)
@@ -365,62 +374,6 @@ def _values(series: pd.Series, na_values: Sequence[str]) -> tuple[pd.Series, pd.
     return text[~is_null].astype(str), is_null
 
 
-def _quantile(candidates: Sequence[float], alpha: float, scale: float):
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    return dp.m.make_private_quantile(dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance(),
-                                      dp.zero_concentrated_divergence(), candidates=list(candidates),
-                                      alpha=float(alpha), scale=float(scale))
-
-
-def _quantile_scale(candidates: Sequence[float], alpha: float, rho: float) -> float:
-    """Gumbel scale giving ``rho``-zCDP: OpenDP's map is rho = c / scale^2; read c at scale 1."""
-    unit = _quantile(candidates, alpha, 1.0).map(1)
-    scale = math.sqrt(unit / rho)
-    while _quantile(candidates, alpha, scale).map(1) > rho:  # OpenDP rounds its map up: stay on the safe side
-        scale *= 1 + 1e-9
-    return scale
-
-
-KEY_SEPARATOR = "\x1f"  # ASCII unit separator: joins a column's position and a value into one key
-
-
-def _histogram(scale: float, threshold: int):
-    """OpenDP's Gaussian-thresholded histogram on a map of key -> exact count."""
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    return dp.m.make_gaussian_threshold(dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T=int)),
-                                        dp.l02inf_distance(dp.absolute_distance(T=int)),
-                                        scale=float(scale), threshold=int(threshold))
-
-
-def _to_approx_dp(measurement, delta: float):
-    import opendp.prelude as dp
-
-    return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(measurement), float(delta))
-
-
-def _threshold_for(scale: float, d_in: tuple[int, int, int], delta: float) -> int:
-    """Smallest threshold whose OpenDP map gives delta <= ``delta`` at ``scale``."""
-    def ok(t: int) -> bool:
-        return _histogram(scale, t).map(d_in)[1] <= delta
-
-    hi = 2
-    while not ok(hi):
-        hi *= 2
-        if hi > 2 ** 30:
-            raise PrivacyAccountingError(f"no threshold reaches delta={delta:.3g} at Gaussian scale {scale:.4g}")
-    lo = hi // 2
-    if ok(lo):
-        return lo
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
-
-
 def _category_set_plan(names: tuple[str, ...], epsilon: float, delta: float) -> CategorySetPlan:
     """Least Gaussian noise whose thresholded histogram is (epsilon, delta)-DP by OpenDP's maps.
 
@@ -432,14 +385,14 @@ def _category_set_plan(names: tuple[str, ...], epsilon: float, delta: float) -> 
 
     def epsilon_at(inverse_scale: float) -> float:
         scale = 1 / inverse_scale
-        meas = _histogram(scale, _threshold_for(scale, d_in, delta_threshold))
-        return float(_to_approx_dp(meas, delta_conversion).map(d_in)[0])
+        meas = histogram(scale, threshold_for(scale, d_in, delta_threshold))
+        return float(to_approx_dp(meas, delta_conversion).map(d_in)[0])
 
-    scale = 1 / _bisect(epsilon_at, epsilon, lo_share=1e-3, rel_tol=1e-4)
-    threshold = _threshold_for(scale, d_in, delta_threshold)
-    meas = _histogram(scale, threshold)
+    scale = 1 / largest_within(epsilon_at, epsilon, lo_share=1e-3, rel_tol=1e-4)
+    threshold = threshold_for(scale, d_in, delta_threshold)
+    meas = histogram(scale, threshold)
     rho, delta_map = meas.map(d_in)
-    eps_map, delta_fixed = _to_approx_dp(meas, delta_conversion).map(d_in)
+    eps_map, delta_fixed = to_approx_dp(meas, delta_conversion).map(d_in)
     return CategorySetPlan(columns=names, scale=scale, threshold=threshold, rho=float(rho),
                            delta_threshold=float(delta_map), epsilon=float(eps_map),
                            delta_conversion=float(delta_fixed))
@@ -468,27 +421,12 @@ def _released_categories(df: pd.DataFrame, columns: dict[str, str], plan: Discov
     """
     if plan.categories is None:
         return {}
-    noisy = _histogram(plan.categories.scale, plan.categories.threshold)(key_counts(df, plan))
+    noisy = histogram(plan.categories.scale, plan.categories.threshold)(key_counts(df, plan))
     released: dict[str, set[str]] = {}
     for key in noisy:  # the noisy counts themselves are discarded
         position, _, label = key.partition(KEY_SEPARATOR)
         released.setdefault(plan.categories.columns[int(position)], set()).add(label)
     return released
-
-
-def _bisect(loss, target: float, lo_share: float = 1e-6, rel_tol: float = 1e-6) -> float:
-    """Largest ``x`` (privacy parameter, loss increasing in x) with ``loss(x) <= target``, to ``rel_tol``."""
-    lo, hi = target * lo_share, target
-    while loss(hi) <= target:
-        lo, hi = hi, hi * 2
-    if loss(lo) > target:
-        # e.g. the RDP accountant cannot certify a zCDP event below epsilon ~ log(1/delta) / max order
-        raise UsageError(f"--epsilon is too small: the accountant cannot fit this part of the discovery into "
-                         f"epsilon={target:.4g} (at least {loss(lo):.3g} for any noise); use a larger --epsilon")
-    while hi / lo > 1 + rel_tol:
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if loss(mid) <= target else (lo, mid)
-    return lo
 
 
 def _numeric_column(p: NumericPlan, found: list[float], plan: DiscoveryPlan) -> Column:

@@ -71,7 +71,7 @@ from dpsynth.privacy.ledger.records import (
     _unknown,
     _verify_rows,
 )
-from dpsynth.privacy.ledger.postgres_schema import CLOCK_SKEW, TOTAL_SLACK, schema_sql
+from dpsynth.privacy.ledger.postgres_schema import schema_sql
 
 DEFAULT_SCHEMA = "dpsynth"
 DEFAULT_ROLES_PREFIX = "dpsynth"
