@@ -6,6 +6,7 @@ import dpsynth).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,15 @@ def json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
@@ -50,4 +60,4 @@ def staged_directory(out: Path) -> Iterator[Path]:
         raise
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "json_default", "staged_directory"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "json_default", "sha256_file", "staged_directory"]

@@ -157,9 +157,9 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
                      integer: list[str], nullable: list[str], drop: list[str], value_range: list[str], edges: str,
                      target: Optional[str]) -> None:
     """DP domain discovery: plan from the header, validate, reserve in the ledger, then run the mechanisms."""
-    import pandas as pd
 
     from dpsynth.discovery import check_table, plan_discovery, run_discovery
+    from dpsynth.tables import read_raw_csv
     from dpsynth.release import check_delta_cap
     from dpsynth.errors import DataError
     from dpsynth.privacy.ledger import open_ledger
@@ -180,12 +180,7 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
             raise UsageError(f"--target {target!r} is also in --drop")
         ledger = open_ledger(ledger_path)
         ledger.require_dataset(dataset)
-        try:
-            table = pd.read_csv(data, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{data} is empty: expected a CSV file with a header row and data rows") from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise DataError(f"{data} could not be parsed as CSV: {exc}") from None
+        table = read_raw_csv(data)
         if target is not None and target not in [str(c).strip() for c in table.columns]:
             raise UsageError(f"--target {target!r} is not a column of {data}")
         # the plan depends only on the header and the options (all public)

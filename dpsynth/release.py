@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 import audits
-from dpsynth._files import atomic_write_json, atomic_write_text, staged_directory
+from dpsynth._files import atomic_write_json, atomic_write_text, sha256_file, staged_directory
 from dpsynth.errors import GateFailed, UsageError
 from dpsynth.evidence.approval import approval_required
 from dpsynth.evidence.bundle import build_index, write_signed_bundle
@@ -150,14 +150,6 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def generator_factory(generator: str, params: dict[str, Any], schema: Schema, epsilon: float, delta: float,
@@ -384,18 +376,18 @@ def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: 
         if synthetic is not None:
             synthetic_path = staging / "synthetic.csv"
             atomic_write_text(synthetic_path, synthetic_csv_text(synthetic, schema))
-            manifest["synthetic_sha256"] = _sha256(synthetic_path)
+            manifest["synthetic_sha256"] = sha256_file(synthetic_path)
             manifest["files"]["synthetic.csv"] = manifest["synthetic_sha256"]
         if public is not None:
             public["synthetic_sha256"] = manifest.get("synthetic_sha256")
             atomic_write_json(staging / "privacy.json", public)
-            manifest["files"]["privacy.json"] = _sha256(staging / "privacy.json")
+            manifest["files"]["privacy.json"] = sha256_file(staging / "privacy.json")
         atomic_write_json(staging / "audit.json", {"classification": "internal", "notice": INTERNAL_NOTICE, **audit})
         kinds = {c.name: c.kind for c in schema}
         bounds = {c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"}
         write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
         for name in ("audit.json", "report.html"):
-            manifest["files"][name] = _sha256(staging / name)
+            manifest["files"][name] = sha256_file(staging / name)
         atomic_write_json(staging / "manifest.json", manifest)
         if finish is not None:
             finish(staging)

@@ -55,14 +55,7 @@ def read_csv(path: str | Path, schema: Schema) -> pd.DataFrame:
         raise DataError(f"data file not found: {path}")
     if not path.is_file():
         raise DataError(f"{path} is a directory, not a CSV file: pass the path of the table's CSV file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty: expected a CSV file with a header row and data rows")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty: expected a CSV file with a header row and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} could not be parsed as CSV: {exc}") from None
+    raw = read_raw_csv(path)
     lines = functools.cache(lambda: _record_lines(path))  # read again only if an error needs a line number
 
     def line_of(row: int) -> int:
@@ -70,6 +63,19 @@ def read_csv(path: str | Path, schema: Schema) -> pd.DataFrame:
         return starts[row] if row < len(starts) else row + 2
 
     return coerce(raw, schema, source=str(path), line_of=line_of)
+
+
+def read_raw_csv(path: str | Path) -> pd.DataFrame:
+    """Every cell of a CSV file as text (no type inference, no null guessing); errors name the file."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty: expected a CSV file with a header row and data rows")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: expected a CSV file with a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} could not be parsed as CSV: {exc}") from None
 
 
 def _record_lines(path: Path) -> list[int]:

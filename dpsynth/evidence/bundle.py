@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dpsynth._files import atomic_write_text
+from dpsynth._files import atomic_write_text, sha256_file
 from dpsynth.errors import UsageError
 from dpsynth.evidence.keys import Identity
 
@@ -36,14 +36,6 @@ EVIDENCE_FILES = (BUNDLE, SIGNATURES)
 def canonical(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no spaces, ASCII, no NaN."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_entries(directory: Path) -> list[dict[str, Any]]:
