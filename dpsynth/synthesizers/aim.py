@@ -49,6 +49,7 @@ from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.privacy.noise import NoiseSource
 from dpsynth.randomness import RandomState
+from dpsynth.synthesizers import _mbi_compat as compat
 from dpsynth.synthesizers import marginals as mg
 from dpsynth.synthesizers.base import Synthesizer
 
@@ -277,7 +278,7 @@ def filter_candidates(candidates: dict[mg.Clique, float], model_cliques: Sequenc
     free = {domain.canonical(s) for c in model_cliques for k in range(1, len(c) + 1)
             for s in itertools.combinations(c, k)}
     return {r: w for r, w in candidates.items()
-            if r in free or mg.junction_tree.hypothetical_model_size(domain, model_cliques + [r]) <= size_limit}
+            if r in free or compat.hypothetical_model_size(domain, model_cliques + [r]) <= size_limit}
 
 
 def worst_approximated(candidates: dict[mg.Clique, float], answers: dict[mg.Clique, np.ndarray],
