@@ -628,9 +628,11 @@ class DPSGDSynthesizer(Synthesizer):
         "grad_sample_mode": [Options("ghost", "hooks")],
         "num_threads": [None, Interval(int, 1, None)],
         "rows_budget_fraction": [Interval(float, 0, 0.5, closed="right")],
+        "device": [Satisfies(lambda d: isinstance(d, str) and bool(d), "'auto', 'cpu' or 'cuda[:i]'")],
     }
 
     def _validate_parameters(self) -> None:
+        """The declared constraints, then whether the device exists here."""
         super()._validate_parameters()
         resolve_device(self.device)
 

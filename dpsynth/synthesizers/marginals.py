@@ -50,6 +50,7 @@ from scipy.special import logsumexp
 
 from dpsynth.encoding import TableEncoder
 from dpsynth.privacy.noise import NoiseSource
+
 # mbi only through _mbi_compat: it sets float64 JAX before mbi loads and checks the internals used
 from dpsynth.synthesizers import _mbi_compat as compat
 from dpsynth.synthesizers._mbi_compat import Domain, LinearMeasurement, mbi
