@@ -8,6 +8,13 @@
 * ``privacy_cost_`` is a :class:`~dpsynth.privacy.PrivacyCost`: the whole
   fit's DpEvent, every data-dependent step included.
 
+Each class declares its parameters' constraints in ``_parameter_constraints``
+(:mod:`dpsynth.params`, after scikit-learn); :meth:`Synthesizer.parameter_constraints`
+merges them along the MRO and :meth:`Synthesizer._validate_parameters` checks
+them all in one place, so every error reads ``MST parameter 'iters' must be an
+integer >= 1, got 0`` and carries the parameter's name for the CLI. Subclasses
+extend ``_validate_parameters`` only for checks across parameters.
+
 Subclasses implement ``_fit(data, rng)`` on a table already checked and
 brought into the public domain, and ``_sample(n, rng)``. Randomness comes in
 three separate streams (:func:`dpsynth.randomness.make_streams`): privacy

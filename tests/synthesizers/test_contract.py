@@ -18,12 +18,7 @@ import pytest
 from dpsynth.errors import SchemaError, UsageError
 from dpsynth.privacy.accountant import epsilon_for
 from dpsynth.schema import Schema
-from dpsynth.synthesizers import (
-    GENERATORS,
-    Synthesizer,
-    generator_class,
-    make_synthesizer,
-)
+from dpsynth.synthesizers import GENERATORS, Synthesizer, generator_class, make_synthesizer
 from tests.conftest import make_mixed_frame, make_mixed_schema
 from tests.synthesizers.checks import assert_respects_schema
 
@@ -121,8 +116,8 @@ def test_fit_spends_the_target_and_no_more(fitted) -> None:
 
 def test_planned_cost_bounds_the_realised_cost_at_every_delta(fitted) -> None:
     """The ledger reserves planned_cost before fit; the realised cost never exceeds it."""
-    name, model, _ = fitted
-    planned = build(name, epsilon=EPSILON, delta=DELTA).planned_cost(ROWS, make_mixed_schema())
+    _, model, _ = fitted
+    planned = model.planned_cost(ROWS, make_mixed_schema())  # a function of the parameters, n and the schema
     assert planned.epsilon <= EPSILON * (1 + 1e-9)
     for delta in (DELTA, 1e-5, 1e-8):
         assert epsilon_for(model.privacy_cost_.event, delta) <= epsilon_for(planned.event, delta) + 1e-9
