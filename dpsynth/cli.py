@@ -38,6 +38,8 @@ out = Console()
 RELEASE_OPTIONS = {"holdout_fraction": "--holdout-fraction", "rows": "--rows", "seed": "--seed", "tier": "--tier",
                    "dataset_id": "--dataset", "out": "--out", "epsilon": "--epsilon", "delta": "--delta",
                    "operator": "--as"}
+BUDGET_OPTIONS = {"epsilon_cap": "--epsilon", "delta_cap": "--delta"}
+DISCOVER_OPTIONS = {"epsilon": "--epsilon", "delta": "--delta"}
 
 
 def _fail(exc: DpsynthError, options: dict[str, str] | None = None) -> None:
@@ -45,12 +47,13 @@ def _fail(exc: DpsynthError, options: dict[str, str] | None = None) -> None:
 
     With ``options`` (library parameter -> CLI option), a message about a
     parameter speaks of the option the user typed instead; any other
-    parameter is a generator's, set with ``--param NAME=VALUE``.
+    parameter of a release is a generator's, set with ``--param NAME=VALUE``.
     """
     label = {3: "refused", 4: "over budget", 6: "verification failed"}.get(exc.exit_code, "error")
     message = str(exc)
-    if options is not None and exc.parameter:
-        option = options.get(exc.parameter, f"--param {exc.parameter}")
+    fallback = f"--param {exc.parameter}" if options is RELEASE_OPTIONS else None
+    option = options.get(exc.parameter, fallback) if options is not None and exc.parameter else None
+    if option is not None:
         message = re.sub(rf"^(\w+ )?parameter '{re.escape(exc.parameter)}'", f"option {option}", message, count=1)
         message = message.replace(" or None, got ", ", got ", 1)  # an option left out is the None
         if exc.parameter == "out":
@@ -204,7 +207,7 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
         ledger.mark(entry.id, "released")
         budget = ledger.summary(dataset)[0]
     except DpsynthError as exc:
-        _fail(exc)
+        _fail(exc, DISCOVER_OPTIONS)
     err.print(f"wrote {output}: {len(schema)} columns, marked [bold]\"source\": \"dp\"[/]; fitting accepts it "
               "without any flag.", highlight=False)
     out.print(f"spent epsilon={plan.cost.epsilon:.4g}, delta={plan.cost.delta:.3g} ({plan.cost.accountant}) on "
@@ -247,7 +250,7 @@ def budget_init(
     try:
         opened = init_ledger(ledger, dataset, epsilon, delta, roles_prefix=roles_prefix)
     except DpsynthError as exc:
-        _fail(exc)
+        _fail(exc, BUDGET_OPTIONS)
     out.print(f"ledger {opened.location}: dataset {dataset!r} capped at epsilon={epsilon:g}, delta={delta:g}", highlight=False)
 
 

@@ -81,6 +81,7 @@ import pandas as pd
 
 from audits.spec import category_label
 from dpsynth.errors import DataError, PrivacyAccountingError, UsageError
+from dpsynth.params import Interval
 from dpsynth.privacy.accountant import compose, epsilon_for
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import EpsilonDeltaDpEvent
@@ -228,7 +229,7 @@ def plan_discovery(names: Sequence[str], epsilon: float, delta: float, *, numeri
     not_numeric = sorted(set(ranges) - numeric)
     if not_numeric:
         raise UsageError(f"--range is given for {not_numeric}, which are not declared --numeric or --integer")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+    if not isinstance(bins, int) or not Interval(int, 1, None).accepts(bins):
         raise UsageError(f"--bins must be a whole number >= 1, got {bins!r}")
     if edges not in ("quantiles", "equal-width"):
         raise UsageError(f"edges must be 'quantiles' or 'equal-width', got {edges!r}")
@@ -357,7 +358,7 @@ def discover_schema(df: pd.DataFrame, epsilon: float, delta: float, name: str = 
 # -- helpers -------------------------------------------------------------------------------
 def _check_budget(epsilon: float, delta: float) -> None:
     for label, value in (("--epsilon", epsilon), ("--delta", delta)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not isinstance(value, (int, float)) or not Interval(float, None, None).accepts(value):
             raise UsageError(f"{label} must be a finite number, got {value!r}")
     if not epsilon > 0:
         raise UsageError(f"--epsilon must be > 0, got {epsilon}")

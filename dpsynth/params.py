@@ -109,6 +109,9 @@ class Satisfies:
 
 Constraint = Interval | Options | Satisfies | type | None
 
+#: A finite number > 0 (budgets, learning rates, clipping bounds, time limits).
+POSITIVE = Interval(float, 0, None, closed="neither")
+
 
 def _accepts(constraint: Constraint, value: Any) -> bool:
     if constraint is None:
@@ -152,4 +155,4 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
-__all__ = ["Constraint", "Interval", "Options", "Satisfies", "validate_params"]
+__all__ = ["POSITIVE", "Constraint", "Interval", "Options", "Satisfies", "validate_params"]

@@ -31,9 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dpsynth.params import Constraint, Interval, Satisfies, validate_params
 from dpsynth.privacy.noise import NoiseSource
 
 RandomState = int | np.random.Generator | None
+
+#: What ``random_state`` accepts (:mod:`dpsynth.params`): None, a seed >= 0, or a Generator.
+RANDOM_STATE_CONSTRAINTS: list[Constraint] = [
+    None, Interval(int, 0, None), Satisfies(lambda v: isinstance(v, np.random.Generator), "a numpy Generator")]
 
 
 @dataclass(frozen=True)
@@ -52,18 +57,16 @@ def make_streams(random_state: RandomState, secure_noise: bool | None = None) ->
     only be ``False`` with an integer seed (there is nothing to seed the noise
     from otherwise).
     """
-    check_random_state(random_state)
+    validate_params({"random_state": random_state, "secure_noise": secure_noise},
+                    {"random_state": RANDOM_STATE_CONSTRAINTS, "secure_noise": [None, bool]})
     seeded = isinstance(random_state, (int, np.integer))
     if secure_noise is None:
         secure_noise = not seeded
-    if not isinstance(secure_noise, bool):
-        from dpsynth.errors import UsageError
-
-        raise UsageError(f"secure_noise must be None, True or False, got {secure_noise!r}")
     if not secure_noise and not seeded:
         from dpsynth.errors import UsageError
 
-        raise UsageError("secure_noise=False needs an integer random_state to seed the noise from")
+        raise UsageError("parameter 'secure_noise'=False needs an integer random_state to seed the noise from",
+                         parameter="secure_noise")
     if seeded:
         noise_seed, fit_seed, sample_seed = np.random.SeedSequence(int(random_state)).spawn(3)
         sample = np.random.default_rng(sample_seed)
@@ -77,13 +80,7 @@ def make_streams(random_state: RandomState, secure_noise: bool | None = None) ->
 
 def check_random_state(random_state: RandomState) -> None:
     """Refuse anything but None, a non-negative integer or a numpy Generator, naming the parameter."""
-    if random_state is None or isinstance(random_state, np.random.Generator):
-        return
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool) and random_state >= 0:
-        return
-    from dpsynth.errors import UsageError
-
-    raise UsageError(f"random_state must be None, a non-negative integer or a numpy Generator, got {random_state!r}")
+    validate_params({"random_state": random_state}, {"random_state": RANDOM_STATE_CONSTRAINTS})
 
 
 def _fresh() -> np.random.Generator:

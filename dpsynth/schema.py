@@ -37,6 +37,7 @@ import pandas as pd
 from audits.spec import category_label  # one canonical rule for both packages
 from dpsynth._files import atomic_write_text
 from dpsynth.errors import SchemaError
+from dpsynth.params import Interval
 
 PUBLIC = "public"
 PRIVATE_DATA = "private-data"
@@ -112,7 +113,7 @@ class Column:
                 raise SchemaError(f"{where}: some bins contain no whole number; use fewer bins or explicit edges")
             if self.decimals is not None:
                 d = self.decimals
-                if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_DECIMALS:
+                if not isinstance(d, int) or not Interval(int, 0, MAX_DECIMALS).accepts(d):
                     raise SchemaError(f"{where}: 'decimals' must be a whole number from 0 to {MAX_DECIMALS}, "
                                       f"got {d!r}")
                 if self.integer and d != 0:
@@ -188,8 +189,7 @@ class Column:
                 # a bare string would otherwise be split into one category per character
                 raise SchemaError(f"column {name!r}: {key!r} must be a list, got {raw[key]!r}")
         bins = raw.get("bins")
-        if bins is not None and (isinstance(bins, bool) or not isinstance(bins, (int, float))
-                                 or (isinstance(bins, float) and not bins.is_integer())):
+        if bins is not None and not _is_whole(bins):
             raise SchemaError(f"column {name!r}: 'bins' must be a whole number, got {bins!r}")
         try:
             return cls(
@@ -367,10 +367,15 @@ class Schema:
 def _as_decimals(value: Any, column: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or (isinstance(value, float) and not value.is_integer()):
+    if not _is_whole(value):
         raise SchemaError(f"column {column!r}: 'decimals' must be a whole number, got {value!r}")
     return int(value)
+
+
+def _is_whole(value: Any) -> bool:
+    """A JSON whole number: an int, or a float with no fractional part (``8.0``); never a bool."""
+    return isinstance(value, (int, float)) and Interval(float, None, None).accepts(value) \
+        and float(value).is_integer()
 
 
 def draft_schema(df: pd.DataFrame, name: str = "", bins: int = 10, max_categories: int = 200) -> Schema:

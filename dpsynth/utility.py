@@ -27,6 +27,10 @@ import numpy as np
 import pandas as pd
 
 from dpsynth.errors import DataError, UsageError
+from dpsynth.params import Interval, validate_params
+
+_TVD_CONSTRAINTS = {"way": [Interval(int, 1, None)], "bins": [Interval(int, 1, None)],
+                    "max_marginals": [None, Interval(int, 1, None)]}
 
 _MISSING = "\x00<missing>"
 _MAX_CATEGORIES = 250  # HistGradientBoosting splits natively on at most 255 categories
@@ -43,10 +47,7 @@ def marginal_tvd(real: pd.DataFrame, synthetic: pd.DataFrame, way: int, bins: in
     ``max_marginals``, a random subset (seeded by ``seed``) of that many
     marginals is averaged instead of all of them.
     """
-    if isinstance(way, bool) or not isinstance(way, int) or way < 1:
-        raise UsageError(f"way must be a positive integer, got {way!r}")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise UsageError(f"bins must be a positive integer, got {bins!r}")
+    validate_params({"way": way, "bins": bins, "max_marginals": max_marginals}, _TVD_CONSTRAINTS, owner="marginal_tvd")
     columns = _shared_columns(real, synthetic)
     if way > len(columns):
         raise UsageError(f"way={way} exceeds the number of columns ({len(columns)})")
@@ -55,8 +56,6 @@ def marginal_tvd(real: pd.DataFrame, synthetic: pd.DataFrame, way: int, bins: in
     coded = {c: _discretise(real[c], synthetic[c], bins) for c in columns}
     marginals = list(itertools.combinations(columns, way))
     if max_marginals is not None:
-        if isinstance(max_marginals, bool) or not isinstance(max_marginals, int) or max_marginals < 1:
-            raise UsageError(f"max_marginals must be a positive integer or None, got {max_marginals!r}")
         if max_marginals < len(marginals):
             chosen = np.random.default_rng(seed).choice(len(marginals), size=max_marginals, replace=False)
             marginals = [marginals[i] for i in sorted(chosen)]

@@ -66,3 +66,38 @@ def test_release_request_errors_speak_of_parameters_and_the_cli_of_options(tmp_p
                                       "--ledger", "l.sqlite", "--dataset", "d", "--out", str(tmp_path / "o"),
                                       "--tier", "deep"])
     assert result.exit_code == 2 and "option --tier must be one of 'quick', 'thorough', got 'deep'" in result.output
+
+
+def test_generator_parameter_errors_name_the_generator_and_the_cli_names_the_param_option(capsys) -> None:
+    """Library errors speak of parameters; `dpsynth release` speaks of `--param NAME`."""
+    import typer
+
+    from dpsynth.cli import RELEASE_OPTIONS, _fail
+    from dpsynth.synthesizers import make_synthesizer
+    from tests.conftest import make_mixed_schema
+
+    with pytest.raises(UsageError, match=r"^MST parameter 'iters' must be an integer >= 1, got 0$") as info:
+        make_synthesizer("mst", iters=0).planned_cost(300, make_mixed_schema())
+    assert info.value.parameter == "iters"
+    with pytest.raises(typer.Exit):
+        _fail(info.value, RELEASE_OPTIONS)
+    assert "option --param iters must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, option, parameter", [
+    (["--epsilon", "0", "--delta", "1e-6"], "--epsilon", "epsilon_cap"),
+    (["--epsilon", "1", "--delta", "1.5"], "--delta", "delta_cap"),
+])
+def test_budget_caps_are_ledger_parameters_and_budget_init_options(tmp_path, args, option, parameter) -> None:
+    from typer.testing import CliRunner
+
+    from dpsynth.cli import app
+    from dpsynth.privacy.ledger import init_ledger
+
+    values = {"epsilon_cap": float(args[1]), "delta_cap": float(args[3])}
+    with pytest.raises(UsageError, match=rf"^ledger parameter '{parameter}' must be ") as info:
+        init_ledger(tmp_path / "lib.sqlite", "d", values["epsilon_cap"], values["delta_cap"])
+    assert info.value.parameter == parameter
+    result = CliRunner().invoke(app, ["budget", "init", str(tmp_path / "cli.sqlite"), "--dataset", "d", *args])
+    assert result.exit_code == 2 and f"option {option} must be " in result.output
+    assert parameter not in result.output and not (tmp_path / "cli.sqlite").exists()

@@ -11,15 +11,14 @@ Neighbouring relation throughout: add or remove one record.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import dp_accounting as dpa
 
 from dpsynth.errors import PrivacyAccountingError
+from dpsynth.params import Interval
 from dpsynth.privacy.events import DiscreteGaussianDpEvent, EpsilonDeltaDpEvent
-
 
 MAX_EVENT_DEPTH = 32  # nesting limit for stored events; real ones are a few levels deep
 
@@ -31,16 +30,13 @@ def _field(raw: dict[str, Any], key: str) -> Any:
 
 
 def _positive(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PrivacyAccountingError(f"stored privacy event: {key!r} must be a number, got {value!r:.80}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise PrivacyAccountingError(f"stored privacy event: {key!r} must be a finite number >= 0, got {value!r}")
-    return number
+    if not isinstance(value, (int, float)) or not Interval(float, 0, None).accepts(value):
+        raise PrivacyAccountingError(f"stored privacy event: {key!r} must be a finite number >= 0, got {value!r:.80}")
+    return float(value)
 
 
 def _count(value: Any, key: str = "count") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not isinstance(value, int) or not Interval(int, 1, None).accepts(value):
         raise PrivacyAccountingError(f"stored privacy event: {key!r} must be a positive integer, got {value!r}")
     return value
 

@@ -35,7 +35,7 @@ import itertools
 import logging
 import math
 import time
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import dp_accounting as dpa
 import numpy as np
@@ -43,11 +43,13 @@ import pandas as pd
 
 from dpsynth.encoding import TableEncoder
 from dpsynth.errors import UsageError
+from dpsynth.params import POSITIVE, Constraint, Interval, Satisfies
 from dpsynth.privacy.accountant import calibrate, compose
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.privacy.noise import NoiseSource
 from dpsynth.randomness import RandomState
+from dpsynth.synthesizers import _mbi_compat as compat
 from dpsynth.synthesizers import marginals as mg
 from dpsynth.synthesizers.base import Synthesizer
 
@@ -102,6 +104,14 @@ class AIM(Synthesizer):
     """
 
     name = "aim"
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "workload": [None, Satisfies(lambda w: isinstance(w, (list, tuple)) and len(w) > 0,
+                                     "a non-empty list of column tuples, e.g. [('age', 'sex')]")],
+        "max_model_size": [POSITIVE],
+        "max_iters": [Interval(int, 1, None)],
+        "max_seconds": [None, POSITIVE],
+        "rounds": [None, Interval(int, 1, None)],
+    }
 
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
                  workload: Sequence[Sequence[str]] | None = None, max_model_size: float = 80.0,
@@ -115,22 +125,13 @@ class AIM(Synthesizer):
         self.rounds = rounds
 
     def _validate_parameters(self) -> None:
+        """The declared constraints, then each workload entry (a constraint on every element)."""
         super()._validate_parameters()
-        if not _positive_number(self.max_model_size):
-            raise UsageError(f"max_model_size must be a positive number of megabytes, got {self.max_model_size!r}")
-        if not _positive_int(self.max_iters):
-            raise UsageError(f"max_iters must be a positive integer (mirror-descent iterations), got {self.max_iters!r}")
-        if self.max_seconds is not None and not _positive_number(self.max_seconds):
-            raise UsageError(f"max_seconds must be None or a positive number of seconds, got {self.max_seconds!r}")
-        if self.rounds is not None and not _positive_int(self.rounds):
-            raise UsageError(f"rounds must be None or a positive integer, got {self.rounds!r}")
-        if self.workload is not None:
-            if not isinstance(self.workload, (list, tuple)) or len(self.workload) == 0:
-                raise UsageError("workload must be None or a non-empty list of column tuples, e.g. [('age', 'sex')]")
-            for entry in self.workload:
-                if isinstance(entry, str) or not isinstance(entry, (tuple, list)) or len(entry) == 0 \
-                        or len(set(entry)) != len(entry) or not all(isinstance(c, str) for c in entry):
-                    raise UsageError(f"workload entry {entry!r} must be a non-empty tuple of distinct column names")
+        for entry in self.workload or ():
+            if isinstance(entry, str) or not isinstance(entry, (tuple, list)) or len(entry) == 0 \
+                    or len(set(entry)) != len(entry) or not all(isinstance(c, str) for c in entry):
+                raise UsageError(f"AIM parameter 'workload': entry {entry!r} must be a non-empty tuple of distinct "
+                                 "column names", parameter="workload")
 
     def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
         self.encoder_ = TableEncoder(self.schema_)
@@ -277,7 +278,7 @@ def filter_candidates(candidates: dict[mg.Clique, float], model_cliques: Sequenc
     free = {domain.canonical(s) for c in model_cliques for k in range(1, len(c) + 1)
             for s in itertools.combinations(c, k)}
     return {r: w for r, w in candidates.items()
-            if r in free or mg.junction_tree.hypothetical_model_size(domain, model_cliques + [r]) <= size_limit}
+            if r in free or compat.hypothetical_model_size(domain, model_cliques + [r]) <= size_limit}
 
 
 def worst_approximated(candidates: dict[mg.Clique, float], answers: dict[mg.Clique, np.ndarray],
@@ -318,9 +319,3 @@ def combine_repeats(measurements: list[mg.LinearMeasurement]) -> list[mg.LinearM
     return out
 
 
-def _positive_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
-def _positive_int(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1

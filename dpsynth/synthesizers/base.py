@@ -8,6 +8,13 @@
 * ``privacy_cost_`` is a :class:`~dpsynth.privacy.PrivacyCost`: the whole
   fit's DpEvent, every data-dependent step included.
 
+Each class declares its parameters' constraints in ``_parameter_constraints``
+(:mod:`dpsynth.params`, after scikit-learn); :meth:`Synthesizer.parameter_constraints`
+merges them along the MRO and :meth:`Synthesizer._validate_parameters` checks
+them all in one place, so every error reads ``MST parameter 'iters' must be an
+integer >= 1, got 0`` and carries the parameter's name for the CLI. Subclasses
+extend ``_validate_parameters`` only for checks across parameters.
+
 Subclasses implement ``_fit(data, rng)`` on a table already checked and
 brought into the public domain, and ``_sample(n, rng)``. Randomness comes in
 three separate streams (:func:`dpsynth.randomness.make_streams`): privacy
@@ -20,7 +27,6 @@ training rows paid for inside the budget, which ``sample()`` defaults to.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -28,22 +34,25 @@ import numpy as np
 import pandas as pd
 
 from dpsynth.errors import UsageError
+from dpsynth.params import POSITIVE, Constraint, Interval, validate_params
 from dpsynth.privacy.cost import PrivacyCost
-from dpsynth.randomness import RandomState, check_random_state, make_streams
+from dpsynth.randomness import RANDOM_STATE_CONSTRAINTS, RandomState, make_streams
 from dpsynth.schema import Schema
 from dpsynth.tables import prepare
 
+PRIVACY_CONSTRAINTS: dict[str, list[Constraint]] = {
+    "epsilon": [POSITIVE],
+    "delta": [Interval(float, 0, 1, closed="neither")],
+}
+
 
 def check_privacy_parameters(epsilon: float, delta: float, n_rows: int | None = None) -> None:
-    """Refuse budgets that make no sense, naming the option at fault."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
-        raise UsageError(f"epsilon must be a positive finite number, got {epsilon!r}")
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
-        raise UsageError(f"delta must be in (0, 1), got {delta!r}")
+    """Refuse budgets that make no sense, naming the parameter at fault (``UsageError.parameter``)."""
+    validate_params({"epsilon": epsilon, "delta": delta}, PRIVACY_CONSTRAINTS)
     if n_rows is not None and delta >= 1 / n_rows:
         raise UsageError(
             f"delta={delta:g} is not below 1/n = {1 / n_rows:.3g} for a table of {n_rows} rows: such a delta "
-            "allows releasing a whole record outright. Use a delta well below 1/n (e.g. 1e-6).")
+            "allows releasing a whole record outright. Use a delta well below 1/n (e.g. 1e-6).", parameter="delta")
 
 
 def check_within_plan(realised: PrivacyCost, planned: PrivacyCost, delta: float, what: str = "fit") -> None:
@@ -79,6 +88,13 @@ class Synthesizer(ABC):
     """
 
     name: ClassVar[str] = "base"
+    #: Per-parameter constraints (:mod:`dpsynth.params`), merged along the MRO by
+    #: :meth:`parameter_constraints` and checked by :meth:`_validate_parameters`.
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        **PRIVACY_CONSTRAINTS,
+        "random_state": RANDOM_STATE_CONSTRAINTS,
+        "secure_noise": [None, bool],
+    }
 
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
                  secure_noise: bool | None = None) -> None:
@@ -140,8 +156,7 @@ class Synthesizer(ABC):
             if self.n_rows_estimate_ is None:
                 raise UsageError(f"{type(self).__name__} has no DP estimate of the row count: pass n to sample()")
             n = self.n_rows_estimate_
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise UsageError(f"number of rows to sample must be a positive integer, got {n!r}")
+        validate_params({"n": n}, {"n": [Interval(int, 1, None)]}, owner=f"{type(self).__name__}.sample()")
         return self._sample(int(n), self._rng)
 
     def planned_cost(self, n_rows: int, schema: Schema) -> PrivacyCost:
@@ -159,14 +174,24 @@ class Synthesizer(ABC):
         """Data-independent upper bound on the cost of fitting ``n_rows`` rows of ``schema``."""
         raise NotImplementedError(f"{type(self).__name__} does not state its cost before fitting")
 
+    @classmethod
+    def parameter_constraints(cls) -> dict[str, list[Constraint]]:
+        """Every class's ``_parameter_constraints`` along the MRO, a subclass overriding its bases."""
+        merged: dict[str, list[Constraint]] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("_parameter_constraints", {}))
+        return merged
+
     def _validate_parameters(self) -> None:
-        """Check constructor parameters; subclasses extend and call super()."""
-        check_privacy_parameters(self.epsilon, self.delta)
-        check_random_state(self.random_state)
-        if not (self.secure_noise is None or isinstance(self.secure_noise, bool)):
-            raise UsageError(f"secure_noise must be None, True or False, got {self.secure_noise!r}")
+        """Check the declared constraints, then what depends on several parameters.
+
+        Subclasses declare ``_parameter_constraints`` and extend this only for
+        cross-parameter checks (calling super() first).
+        """
+        validate_params(self.get_params(), self.parameter_constraints(), owner=type(self).__name__)
         if self.secure_noise is False and not isinstance(self.random_state, (int, np.integer)):
-            raise UsageError("secure_noise=False needs an integer random_state to seed the noise from")
+            raise UsageError(f"{type(self).__name__} parameter 'secure_noise'=False needs an integer random_state "
+                             "to seed the noise from", parameter="secure_noise")
 
     @abstractmethod
     def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:

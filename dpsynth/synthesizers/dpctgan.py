@@ -45,18 +45,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpsynth.errors import UsageError
+from dpsynth.params import POSITIVE, Constraint, Interval, Options
 from dpsynth.privacy.accountant import gaussian_sigma
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.randomness import RandomState
 from dpsynth.schema import Schema
 from dpsynth.synthesizers.dpsgd import (
+    HIDDEN_WIDTHS,
     DPSGDSynthesizer,
     GradSampleMode,
     apply_activations,
-    check_dims,
-    check_int,
-    check_positive,
+    hidden_widths,
     private_backward,
 )
 from dpsynth.synthesizers.tensor_encoding import NumericEncoding, Span, TabularTransformer
@@ -128,6 +127,15 @@ class DPCTGAN(DPSGDSynthesizer):
     """
 
     name: ClassVar[str] = "dpctgan"
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "generator_dim": [HIDDEN_WIDTHS],
+        "discriminator_dim": [HIDDEN_WIDTHS],
+        "embedding_dim": [Interval(int, 1, None)],
+        "generator_lr": [POSITIVE],
+        "conditional": [Options("noisy-counts", "none")],
+        "count_budget_fraction": [Interval(float, 0, 0.5, closed="right")],
+        "match_marginals": [bool],
+    }
 
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 12, batch_size: int = 1000,
                  max_grad_norm: float = 1.0, learning_rate: float = 1e-2, generator_lr: float = 2e-3,
@@ -152,20 +160,6 @@ class DPCTGAN(DPSGDSynthesizer):
         self.conditional = conditional
         self.count_budget_fraction = count_budget_fraction
         self.match_marginals = match_marginals
-
-    def _validate_parameters(self) -> None:
-        super()._validate_parameters()
-        check_dims(self.generator_dim, "generator_dim")
-        check_dims(self.discriminator_dim, "discriminator_dim")
-        check_int(self.embedding_dim, "embedding_dim", 1)
-        check_positive(self.generator_lr, "generator_lr")
-        if self.conditional not in ("noisy-counts", "none"):
-            raise UsageError(f"conditional must be 'noisy-counts' or 'none', got {self.conditional!r}")
-        f = self.count_budget_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 0.5:
-            raise UsageError(f"count_budget_fraction must be in (0, 0.5], got {f!r}")
-        if not isinstance(self.match_marginals, bool):
-            raise UsageError(f"match_marginals must be True or False, got {self.match_marginals!r}")
 
     # -- preprocessing: noisy category counts ---------------------------------------------------
     def _count_spans(self, schema: Schema) -> tuple[Span, ...]:
@@ -221,10 +215,10 @@ class DPCTGAN(DPSGDSynthesizer):
             device=device)
         self._cond_offsets = np.cumsum([0] + [s.width for s in spans])[:-1]
         self._cond_probs = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in self.cond_frequencies_]
-        self.generator_ = Generator(int(self.embedding_dim) + self.cond_dim_, check_dims(self.generator_dim, ""),
+        self.generator_ = Generator(int(self.embedding_dim) + self.cond_dim_, hidden_widths(self.generator_dim),
                                     transformer.dim).to(device)
         discriminator = Discriminator(transformer.dim + self.cond_dim_,
-                                      check_dims(self.discriminator_dim, "")).to(device)
+                                      hidden_widths(self.discriminator_dim)).to(device)
         self._g_optimizer = torch.optim.Adam(self.generator_.parameters(), lr=float(self.generator_lr),
                                              betas=(0.5, 0.9), weight_decay=1e-6)
         d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=float(self.learning_rate), betas=(0.5, 0.9))

@@ -44,7 +44,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dpsynth.errors import PrivacyAccountingError, UsageError
+from dpsynth.errors import PrivacyAccountingError
+from dpsynth.params import POSITIVE, Constraint, Interval, Options, Satisfies
 from dpsynth.privacy.accountant import gaussian_sigma
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.dpsgd import TrainingPlan, fit_event, plan_training
@@ -132,27 +133,24 @@ class DPSGDSynthesizer(Synthesizer):
         self.num_threads = num_threads
 
     # -- validation ------------------------------------------------------------------------------
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 2, None)],
+        "max_grad_norm": [POSITIVE],
+        "learning_rate": [POSITIVE],
+        "noise_multiplier": [None, POSITIVE],
+        "max_seconds": [None, POSITIVE],
+        "numeric_encoding": [Options("bins", "minmax")],
+        "progress": [bool],
+        "grad_sample_mode": [Options("ghost", "hooks")],
+        "num_threads": [None, Interval(int, 1, None)],
+        "rows_budget_fraction": [Interval(float, 0, 0.5, closed="right")],
+        "device": [Satisfies(lambda d: isinstance(d, str) and bool(d), "'auto', 'cpu' or 'cuda[:i]'")],
+    }
+
     def _validate_parameters(self) -> None:
+        """The declared constraints, then whether the device exists here."""
         super()._validate_parameters()
-        check_int(self.epochs, "epochs", 1)
-        check_int(self.batch_size, "batch_size", 2)
-        check_positive(self.max_grad_norm, "max_grad_norm")
-        check_positive(self.learning_rate, "learning_rate")
-        if self.noise_multiplier is not None:
-            check_positive(self.noise_multiplier, "noise_multiplier", "a positive number, or None to calibrate")
-        if self.max_seconds is not None:
-            check_positive(self.max_seconds, "max_seconds", "a positive number of seconds, or None")
-        if self.numeric_encoding not in ("bins", "minmax"):
-            raise UsageError(f"numeric_encoding must be 'bins' or 'minmax', got {self.numeric_encoding!r}")
-        if not isinstance(self.progress, bool):
-            raise UsageError(f"progress must be True or False, got {self.progress!r}")
-        if self.grad_sample_mode not in ("ghost", "hooks"):
-            raise UsageError(f"grad_sample_mode must be 'ghost' or 'hooks', got {self.grad_sample_mode!r}")
-        if self.num_threads is not None:
-            check_int(self.num_threads, "num_threads", 1)
-        f = self.rows_budget_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 0.5:
-            raise UsageError(f"rows_budget_fraction must be in (0, 0.5], got {f!r}")
         resolve_device(self.device)
 
     # -- fit -------------------------------------------------------------------------------------
@@ -342,27 +340,22 @@ def private_backward(module: nn.Module, optimizer, loss_per_row: torch.Tensor, m
             loss_per_row.mean().backward()
 
 
-def check_int(value: Any, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def hidden_widths(value: Any) -> tuple[int, ...]:
+    """Hidden layer widths as a tuple: one positive integer, or a non-empty sequence of them.
 
-
-def check_positive(value: Any, name: str, allowed: str = "a positive finite number") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{name} must be {allowed}, got {value!r}")
-
-
-def check_dims(value: Any, name: str) -> tuple[int, ...]:
-    """Hidden layer widths: a non-empty sequence of positive integers."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    Raises ``ValueError`` otherwise; the estimators declare ``HIDDEN_WIDTHS``,
+    so their parameters are checked (with the parameter's name) before this runs.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         value = (value,)
-    try:
-        dims = tuple(value)
-    except TypeError:
-        raise UsageError(f"{name} must be a sequence of positive integers, got {value!r}") from None
-    if not dims or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in dims):
-        raise UsageError(f"{name} must be a non-empty sequence of positive integers, got {value!r}")
+    dims = tuple(value)
+    if not dims or not all(Interval(int, 1, None).accepts(d) for d in dims):
+        raise ValueError(f"not a non-empty sequence of positive integers: {value!r}")
     return tuple(int(d) for d in dims)
+
+
+#: The constraint of a hidden-widths parameter (``generator_dim``, ``hidden_dim``...).
+HIDDEN_WIDTHS = Satisfies(hidden_widths, "a positive integer or a non-empty sequence of positive integers")
 
 
 def apply_activations(raw: torch.Tensor, spans: Sequence[Span],

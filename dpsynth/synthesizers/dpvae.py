@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpsynth.params import POSITIVE, Constraint, Interval
 from dpsynth.randomness import RandomState
 from dpsynth.synthesizers.dpsgd import (
+    HIDDEN_WIDTHS,
     DPSGDSynthesizer,
     GradSampleMode,
-    check_dims,
-    check_int,
-    check_positive,
+    hidden_widths,
     private_backward,
 )
 from dpsynth.synthesizers.tensor_encoding import NumericEncoding, Span, TabularTransformer
@@ -86,6 +86,12 @@ class DPVAE(DPSGDSynthesizer):
     """
 
     name: ClassVar[str] = "dpvae"
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "hidden_dim": [HIDDEN_WIDTHS],
+        "latent_dim": [Interval(int, 1, None)],
+        "loss_factor": [POSITIVE],
+        "value_scale": [POSITIVE],
+    }
 
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 8, batch_size: int = 1000,
                  max_grad_norm: float = 1.0, learning_rate: float = 2e-2, hidden_dim: Sequence[int] = (64,),
@@ -106,15 +112,8 @@ class DPVAE(DPSGDSynthesizer):
         self.loss_factor = loss_factor
         self.value_scale = value_scale
 
-    def _validate_parameters(self) -> None:
-        super()._validate_parameters()
-        check_dims(self.hidden_dim, "hidden_dim")
-        check_int(self.latent_dim, "latent_dim", 1)
-        check_positive(self.loss_factor, "loss_factor")
-        check_positive(self.value_scale, "value_scale")
-
     def _build(self, transformer: TabularTransformer, device: torch.device):
-        vae = TabularVAE(transformer.dim, check_dims(self.hidden_dim, "hidden_dim"), int(self.latent_dim)).to(device)
+        vae = TabularVAE(transformer.dim, hidden_widths(self.hidden_dim), int(self.latent_dim)).to(device)
         return vae, torch.optim.Adam(vae.parameters(), lr=float(self.learning_rate))
 
     def _step(self, vae, optimizer, real: torch.Tensor) -> dict[str, float]:

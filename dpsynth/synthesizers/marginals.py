@@ -30,28 +30,19 @@ On a 2-core CPU, XLA compilation, not arithmetic, dominates mbi's cost:
 :func:`estimate` therefore compiles only mbi's mirror-descent loop, once per
 model structure.
 
-JAX is switched to float64 before mbi is imported: in float32, mbi's
+mbi is imported through :mod:`dpsynth.synthesizers._mbi_compat`, the one
+module that touches its internals (pinned to the mbi version it was written
+for) and that switches JAX to float64 before mbi loads: in float32, mbi's
 estimation can stall on large tables (its own warning), and on these sizes
-float64 costs no measurable time. This is a process-wide JAX setting; no other
-dpsynth component uses JAX.
+float64 costs no measurable time.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import jax
-
-jax.config.update("jax_enable_x64", True)
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # mbi's import-time advice on JAX settings (float32, compilation cache)
-    import mbi
-    from mbi import Domain, LinearMeasurement, estimation, junction_tree, marginal_loss
-
 import networkx as nx
 import numpy as np
 import pandas as pd
@@ -59,6 +50,10 @@ from scipy.special import logsumexp
 
 from dpsynth.encoding import TableEncoder
 from dpsynth.privacy.noise import NoiseSource
+
+# mbi only through _mbi_compat: it sets float64 JAX before mbi loads and checks the internals used
+from dpsynth.synthesizers import _mbi_compat as compat
+from dpsynth.synthesizers._mbi_compat import Domain, LinearMeasurement, mbi
 
 Clique = tuple[str, ...]
 Codes = dict[str, np.ndarray]
@@ -144,7 +139,7 @@ def estimate_total(measurements: list[LinearMeasurement]) -> float:
     Only plain (uncompressed) measurements count; pass them before
     :meth:`DomainCompression.compress_measurement`.
     """
-    return float(estimation.minimum_variance_unbiased_total(measurements))
+    return float(compat.minimum_variance_unbiased_total(measurements))
 
 
 def estimate(domain: Domain, measurements: list[LinearMeasurement], iters: int, total: float,
@@ -155,7 +150,7 @@ def estimate(domain: Domain, measurements: list[LinearMeasurement], iters: int, 
     (:func:`estimate_total`). ``warm_start`` starts from an earlier model's
     potentials (AIM re-fits after every new measurement).
 
-    This runs mbi's own jitted mirror-descent steps (``MirrorDescent._multi_step``,
+    This runs mbi's own jitted mirror-descent steps (:func:`_mbi_compat.mirror_descent`,
     Armijo line search included) but sets up the initial state in numpy and
     skips the final marginal computation: run eagerly, those two steps compile
     about a hundred tiny XLA programs, which on Adult took 13 s on a 2-core CPU
@@ -165,20 +160,15 @@ def estimate(domain: Domain, measurements: list[LinearMeasurement], iters: int, 
     so read marginals through :class:`ModelMarginals`, which uses the
     potentials.
     """
-    loss_fn = marginal_loss.from_linear_measurements(measurements, domain)
+    loss_fn = compat.loss_from_measurements(measurements, domain)
     cliques = list(loss_fn.cliques)
     total = float(total)
-    state = estimation.MirrorDescentState(
+    potentials, mu = compat.mirror_descent(
+        loss_fn, potentials=_clique_vector(domain, cliques, _expanded_potentials(warm_start, domain, cliques)),
         mu=_clique_vector(domain, cliques, {}),
-        potentials=_clique_vector(domain, cliques, _expanded_potentials(warm_start, domain, cliques)),
-        alpha=jax.numpy.asarray(2.0 / (loss_fn.lipschitz * total)),  # mbi's initial step size
-        loss=jax.numpy.asarray(np.inf, dtype=jax.numpy.float64))
-    for _ in range(math.ceil(iters / estimation.CALLBACK_EVERY)):
-        state = _ESTIMATOR._multi_step(state, loss_fn, total)
-    return mbi.MarkovRandomField(potentials=state.potentials, marginals=state.mu, total=total)
-
-
-_ESTIMATOR = estimation.MirrorDescent()
+        alpha=2.0 / (loss_fn.lipschitz * total),  # mbi's initial step size
+        total=total, iters=iters)
+    return mbi.MarkovRandomField(potentials=potentials, marginals=mu, total=total)
 
 
 def _expanded_potentials(model: mbi.MarkovRandomField | None, domain: Domain,
@@ -302,7 +292,7 @@ class ModelMarginals:
     def __init__(self, model: mbi.MarkovRandomField) -> None:
         domain = self.domain = model.domain
         self.total = float(model.total)
-        self.tree, self.elimination_order = junction_tree.make_junction_tree(
+        self.tree, self.elimination_order = compat.make_junction_tree(
             domain, [tuple(c) for c in model.cliques])
         nodes = list(self.tree.nodes)
         log_potential = {node: np.zeros(domain.project(node).shape) for node in nodes}
@@ -319,7 +309,7 @@ class ModelMarginals:
                     out = out + _align(message, sep, node)
             return out
 
-        for sender, receiver in junction_tree.message_passing_order(self.tree):
+        for sender, receiver in compat.message_passing_order(self.tree):
             sep = tuple(a for a in sender if a in receiver)
             messages[sender, receiver] = (sep, _logsumexp_to(incoming(sender, skip=receiver), sender, sep))
         self.beliefs: dict[Clique, np.ndarray] = {}  # probabilities, axes in clique order

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import ClassVar
 
 import dp_accounting as dpa
 import numpy as np
@@ -35,7 +36,7 @@ import pandas as pd
 from scipy.cluster.hierarchy import DisjointSet
 
 from dpsynth.encoding import TableEncoder
-from dpsynth.errors import UsageError
+from dpsynth.params import Constraint, Interval
 from dpsynth.privacy.accountant import calibrate
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
@@ -94,19 +95,13 @@ class MST(Synthesizer):
     """
 
     name = "mst"
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {"iters": [Interval(int, 1, None)], "compress": [bool]}
 
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
                  iters: int = 2000, compress: bool = True, secure_noise: bool | None = None) -> None:
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
         self.iters = iters
         self.compress = compress
-
-    def _validate_parameters(self) -> None:
-        super()._validate_parameters()
-        if isinstance(self.iters, bool) or not isinstance(self.iters, (int, np.integer)) or self.iters < 1:
-            raise UsageError(f"iters must be a positive integer (mirror-descent iterations), got {self.iters!r}")
-        if not isinstance(self.compress, bool):
-            raise UsageError(f"compress must be True or False, got {self.compress!r}")
 
     def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
         self.encoder_ = TableEncoder(self.schema_)

@@ -13,13 +13,12 @@ import pytest
 from dp_accounting import rdp
 
 from dpsynth.encoding import TableEncoder
-from dpsynth.errors import SchemaError, UsageError
+from dpsynth.errors import UsageError
 from dpsynth.privacy.accountant import epsilon_for, zcdp_epsilon
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.privacy.noise import NoiseSource
 from dpsynth.schema import Column, Schema
-from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers import marginals as mg
 from dpsynth.synthesizers.mst import MST, mst_event, mst_parameters
 from dpsynth.tables import prepare
@@ -120,45 +119,24 @@ def test_single_column_spends_everything_on_its_one_way_marginal() -> None:
 
 
 # -- schema and parameter checks ---------------------------------------------------------
-def test_private_schema_is_refused_unless_accepted() -> None:
-    df = make_frame()
-    with pytest.raises(SchemaError, match="private-data"):
-        MST(random_state=0).fit(df, make_schema(source="private-data"))
-    model = MST(random_state=0).fit(df, make_schema(source="private-data"), accept_private_schema=True)
+def test_private_schema_is_fitted_when_accepted_and_marked_leaked() -> None:
+    """The refusal is in test_contract.py; accepting it is the caller's choice, recorded on the model."""
+    model = MST(random_state=0, iters=50).fit(make_frame(500), make_schema(source="private-data"),
+                                              accept_private_schema=True)
     assert model.schema_leaked_
 
 
 @pytest.mark.parametrize("params, name", [({"iters": 0}, "iters"), ({"iters": 1.5}, "iters"),
-                                          ({"compress": "yes"}, "compress"), ({"epsilon": -1}, "epsilon"),
-                                          ({"delta": 0.5}, "delta")])
+                                          ({"compress": "yes"}, "compress")])
 def test_bad_parameters_are_refused_naming_the_parameter(params, name) -> None:
     with pytest.raises(UsageError, match=name):
         MST(**params).fit(make_frame(200), make_schema())
 
 
-def test_sample_before_fit_is_refused() -> None:
-    with pytest.raises(UsageError, match="not fitted"):
-        MST().sample(10)
-
-
-def test_make_synthesizer_builds_mst() -> None:
-    model = make_synthesizer("mst", epsilon=2.0, iters=10)
-    assert isinstance(model, MST) and model.epsilon == 2.0 and model.iters == 10
-
-
 # -- output -------------------------------------------------------------------------------
-def test_output_lies_in_the_schema_domain(fitted) -> None:
-    model, synthetic, _ = fitted
-    schema = make_schema()
-    assert list(synthetic.columns) == schema.names
-    assert len(synthetic) == model.n_rows_estimate_ and len(model.sample(37)) == 37
-    for column in ("a", "b", "big"):
-        assert set(synthetic[column].dropna()) <= set(schema[column].categories)
-        assert synthetic[column].notna().all()
-    assert synthetic["age"].between(17, 90).all()
-    assert (synthetic["age"] == synthetic["age"].round()).all()
-    score = synthetic["score"].dropna()
-    assert score.between(0, 1).all()
+def test_output_models_nulls_at_roughly_their_rate(fitted) -> None:
+    """The schema-domain checks are in test_contract.py."""
+    _, synthetic, _ = fitted
     assert 0 < synthetic["score"].isna().mean() < 0.3  # nulls are modelled, roughly at their 10% rate
 
 
@@ -174,15 +152,6 @@ def test_strong_two_way_dependency_survives(fitted) -> None:
     assert agreement > 0.8  # real: 0.925; independent columns would give 0.25
     # and the independent pair stays independent-looking
     assert abs((synthetic["a"] == "w").mean() - 0.25) < 0.06
-
-
-def test_fixed_seed_reproduces_output_and_other_seed_differs(fitted) -> None:
-    _, first, _ = fitted
-    df, schema = make_frame(), make_schema()
-    second = MST(epsilon=1.0, delta=1e-6, random_state=0).fit(df, schema).sample()
-    other = MST(epsilon=1.0, delta=1e-6, random_state=8).fit(df, schema).sample()
-    pd.testing.assert_frame_equal(first, second)
-    assert not first.equals(other)
 
 
 # -- shared marginal machinery ----------------------------------------------------------------

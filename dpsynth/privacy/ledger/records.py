@@ -28,6 +28,7 @@ import dp_accounting as dpa
 
 from dpsynth._files import json_default
 from dpsynth.errors import BudgetExceeded, LedgerError, PrivacyAccountingError, UsageError
+from dpsynth.params import POSITIVE, Constraint, Interval, Satisfies, validate_params
 from dpsynth.privacy.accountant import compose, epsilon_for
 from dpsynth.privacy.cost import PrivacyCost, event_from_dict, event_to_dict
 
@@ -189,13 +190,16 @@ def _check_dataset_id(dataset_id: Any) -> str:
     return dataset_id
 
 
+#: A dataset's caps. delta = 0 is refused: the accountants report an infinite epsilon there even for Laplace noise.
+CAP_CONSTRAINTS: dict[str, list[Constraint]] = {
+    "epsilon_cap": [POSITIVE],
+    "delta_cap": [Satisfies(Interval(float, 0, 1, closed="neither").accepts,
+                            "a number in (0, 1), e.g. 1e-6 (well below 1/n)")],
+}
+
+
 def _check_caps(epsilon_cap: Any, delta_cap: Any) -> tuple[float, float]:
-    if isinstance(epsilon_cap, bool) or not isinstance(epsilon_cap, (int, float)) \
-            or not math.isfinite(epsilon_cap) or epsilon_cap <= 0:
-        raise UsageError(f"epsilon cap must be a positive finite number, got {epsilon_cap!r}")
-    if isinstance(delta_cap, bool) or not isinstance(delta_cap, (int, float)) or not 0 < delta_cap < 1:
-        # delta = 0 is refused: the accountants report an infinite epsilon there even for Laplace noise
-        raise UsageError(f"delta cap must be in (0, 1), e.g. 1e-6 (well below 1/n), got {delta_cap!r}")
+    validate_params({"epsilon_cap": epsilon_cap, "delta_cap": delta_cap}, CAP_CONSTRAINTS, owner="ledger")
     return float(epsilon_cap), float(delta_cap)
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dpsynth.errors import LedgerError, UsageError
+from dpsynth.params import Interval, validate_params
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.ledger.records import (
     _COLUMNS,
@@ -175,8 +176,7 @@ class Ledger:
         """
         if status not in FINAL_STATUSES:
             raise UsageError(f"status must be one of {', '.join(FINAL_STATUSES)}, got {status!r}")
-        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-            raise UsageError(f"entry id must be an integer, got {entry_id!r}")
+        validate_params({"entry_id": entry_id}, {"entry_id": [Interval(int, None, None)]}, owner="ledger")
         with self._write() as con:
             spend = con.execute("SELECT kind, dataset_id FROM entries WHERE id = ?", (entry_id,)).fetchone()
             if spend is None or spend[0] != "spend":
