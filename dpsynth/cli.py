@@ -159,15 +159,8 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
                      delta: Optional[float], ledger_path: Optional[str], dataset: Optional[str], numeric: list[str],
                      integer: list[str], nullable: list[str], drop: list[str], value_range: list[str], edges: str,
                      target: Optional[str]) -> None:
-    """DP domain discovery: plan from the header, validate, reserve in the ledger, then run the mechanisms."""
-
-    from dpsynth.discovery import check_table, plan_discovery, run_discovery
-    from dpsynth.tables import read_raw_csv
-    from dpsynth.release import check_delta_cap
-    from dpsynth.errors import DataError
-    from dpsynth.privacy.ledger import open_ledger
-    from dpsynth.schema import DEFAULT_NA_VALUES
-    from dpsynth.synthesizers.base import check_privacy_parameters
+    """DP domain discovery (dpsynth.dp_draft): plan from the header, check, reserve, then run the mechanisms."""
+    from dpsynth.dp_draft import DraftRequest, draft_dp_schema
 
     try:
         missing = [flag for flag, given in (("--delta", delta), ("--ledger", ledger_path), ("--dataset", dataset))
@@ -175,44 +168,18 @@ def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: l
         if missing:
             raise UsageError(f"DP discovery (--epsilon) also needs {', '.join(missing)}: the spend is recorded in "
                              "the ledger like a release, and the category sets need a delta")
-        if not data.exists():
-            raise DataError(f"data file not found: {data}")
-        if not output.parent.is_dir():
-            raise UsageError(f"-o {output}: directory {output.parent} does not exist")
-        if target is not None and target in _names(drop):
-            raise UsageError(f"--target {target!r} is also in --drop")
-        ledger = open_ledger(ledger_path)
-        ledger.require_dataset(dataset)
-        table = read_raw_csv(data)
-        if target is not None and target not in [str(c).strip() for c in table.columns]:
-            raise UsageError(f"--target {target!r} is not a column of {data}")
-        # the plan depends only on the header and the options (all public)
-        plan = plan_discovery([str(c) for c in table.columns], epsilon, delta, numeric=_names(numeric),
-                              integer=_names(integer), nullable=_names(nullable), drop=_names(drop),
-                              ranges=_ranges(value_range), bins=bins, edges=edges,
-                              na_values=tuple(dict.fromkeys([*DEFAULT_NA_VALUES, *na_value])))
-        # refuse malformed input before spending (like `dpsynth release`); nothing here is written out
-        check_table(table, plan, source=str(data))
-        check_privacy_parameters(epsilon, delta, len(table))
-        check_delta_cap(ledger.caps(dataset)[1], len(table), dataset)
-        entry = ledger.reserve(dataset, plan.cost, purpose=f"schema discovery for {data} -> {output}",
-                               generator="schema-discovery", parameters={"epsilon": epsilon, "delta": delta,
-                                                                         **plan.cost.details})
-        try:
-            schema = run_discovery(table, plan, name=name or data.stem, target=target)
-            schema.save(output)
-        except BaseException:
-            ledger.mark(entry.id, "failed")
-            raise
-        ledger.mark(entry.id, "released")
-        budget = ledger.summary(dataset)[0]
+        done = draft_dp_schema(DraftRequest(
+            data=data, output=output, epsilon=epsilon, delta=delta, ledger=ledger_path, dataset_id=dataset,
+            name=name, bins=bins, na_values=tuple(na_value), numeric=_names(numeric), integer=_names(integer),
+            nullable=_names(nullable), drop=_names(drop), ranges=_ranges(value_range), edges=edges, target=target))
     except DpsynthError as exc:
         _fail(exc, DISCOVER_OPTIONS)
-    err.print(f"wrote {output}: {len(schema)} columns, marked [bold]\"source\": \"dp\"[/]; fitting accepts it "
+    cost, budget = done.plan.cost, done.budget
+    err.print(f"wrote {output}: {len(done.schema)} columns, marked [bold]\"source\": \"dp\"[/]; fitting accepts it "
               "without any flag.", highlight=False)
-    out.print(f"spent epsilon={plan.cost.epsilon:.4g}, delta={plan.cost.delta:.3g} ({plan.cost.accountant}) on "
-              f"dataset {dataset!r} (ledger entry {entry.id}); composed total epsilon={budget.spent_epsilon:.4f} of "
-              f"cap {budget.epsilon_cap:g}, remaining {budget.remaining_epsilon:.4f}", highlight=False)
+    out.print(f"spent epsilon={cost.epsilon:.4g}, delta={cost.delta:.3g} ({cost.accountant}) on "
+              f"dataset {dataset!r} (ledger entry {done.entry.id}); composed total epsilon={budget.spent_epsilon:.4f} "
+              f"of cap {budget.epsilon_cap:g}, remaining {budget.remaining_epsilon:.4f}", highlight=False)
 
 
 @schema_app.command("check")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import dpsynth.discovery
+import dpsynth.dp_draft
 from dpsynth.discovery import plan_discovery
 from dpsynth.privacy.cost import event_to_dict
 from dpsynth.cli import app
@@ -114,7 +114,7 @@ def test_a_crash_after_the_reservation_keeps_the_spend(setup, monkeypatch) -> No
     def boom(*args, **kwargs):
         raise RuntimeError("mechanism crashed")
 
-    monkeypatch.setattr(dpsynth.discovery, "run_discovery", boom)
+    monkeypatch.setattr(dpsynth.dp_draft, "run_discovery", boom)
     out = setup["root"] / "s.json"
     with pytest.raises(RuntimeError, match="mechanism crashed"):
         invoke(*draft_args(setup, out))
