@@ -82,8 +82,9 @@ def p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
     return min(beta + alpha * delta * 2 * m, 1.0)
 
 
-def epsilon_lower_bound(m: int, r: int, v: int, delta: float = 0.0, confidence: float = 0.95,
-                        eps_max: float = 50.0, iterations: int = 60) -> float:
+def epsilon_lower_bound(
+    m: int, r: int, v: int, delta: float = 0.0, confidence: float = 0.95, eps_max: float = 50.0, iterations: int = 60
+) -> float:
     """Largest eps the observation (v correct of r guesses, m canaries) rejects at ``confidence``.
 
     Returns 0 when nothing is rejected. Bisection keeps ``p_value(eps_lo) < 1 - confidence``.
@@ -144,8 +145,10 @@ class CellCoder:
             else:
                 table = self._categories[col.name]
                 n = len(table)
-                code = np.array([n + 1 if label is None else table.get(label, n)
-                                 for label in category_labels(df[col.name])], dtype=np.int64)
+                code = np.array(
+                    [n + 1 if label is None else table.get(label, n) for label in category_labels(df[col.name])],
+                    dtype=np.int64,
+                )
             out[col.name] = code.astype(np.int64)
         return out
 
@@ -204,8 +207,9 @@ def make_canaries(reference: pd.DataFrame, coder: CellCoder, m: int, rng: np.ran
     return pd.DataFrame(columns)
 
 
-def cell_features(coder: CellCoder, canaries: pd.DataFrame, reference: pd.DataFrame, synthetic: pd.DataFrame,
-                  n_train: float) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+def cell_features(
+    coder: CellCoder, canaries: pd.DataFrame, reference: pd.DataFrame, synthetic: pd.DataFrame, n_train: float
+) -> tuple[np.ndarray, list[tuple[str, ...]]]:
     """Per canary and per one- or two-way clique: the excess synthetic count of its cell, per canary in the cell.
 
     ``(synthetic count * n_train / len(synthetic) - reference count) / canaries
@@ -220,8 +224,9 @@ def cell_features(coder: CellCoder, canaries: pd.DataFrame, reference: pd.DataFr
     for j, clique in enumerate(cliques):
         keys = coder.cell_keys(cq, clique)
         shared = _count_in(keys, keys)
-        features[:, j] = (_count_in(keys, coder.cell_keys(sq, clique)) * scale
-                          - _count_in(keys, coder.cell_keys(rq, clique))) / shared
+        features[:, j] = (
+            _count_in(keys, coder.cell_keys(sq, clique)) * scale - _count_in(keys, coder.cell_keys(rq, clique))
+        ) / shared
     return features, cliques
 
 
@@ -246,10 +251,17 @@ def feature_weights(features: np.ndarray, included: np.ndarray, threshold: float
     return np.divide(np.where(strong, t - threshold, 0.0), spread, out=np.zeros_like(gap), where=spread > 1e-12)
 
 
-def canary_audit(data: AuditData, generator: Callable[[pd.DataFrame, int, int], pd.DataFrame],
-                 n_canaries: int = 400, reference_rows: int = 500, claimed_epsilon: float | None = None,
-                 delta: float = 0.0, k_guess: int | None = None, sample_factor: int = 5,
-                 max_bins: int = 10) -> AuditResult:
+def canary_audit(
+    data: AuditData,
+    generator: Callable[[pd.DataFrame, int, int], pd.DataFrame],
+    n_canaries: int = 400,
+    reference_rows: int = 500,
+    claimed_epsilon: float | None = None,
+    delta: float = 0.0,
+    k_guess: int | None = None,
+    sample_factor: int = 5,
+    max_bins: int = 10,
+) -> AuditResult:
     """Fit the generator once on holdout rows + randomly included canaries; lower-bound epsilon.
 
     ``n_canaries`` canaries are made; half calibrate the feature weights and
@@ -275,8 +287,9 @@ def canary_audit(data: AuditData, generator: Callable[[pd.DataFrame, int, int], 
     guessed = np.flatnonzero(~calibration)
     m_guess = len(guessed)
     if m_guess < 4:
-        raise AuditInputError(f"canary audit: n_canaries={n_canaries} leaves {m_guess} canaries to guess on; "
-                              "use at least 8")
+        raise AuditInputError(
+            f"canary audit: n_canaries={n_canaries} leaves {m_guess} canaries to guess on; use at least 8"
+        )
     k = min(k_guess if k_guess is not None else m_guess // 4, m_guess // 2)
     train = pd.concat([reference, canaries[included]], ignore_index=True)
     train = train.iloc[rng.permutation(len(train))].reset_index(drop=True)
@@ -297,21 +310,32 @@ def canary_audit(data: AuditData, generator: Callable[[pd.DataFrame, int, int], 
     weights = feature_weights(features[calibration], included[calibration])
     scores = features[guessed] @ weights
     order = guessed[_rank_with_random_ties(scores, rng)]
-    guess_in, guess_out = order[:k], order[m_guess - k:]
+    guess_in, guess_out = order[:k], order[m_guess - k :]
     correct = int(included[guess_in].sum() + (~included[guess_out]).sum())
     r = 2 * k
     bound = epsilon_lower_bound(m_guess, r, correct, delta=delta, confidence=data.confidence)
     top = np.argsort(-weights)[:3]
     return AuditResult(
-        name="epsilon_lower_bound", family="epsilon", value=bound, direction="max",
+        name="epsilon_lower_bound",
+        family="epsilon",
+        value=bound,
+        direction="max",
         details={
-            "claimed_epsilon": claimed_epsilon, "delta": delta, "confidence": data.confidence,
-            "n_canaries": m, "n_guessed_canaries": m_guess, "n_included": int(included.sum()), "guesses": r,
-            "correct": correct, "k_per_side": k, "reference_rows": len(reference), "synthetic_rows": len(out),
+            "claimed_epsilon": claimed_epsilon,
+            "delta": delta,
+            "confidence": data.confidence,
+            "n_canaries": m,
+            "n_guessed_canaries": m_guess,
+            "n_included": int(included.sum()),
+            "guesses": r,
+            "correct": correct,
+            "k_per_side": k,
+            "reference_rows": len(reference),
+            "synthetic_rows": len(out),
             "generator_seconds": fit_seconds,
             "leaky_features": [names[j] for j in top if weights[j] > 0],
             "score": "excess synthetic count of each canary's one- and two-way cells and minus the Gower "
-                     "distance to the nearest synthetic row, weighted by calibration canaries",
+            "distance to the nearest synthetic row, weighted by calibration canaries",
             "method": "Steinke, Nasr, Jagielski 2023, Theorem 5.2 / Appendix D",
         },
         seconds=time.perf_counter() - start,
@@ -325,6 +349,7 @@ def _count_in(query: np.ndarray, pool: np.ndarray) -> np.ndarray:
     values, counts = np.unique(pool, return_counts=True)
     at = np.clip(np.searchsorted(values, query), 0, len(values) - 1)
     return np.where(values[at] == query, counts[at], 0).astype(float)
+
 
 def _rank_with_random_ties(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Indices from highest to lowest score, equal scores in random order."""

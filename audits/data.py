@@ -26,8 +26,13 @@ from audits.spec import TableSpec
 Part = Literal["train", "holdout", "synthetic", "train_ref", "holdout_ref", "synthetic_q", "members", "nonmembers"]
 
 # Base parts and the sampled parts derived from them.
-_DERIVED = {"train_ref": "train", "holdout_ref": "holdout", "synthetic_q": "synthetic",
-            "members": "train", "nonmembers": "holdout"}
+_DERIVED = {
+    "train_ref": "train",
+    "holdout_ref": "holdout",
+    "synthetic_q": "synthetic",
+    "members": "train",
+    "nonmembers": "holdout",
+}
 
 
 class AuditData:
@@ -47,9 +52,18 @@ class AuditData:
         Cap on synthetic rows used as queries by DCR share and NNDR.
     """
 
-    def __init__(self, train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
-                 spec: TableSpec | None = None, seed: int = 0, max_targets: int = 5000,
-                 max_queries: int = 10000, confidence: float = 0.95, n_bootstrap: int = 200) -> None:
+    def __init__(
+        self,
+        train: pd.DataFrame,
+        holdout: pd.DataFrame,
+        synthetic: pd.DataFrame,
+        spec: TableSpec | None = None,
+        seed: int = 0,
+        max_targets: int = 5000,
+        max_queries: int = 10000,
+        confidence: float = 0.95,
+        n_bootstrap: int = 200,
+    ) -> None:
         for role, df in (("train", train), ("holdout", holdout), ("synthetic", synthetic)):
             if not isinstance(df, pd.DataFrame):
                 raise AuditInputError(f"{role} must be a pandas DataFrame, got {type(df).__name__}")

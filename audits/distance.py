@@ -73,11 +73,19 @@ def dcr_share(data: AuditData) -> AuditResult:
     d_base, _ = data.knn("holdout_ref", "train", k=2)
     hist = _histograms({"synthetic_to_train": d_train, "holdout_to_train": d_base[:, 0]})
     return AuditResult(
-        name="dcr_share", family="distance", value=to_equal(mean), ci_low=to_equal(lo), ci_high=to_equal(hi),
-        direction="max", baseline=0.5,
+        name="dcr_share",
+        family="distance",
+        value=to_equal(mean),
+        ci_low=to_equal(lo),
+        ci_high=to_equal(hi),
+        direction="max",
+        baseline=0.5,
         details={
-            "n_synthetic_queries": len(frac), "n_train": n_t, "n_holdout": n_h,
-            "mean_train_fraction": mean, "null_train_fraction": n_t / (n_t + n_h),
+            "n_synthetic_queries": len(frac),
+            "n_train": n_t,
+            "n_holdout": n_h,
+            "mean_train_fraction": mean,
+            "null_train_fraction": n_t / (n_t + n_h),
             "share_strictly_closer_to_train": float(np.mean(d_train < d_hold)),
             "share_ties": float(np.mean(tie)),
             "median_dcr_synthetic_to_train": float(np.median(d_train)),
@@ -90,11 +98,13 @@ def dcr_share(data: AuditData) -> AuditResult:
 
 def _equal_size_share(n_train: int, n_holdout: int):
     """Map a mean train fraction f to the equal-size scale: odds(f) / (n_T/n_H), back to a probability."""
+
     def convert(f: float) -> float:
         f = min(max(f, 0.0), 1.0)
         num = f * n_holdout
         den = num + (1.0 - f) * n_train
         return num / den if den > 0 else 0.5
+
     return convert
 
 
@@ -119,18 +129,28 @@ def nndr(data: AuditData) -> AuditResult:
     d_syn, _ = data.knn("synthetic_q", "train", k=2)
     d_hold, _ = data.knn("holdout_ref", "train", k=2)
     r_syn, r_hold = _nndr(d_syn), _nndr(d_hold)
-    value, lo, hi = bootstrap_ratio_of_means(r_syn, r_hold, n_bootstrap=data.n_bootstrap,
-                                             confidence=data.confidence, seed=data.seed)
+    value, lo, hi = bootstrap_ratio_of_means(
+        r_syn, r_hold, n_bootstrap=data.n_bootstrap, confidence=data.confidence, seed=data.seed
+    )
     edges = np.linspace(0.0, 1.0, 21)
     return AuditResult(
-        name="nndr_ratio", family="distance", value=value, ci_low=lo, ci_high=hi, direction="min",
+        name="nndr_ratio",
+        family="distance",
+        value=value,
+        ci_low=lo,
+        ci_high=hi,
+        direction="min",
         baseline=1.0,
         details={
-            "mean_nndr_synthetic": float(r_syn.mean()), "mean_nndr_holdout": float(r_hold.mean()),
-            "n_synthetic_queries": len(r_syn), "n_holdout_queries": len(r_hold),
-            "nndr_histogram": {"edges": edges.tolist(),
-                               "synthetic_to_train": np.histogram(r_syn, edges)[0].tolist(),
-                               "holdout_to_train": np.histogram(r_hold, edges)[0].tolist()},
+            "mean_nndr_synthetic": float(r_syn.mean()),
+            "mean_nndr_holdout": float(r_hold.mean()),
+            "n_synthetic_queries": len(r_syn),
+            "n_holdout_queries": len(r_hold),
+            "nndr_histogram": {
+                "edges": edges.tolist(),
+                "synthetic_to_train": np.histogram(r_syn, edges)[0].tolist(),
+                "holdout_to_train": np.histogram(r_hold, edges)[0].tolist(),
+            },
         },
         seconds=time.perf_counter() - start,
     )
@@ -152,11 +172,21 @@ def exact_copy_rate(data: AuditData) -> AuditResult:
     lo, hi = wilson_interval(syn_hits, n_syn, data.confidence)
     b_lo, b_hi = wilson_interval(hold_hits, n_hold, data.confidence)
     return AuditResult(
-        name="exact_copy_rate", family="distance", value=syn_hits / n_syn, ci_low=lo, ci_high=hi,
-        direction="max", baseline=hold_hits / n_hold,
-        details={"synthetic_copies": syn_hits, "n_synthetic": n_syn, "holdout_copies": hold_hits,
-                 "n_holdout": n_hold, "holdout_rate_ci": [b_lo, b_hi],
-                 "synthetic_unique_rate": float(len(np.unique(syn_keys)) / n_syn)},
+        name="exact_copy_rate",
+        family="distance",
+        value=syn_hits / n_syn,
+        ci_low=lo,
+        ci_high=hi,
+        direction="max",
+        baseline=hold_hits / n_hold,
+        details={
+            "synthetic_copies": syn_hits,
+            "n_synthetic": n_syn,
+            "holdout_copies": hold_hits,
+            "n_holdout": n_hold,
+            "holdout_rate_ci": [b_lo, b_hi],
+            "synthetic_unique_rate": float(len(np.unique(syn_keys)) / n_syn),
+        },
         seconds=time.perf_counter() - start,
     )
 
@@ -173,25 +203,42 @@ def dcr_membership_attack(data: AuditData) -> AuditResult:
     d_non, _ = data.knn("nonmembers", "synthetic", k=1)
     scores = -np.r_[d_mem[:, 0], d_non[:, 0]]
     labels = np.r_[np.ones(len(d_mem)), np.zeros(len(d_non))]
-    return roc_result("mia_distance", scores, labels, data, start,
-                      {"score": "minus Gower distance to the closest synthetic row"})
+    return roc_result(
+        "mia_distance", scores, labels, data, start, {"score": "minus Gower distance to the closest synthetic row"}
+    )
 
 
-def roc_result(name: str, scores: np.ndarray, labels: np.ndarray, data: AuditData, start: float,
-               extra: dict[str, object]) -> AuditResult:
+def roc_result(
+    name: str, scores: np.ndarray, labels: np.ndarray, data: AuditData, start: float, extra: dict[str, object]
+) -> AuditResult:
     """Package a membership attack's scores as an AUC result with TPR@FPR and ROC points in details."""
-    s = roc_summary(scores, labels, n_bootstrap=data.n_bootstrap, confidence=data.confidence,
-                    seed=data.seed)
+    s = roc_summary(scores, labels, n_bootstrap=data.n_bootstrap, confidence=data.confidence, seed=data.seed)
     details: dict[str, object] = dict(extra)
-    details.update({
-        "auc": s.auc,
-        "tpr_at_fpr_0.01": s.tpr_at[0.01][0], "tpr_at_fpr_0.01_ci": list(s.tpr_at[0.01][1:]),
-        "tpr_at_fpr_0.1": s.tpr_at[0.1][0], "tpr_at_fpr_0.1_ci": list(s.tpr_at[0.1][1:]),
-        "tpr_at_fpr_0.01_p_value": s.tpr_p_values[0.01], "tpr_at_fpr_0.1_p_value": s.tpr_p_values[0.1],
-        "n_members": s.n_members, "n_nonmembers": s.n_nonmembers, "n_bootstrap": s.n_bootstrap,
-        "n_permutations": s.n_permutations,
-        "roc": {"fpr": s.roc_fpr, "tpr": s.roc_tpr},
-    })
-    return AuditResult(name=name, family="membership", value=s.auc, ci_low=s.auc_ci[0], ci_high=s.auc_ci[1],
-                       direction="max", baseline=0.5, details=details, p_value=s.auc_p_value,
-                       seconds=time.perf_counter() - start)
+    details.update(
+        {
+            "auc": s.auc,
+            "tpr_at_fpr_0.01": s.tpr_at[0.01][0],
+            "tpr_at_fpr_0.01_ci": list(s.tpr_at[0.01][1:]),
+            "tpr_at_fpr_0.1": s.tpr_at[0.1][0],
+            "tpr_at_fpr_0.1_ci": list(s.tpr_at[0.1][1:]),
+            "tpr_at_fpr_0.01_p_value": s.tpr_p_values[0.01],
+            "tpr_at_fpr_0.1_p_value": s.tpr_p_values[0.1],
+            "n_members": s.n_members,
+            "n_nonmembers": s.n_nonmembers,
+            "n_bootstrap": s.n_bootstrap,
+            "n_permutations": s.n_permutations,
+            "roc": {"fpr": s.roc_fpr, "tpr": s.roc_tpr},
+        }
+    )
+    return AuditResult(
+        name=name,
+        family="membership",
+        value=s.auc,
+        ci_low=s.auc_ci[0],
+        ci_high=s.auc_ci[1],
+        direction="max",
+        baseline=0.5,
+        details=details,
+        p_value=s.auc_p_value,
+        seconds=time.perf_counter() - start,
+    )

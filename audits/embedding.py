@@ -79,13 +79,17 @@ class MixedEncoder:
             extra = sorted(seen - set(declared))
             self.levels_[name] = declared + extra + [None]
         # Numeric missing flags only where a value can be missing (declared or seen).
-        self.nan_flag_ = [c for c in self.numeric_
-                          if self.spec.column(c).nullable or any(df[c].isna().any() for df in frames)]
+        self.nan_flag_ = [
+            c for c in self.numeric_ if self.spec.column(c).nullable or any(df[c].isna().any() for df in frames)
+        ]
         blocks = [(c, len(self.levels_[c]), 1.0) for c in self.categorical_]
         blocks += [(c, 2, NAN_FLAG_WEIGHT) for c in self.nan_flag_]
         self.blocks_ = blocks
-        self.weights_ = np.concatenate([np.full(n, w, dtype=np.float32) for _, n, w in blocks]) \
-            if blocks else np.zeros(0, dtype=np.float32)
+        self.weights_ = (
+            np.concatenate([np.full(n, w, dtype=np.float32) for _, n, w in blocks])
+            if blocks
+            else np.zeros(0, dtype=np.float32)
+        )
         self.total_weight_ = float(sum(w for _, _, w in blocks))
         self.n_columns_ = len(self.columns)
         return self
@@ -124,8 +128,9 @@ class MixedEncoder:
         """Dense embedding whose L1 distance divided by the column count equals :func:`knn`'s distance."""
         return np.hstack([enc.num, enc.onehot * (0.5 * self.weights_)[None, :]])
 
-    def knn(self, query: Encoded, ref: Encoded, k: int = 1, n_jobs: int | None = None,
-            ties: bool = False) -> tuple[np.ndarray, ...]:
+    def knn(
+        self, query: Encoded, ref: Encoded, k: int = 1, n_jobs: int | None = None, ties: bool = False
+    ) -> tuple[np.ndarray, ...]:
         """Exact ``k`` nearest rows of ``ref`` for each row of ``query``.
 
         Returns ``(distances, indices)``, both ``(len(query), k)``, sorted by

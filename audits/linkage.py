@@ -41,8 +41,10 @@ def _risk_details(risk: Risk) -> dict[str, object]:
     return {
         "success_rate_train": risk.attack.successes / risk.attack.n,
         "success_rate_control": risk.control.successes / risk.control.n,
-        "successes_train": risk.attack.successes, "successes_control": risk.control.successes,
-        "n_train_attacks": risk.attack.n, "n_control_attacks": risk.control.n,
+        "successes_train": risk.attack.successes,
+        "successes_control": risk.control.successes,
+        "n_train_attacks": risk.attack.n,
+        "n_control_attacks": risk.control.n,
         "anonymeter_error": risk.anonymeter_error,
     }
 
@@ -51,8 +53,10 @@ def _targets(data: AuditData, n_attacks: int, stream: str) -> tuple[np.ndarray, 
     """Equal numbers of train and control (holdout) target rows."""
     n = min(n_attacks, data.size("train"), data.size("holdout"))
     rng = data.rng(stream)
-    return (np.sort(rng.choice(data.size("train"), n, replace=False)),
-            np.sort(rng.choice(data.size("holdout"), n, replace=False)))
+    return (
+        np.sort(rng.choice(data.size("train"), n, replace=False)),
+        np.sort(rng.choice(data.size("holdout"), n, replace=False)),
+    )
 
 
 def _sub_encoder(data: AuditData, columns: Sequence[str]) -> MixedEncoder:
@@ -60,8 +64,9 @@ def _sub_encoder(data: AuditData, columns: Sequence[str]) -> MixedEncoder:
 
 
 # ---------------------------------------------------------------------------- linkage
-def linkage_attack(data: AuditData, quasi_identifiers: Sequence[str] | None = None, n_attacks: int = 2000,
-                   n_neighbors: int = 1) -> AuditResult:
+def linkage_attack(
+    data: AuditData, quasi_identifiers: Sequence[str] | None = None, n_attacks: int = 2000, n_neighbors: int = 1
+) -> AuditResult:
     """Linkability: can the synthetic table link two pieces of information about one person?
 
     The attacker holds, for each target, the QIs (source A) and the remaining
@@ -104,15 +109,27 @@ def linkage_attack(data: AuditData, quasi_identifiers: Sequence[str] | None = No
     risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), data.confidence)
     details = _risk_details(risk)
     details.update({"columns_a": cols_a, "columns_b": cols_b, "split": split, "n_neighbors": k})
-    return AuditResult(name="linkage_risk", family="reidentification", value=risk.value, ci_low=risk.ci_low,
-                       ci_high=risk.ci_high, direction="max", baseline=0.0, details=details,
-                       seconds=time.perf_counter() - start)
+    return AuditResult(
+        name="linkage_risk",
+        family="reidentification",
+        value=risk.value,
+        ci_low=risk.ci_low,
+        ci_high=risk.ci_high,
+        direction="max",
+        baseline=0.0,
+        details=details,
+        seconds=time.perf_counter() - start,
+    )
 
 
 # ---------------------------------------------------------------------------- attribute inference
-def attribute_inference_attack(data: AuditData, quasi_identifiers: Sequence[str] | None = None,
-                               secret: str | None = None, n_attacks: int = 2000, max_secrets: int = 6
-                               ) -> AuditResult:
+def attribute_inference_attack(
+    data: AuditData,
+    quasi_identifiers: Sequence[str] | None = None,
+    secret: str | None = None,
+    n_attacks: int = 2000,
+    max_secrets: int = 6,
+) -> AuditResult:
     """Attribute inference: guess a target's secret column from its QIs via the nearest synthetic row.
 
     A categorical guess succeeds when it equals the target's value (missing
@@ -175,8 +192,12 @@ def attribute_inference_attack(data: AuditData, quasi_identifiers: Sequence[str]
             guesses = synthetic[secret_col].iloc[nn[:, 0]]
             successes.append(int(_correct(guesses, frame[secret_col], data, secret_col).sum()))
         risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), per_confidence)
-        per_secret[secret_col] = {"risk": risk.value, "ci": [risk.ci_low, risk.ci_high], "auxiliary": aux,
-                                  **_risk_details(risk)}
+        per_secret[secret_col] = {
+            "risk": risk.value,
+            "ci": [risk.ci_low, risk.ci_high],
+            "auxiliary": aux,
+            **_risk_details(risk),
+        }
         lows.append(risk.ci_low)
         highs.append(risk.ci_high)
         if best is None or risk.value > best[0].value:
@@ -184,12 +205,25 @@ def attribute_inference_attack(data: AuditData, quasi_identifiers: Sequence[str]
     assert best is not None
     risk, worst = best
     return AuditResult(
-        name="attribute_inference_risk", family="reidentification", value=risk.value, ci_low=max(lows),
-        ci_high=max(highs), direction="max", baseline=0.0,
-        details={"mode": mode, "worst_secret": worst, "per_secret": per_secret, **_risk_details(risk),
-                 "n_secrets": k, "correction": "bonferroni", "per_secret_confidence": per_confidence,
-                 "numeric_tolerance_of_range": NUMERIC_TOLERANCE},
-        seconds=time.perf_counter() - start)
+        name="attribute_inference_risk",
+        family="reidentification",
+        value=risk.value,
+        ci_low=max(lows),
+        ci_high=max(highs),
+        direction="max",
+        baseline=0.0,
+        details={
+            "mode": mode,
+            "worst_secret": worst,
+            "per_secret": per_secret,
+            **_risk_details(risk),
+            "n_secrets": k,
+            "correction": "bonferroni",
+            "per_secret_confidence": per_confidence,
+            "numeric_tolerance_of_range": NUMERIC_TOLERANCE,
+        },
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _pick(columns: Sequence[str], cap: int, rng: np.random.Generator) -> list[str]:
@@ -227,8 +261,9 @@ class _Columns:
                 self.values[name] = numeric_values(frame[name], col)
             else:
                 lookup = vocab[name]
-                self.values[name] = np.fromiter((lookup.get(v, -2) for v in category_labels(frame[name])),
-                                                dtype=np.int64, count=self.n)
+                self.values[name] = np.fromiter(
+                    (lookup.get(v, -2) for v in category_labels(frame[name])), dtype=np.int64, count=self.n
+                )
 
     def mask(self, cond: Condition) -> np.ndarray:
         name, op, value = cond
@@ -262,8 +297,9 @@ class _Rarity:
     def __init__(self, table: _Columns, names: Sequence[str], vocab: Mapping[str, Mapping[str | None, int]]) -> None:
         self.table, self.names, self.categorical = table, list(names), set(vocab)
         values = table.values
-        self.cat_counts = {n: np.bincount(values[n][values[n] >= 0], minlength=len(vocab[n]))
-                           for n in self.names if n in vocab}
+        self.cat_counts = {
+            n: np.bincount(values[n][values[n] >= 0], minlength=len(vocab[n])) for n in self.names if n in vocab
+        }
         self.sorted_num = {n: np.sort(values[n][~np.isnan(values[n])]) for n in self.names if n not in vocab}
         self.nan_num = {n: int(np.isnan(values[n]).sum()) for n in self.sorted_num}
 
@@ -285,8 +321,13 @@ class _Rarity:
         return out
 
 
-def singling_out_attack(data: AuditData, n_attacks: int = 500, max_columns: int = 3,
-                        max_attempts_factor: int = 20, n_permutations: int = 200) -> AuditResult:
+def singling_out_attack(
+    data: AuditData,
+    n_attacks: int = 500,
+    max_columns: int = 3,
+    max_attempts_factor: int = 20,
+    n_permutations: int = 200,
+) -> AuditResult:
     """Singling out: predicates that isolate one synthetic row, checked on train vs holdout.
 
     Predicates are learnt from the synthetic table only: starting from a
@@ -326,14 +367,18 @@ def singling_out_attack(data: AuditData, n_attacks: int = 500, max_columns: int 
     vocab = {n: {lvl: i for i, lvl in enumerate(data.encoder.levels_[n])} for n in data.encoder.categorical_}
     rng = data.rng("singling-out")
     syn, train, control = _singling_out_samples(data, vocab, rng)
-    predicates, attempts = _isolating_predicates(_Rarity(syn, data.spec.names, vocab), rng, n_attacks, max_columns,
-                                                 max_attempts_factor)
+    predicates, attempts = _isolating_predicates(
+        _Rarity(syn, data.spec.names, vocab), rng, n_attacks, max_columns, max_attempts_factor
+    )
     if not predicates:
-        raise AuditInputError(f"singling out: no predicate of at most {max_columns} columns isolates a synthetic "
-                              f"row in {attempts} attempts; the synthetic table has no rare records")
+        raise AuditInputError(
+            f"singling out: no predicate of at most {max_columns} columns isolates a synthetic "
+            f"row in {attempts} attempts; the synthetic table has no rare records"
+        )
     # Match matrix: predicates x pooled records (train targets first, then control targets).
-    pooled = np.concatenate([np.stack([train.matches(p) for p in predicates]),
-                             np.stack([control.matches(p) for p in predicates])], axis=1).astype(np.float32)
+    pooled = np.concatenate(
+        [np.stack([train.matches(p) for p in predicates]), np.stack([control.matches(p) for p in predicates])], axis=1
+    ).astype(np.float32)
     n, n_eval = len(predicates), train.n
     in_train = np.r_[np.ones(n_eval, dtype=np.float32), np.zeros(n_eval, dtype=np.float32)]
     hits_train, hits_control = _singled_out(pooled, in_train[:, None])
@@ -342,17 +387,35 @@ def singling_out_attack(data: AuditData, n_attacks: int = 500, max_columns: int 
     ci_low, ci_high, p_value = _shift_interval(risk.value, null, data.confidence)
     details = _risk_details(risk)
     lengths = np.bincount([len(p) for p in predicates], minlength=max_columns + 1)[1:]
-    details.update({"n_predicates": n, "n_attempts": attempts, "n_records_per_side": n_eval,
-                    "predicates_by_length": lengths.tolist(), "max_columns": max_columns,
-                    "interval": "permutation shift interval", "n_permutations": len(null),
-                    "permutation_p_value": p_value, "binomial_ci": [risk.ci_low, risk.ci_high]})
-    return AuditResult(name="singling_out_risk", family="reidentification", value=risk.value,
-                       ci_low=ci_low, ci_high=ci_high, direction="max", baseline=0.0,
-                       details=details, seconds=time.perf_counter() - start)
+    details.update(
+        {
+            "n_predicates": n,
+            "n_attempts": attempts,
+            "n_records_per_side": n_eval,
+            "predicates_by_length": lengths.tolist(),
+            "max_columns": max_columns,
+            "interval": "permutation shift interval",
+            "n_permutations": len(null),
+            "permutation_p_value": p_value,
+            "binomial_ci": [risk.ci_low, risk.ci_high],
+        }
+    )
+    return AuditResult(
+        name="singling_out_risk",
+        family="reidentification",
+        value=risk.value,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        direction="max",
+        baseline=0.0,
+        details=details,
+        seconds=time.perf_counter() - start,
+    )
 
 
-def _singling_out_samples(data: AuditData, vocab: dict[str, dict[str | None, int]], rng: np.random.Generator
-                          ) -> tuple[_Columns, _Columns, _Columns]:
+def _singling_out_samples(
+    data: AuditData, vocab: dict[str, dict[str | None, int]], rng: np.random.Generator
+) -> tuple[_Columns, _Columns, _Columns]:
     """Synthetic, train and control (holdout) samples, all of the size of the smaller real side.
 
     Predicates isolate a row of a synthetic sample as large as the target
@@ -364,12 +427,14 @@ def _singling_out_samples(data: AuditData, vocab: dict[str, dict[str | None, int
     sizes = {"synthetic": min(data.size("synthetic"), n_eval), "train": n_eval, "holdout": n_eval}
     syn, train, control = (
         _Columns(data.frames[part].iloc[np.sort(rng.choice(data.size(part), n, replace=False))], data, vocab)
-        for part, n in sizes.items())
+        for part, n in sizes.items()
+    )
     return syn, train, control
 
 
-def _isolating_predicates(rarity: _Rarity, rng: np.random.Generator, n_attacks: int, max_columns: int,
-                          max_attempts_factor: int) -> tuple[list[Predicate], int]:
+def _isolating_predicates(
+    rarity: _Rarity, rng: np.random.Generator, n_attacks: int, max_columns: int, max_attempts_factor: int
+) -> tuple[list[Predicate], int]:
     """Up to ``n_attacks`` distinct predicates that each match exactly one row of ``rarity.table``.
 
     Rows are visited in random order (at most ``n_attacks *
@@ -427,8 +492,9 @@ def _singled_out(pooled: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.
     return (on_a == 1).sum(axis=0), (on_b == 1).sum(axis=0)
 
 
-def _permutation_risks(pooled: np.ndarray, n_side: int, n_permutations: int, rng: np.random.Generator,
-                       confidence: float, chunk: int = 100) -> np.ndarray:
+def _permutation_risks(
+    pooled: np.ndarray, n_side: int, n_permutations: int, rng: np.random.Generator, confidence: float, chunk: int = 100
+) -> np.ndarray:
     """Risks of ``n_permutations`` random equal-size re-splits of the pooled records (the honest null)."""
     n_pred, n_all = pooled.shape
     out = []

@@ -69,7 +69,17 @@ def domias_attack(data: AuditData, k: int = 1, eps: float = 1e-3) -> AuditResult
         r_ref, _ = enc.knn(targets, reference, k=k_ref)
         scores.append(np.log(r_ref[:, -1] + eps) - np.log(r_syn[:, -1] + eps))
     labels = np.r_[np.ones(n_targets), np.zeros(n_targets)]
-    return roc_result("mia_domias", np.concatenate(scores), labels, data, start, {
-        "score": "log kNN density ratio synthetic / reference (holdout half), Gower distance",
-        "k": k, "eps": eps, "n_reference": len(ref_idx), "n_synthetic": len(synthetic),
-    })
+    return roc_result(
+        "mia_domias",
+        np.concatenate(scores),
+        labels,
+        data,
+        start,
+        {
+            "score": "log kNN density ratio synthetic / reference (holdout half), Gower distance",
+            "k": k,
+            "eps": eps,
+            "n_reference": len(ref_idx),
+            "n_synthetic": len(synthetic),
+        },
+    )

@@ -59,10 +59,17 @@ TESTS: dict[str, CheckInfo] = {
 }
 
 _PARAMS: dict[str, tuple[type, int]] = {  # name -> (type, minimum)
-    "max_targets": (int, 2), "max_queries": (int, 1), "n_bootstrap": (int, 0), "linkage_targets": (int, 10),
+    "max_targets": (int, 2),
+    "max_queries": (int, 1),
+    "n_bootstrap": (int, 0),
+    "linkage_targets": (int, 10),
     "inference_targets": (int, 10),
-    "singling_out_predicates": (int, 10), "inference_max_secrets": (int, 1), "shadow_targets": (int, 1),
-    "shadow_runs": (int, 4), "shadow_reference_rows": (int, 10), "canaries": (int, 8),
+    "singling_out_predicates": (int, 10),
+    "inference_max_secrets": (int, 1),
+    "shadow_targets": (int, 1),
+    "shadow_runs": (int, 4),
+    "shadow_reference_rows": (int, 10),
+    "canaries": (int, 8),
     "canary_reference_rows": (int, 10),
 }
 _TOP_KEYS = {"tier", "confidence", "correction", "judge", "attacker", "params", "tests", "release"}
@@ -138,17 +145,23 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source, "tier": self.tier, "confidence": self.confidence,
-            "correction": self.correction, "judge": self.judge,
+            "source": self.source,
+            "tier": self.tier,
+            "confidence": self.confidence,
+            "correction": self.correction,
+            "judge": self.judge,
             "attacker": {"quasi_identifiers": list(self.quasi_identifiers), "secret": self.secret or ""},
             "params": dict(self.params),
-            "tests": {n: {k: v for k, v in dataclasses.asdict(r).items() if k != "name" and v is not None}
-                      for n, r in self.tests.items()},
+            "tests": {
+                n: {k: v for k, v in dataclasses.asdict(r).items() if k != "name" and v is not None}
+                for n, r in self.tests.items()
+            },
         }
 
     # ---------------------------------------------------------------- judging
-    def judge_result(self, result: AuditResult, claimed_epsilon: float | None = None,
-                     level: float | None = None) -> AuditResult:
+    def judge_result(
+        self, result: AuditResult, claimed_epsilon: float | None = None, level: float | None = None
+    ) -> AuditResult:
         """Return ``result`` with threshold, judged value, pass flag and a message filled in.
 
         ``level`` is the confidence of the result's interval (default: the
@@ -173,9 +186,15 @@ class Policy:
             if found is None:
                 return dataclasses.replace(r, passed=None, required=False)
             verdict, message = found, explain_threshold(r, found)
-        return dataclasses.replace(r, threshold=verdict.threshold, judged_value=verdict.judged,
-                                   passed=verdict.passed, message=r.message if message is None else message,
-                                   judge=verdict.judge, significant=verdict.significant)
+        return dataclasses.replace(
+            r,
+            threshold=verdict.threshold,
+            judged_value=verdict.judged,
+            passed=verdict.passed,
+            message=r.message if message is None else message,
+            judge=verdict.judge,
+            significant=verdict.significant,
+        )
 
     def decide(self, results: list[AuditResult]) -> str:
         """``"PASS"`` iff every required test of the policy's tier is present, ran and passed."""
@@ -273,8 +292,18 @@ def _parse(raw: Mapping[str, Any], source: str) -> Policy:
         if rule.enabled and info.bound in ("max", "min", "margin") and getattr(rule, info.bound) is None:
             raise PolicyError(f"{source}: 'tests.{name}.{info.bound}' is required for an enabled test")
     release = dict(_table(raw.get("release", {}), "release", source))
-    return Policy(tier=tier, confidence=confidence, correction=correction, judge=judge, quasi_identifiers=tuple(qis),
-                  secret=secret or None, params=params, tests=tests, source=source, release=release)
+    return Policy(
+        tier=tier,
+        confidence=confidence,
+        correction=correction,
+        judge=judge,
+        quasi_identifiers=tuple(qis),
+        secret=secret or None,
+        params=params,
+        tests=tests,
+        source=source,
+        release=release,
+    )
 
 
 def _parse_rule(name: str, body: Mapping[str, Any], source: str) -> Rule:

@@ -120,19 +120,21 @@ class AuditReport:
         return [r.message or f"{r.name} failed" for r in self.failures()]
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({
-            "schema_version": SCHEMA_VERSION,
-            "decision": self.decision,
-            "tier": self.tier,
-            "seed": self.seed,
-            "seconds": self.seconds,
-            "confidence": self.confidence,
-            "test_confidence": self.test_confidence,
-            "claimed_epsilon": self.claimed_epsilon,
-            "sizes": self.sizes,
-            "policy": self.policy,
-            "results": [r.to_dict() for r in self.results],
-        })
+        return _jsonable(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "decision": self.decision,
+                "tier": self.tier,
+                "seed": self.seed,
+                "seconds": self.seconds,
+                "confidence": self.confidence,
+                "test_confidence": self.test_confidence,
+                "claimed_epsilon": self.claimed_epsilon,
+                "sizes": self.sizes,
+                "policy": self.policy,
+                "results": [r.to_dict() for r in self.results],
+            }
+        )
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -146,11 +148,16 @@ class AuditReport:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AuditReport:
         return cls(
-            decision=d["decision"], tier=d["tier"],
+            decision=d["decision"],
+            tier=d["tier"],
             results=[AuditResult.from_dict(r) for r in d["results"]],
-            seed=d.get("seed", 0), seconds=d.get("seconds", 0.0), sizes=d.get("sizes", {}),
-            policy=d.get("policy", {}), claimed_epsilon=d.get("claimed_epsilon"),
-            confidence=d.get("confidence", 0.95), test_confidence=d.get("test_confidence"),
+            seed=d.get("seed", 0),
+            seconds=d.get("seconds", 0.0),
+            sizes=d.get("sizes", {}),
+            policy=d.get("policy", {}),
+            claimed_epsilon=d.get("claimed_epsilon"),
+            confidence=d.get("confidence", 0.95),
+            test_confidence=d.get("test_confidence"),
         )
 
 

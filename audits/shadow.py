@@ -78,10 +78,10 @@ class _Featuriser:
         self.encoder: MixedEncoder = data.encoder
         self.targets = targets
         self.target_enc: Encoded = self.encoder.transform(targets)
-        self.target_num = {c.name: numeric_values(targets[c.name], c) for c in self.spec.columns
-                           if c.kind == "numeric"}
-        self.target_cat = {c.name: category_labels(targets[c.name]) for c in self.spec.columns
-                           if c.kind == "categorical"}
+        self.target_num = {c.name: numeric_values(targets[c.name], c) for c in self.spec.columns if c.kind == "numeric"}
+        self.target_cat = {
+            c.name: category_labels(targets[c.name]) for c in self.spec.columns if c.kind == "categorical"
+        }
 
     def __call__(self, synthetic: pd.DataFrame) -> np.ndarray:
         """Feature matrix ``(n_targets, n_features)`` for one synthetic table."""
@@ -126,7 +126,7 @@ class _Featuriser:
         """Upper-triangle correlations between columns, per target: ``(n_targets, p(p-1)/2)``."""
         stack = np.stack(rel_cols, axis=1)  # (n_targets, p, n_rows)
         centred = stack - stack.mean(axis=2, keepdims=True)
-        norm = np.sqrt((centred ** 2).sum(axis=2))
+        norm = np.sqrt((centred**2).sum(axis=2))
         cov = np.einsum("tpn,tqn->tpq", centred, centred)
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = cov / (norm[:, :, None] * norm[:, None, :])
@@ -145,10 +145,16 @@ def _outliers(data: AuditData, part: str, other: str, n: int) -> np.ndarray:
     return np.argsort(-d[:, 0], kind="stable")[:n]
 
 
-def shadow_model_attack(data: AuditData, generator: Callable[[pd.DataFrame, int, int], pd.DataFrame],
-                        n_targets: int = 8, n_runs: int = 16, reference_rows: int = 1000,
-                        n_rows: int | None = None, classifier: str = "logistic",
-                        features: tuple[str, ...] = DEFAULT_FEATURES) -> AuditResult:
+def shadow_model_attack(
+    data: AuditData,
+    generator: Callable[[pd.DataFrame, int, int], pd.DataFrame],
+    n_targets: int = 8,
+    n_runs: int = 16,
+    reference_rows: int = 1000,
+    n_rows: int | None = None,
+    classifier: str = "logistic",
+    features: tuple[str, ...] = DEFAULT_FEATURES,
+) -> AuditResult:
     """Groundhog shadow-model attack; value = AUC of P("in") over member vs non-member outlier targets.
 
     ``n_rows`` is the size of each shadow output (default: the shadow training
@@ -205,12 +211,22 @@ def shadow_model_attack(data: AuditData, generator: Callable[[pd.DataFrame, int,
         accuracies[t] = float(np.mean(cross_val_score(clf, X, y, cv=cv)))
         clf.fit(X, y)
         scores[t] = float(clf.predict_proba(release[t : t + 1])[0, list(clf.classes_).index(1)])
-    result = roc_result("mia_shadow", scores, labels, data, start, {
-        "score": f"{classifier} P(in) from shadow fits with/without each target (groundhog)",
-        "n_runs": n_runs, "reference_rows": reference_rows, "n_targets_per_side": n_targets,
-        "shadow_accuracy_mean": float(accuracies.mean()),
-        "shadow_accuracy_members": float(accuracies[:n_targets].mean()),
-        "shadow_accuracy_nonmembers": float(accuracies[n_targets:].mean()),
-        "generator_seconds": fit_seconds, "n_features": int(features_arr.shape[2]),
-    })
+    result = roc_result(
+        "mia_shadow",
+        scores,
+        labels,
+        data,
+        start,
+        {
+            "score": f"{classifier} P(in) from shadow fits with/without each target (groundhog)",
+            "n_runs": n_runs,
+            "reference_rows": reference_rows,
+            "n_targets_per_side": n_targets,
+            "shadow_accuracy_mean": float(accuracies.mean()),
+            "shadow_accuracy_members": float(accuracies[:n_targets].mean()),
+            "shadow_accuracy_nonmembers": float(accuracies[n_targets:].mean()),
+            "generator_seconds": fit_seconds,
+            "n_features": int(features_arr.shape[2]),
+        },
+    )
     return result

@@ -170,20 +170,32 @@ class TableSpec:
                     lower_f = _to_number(lower, is_dt)
                     upper_f = _to_number(upper, is_dt)
                 except (TypeError, ValueError) as exc:
-                    raise SpecError(f"{where}: 'lower'/'upper' must be numbers{' or dates' if is_dt else ''}: {exc}") from None
-                columns.append(ColumnSpec(
-                    name=name, kind="numeric", lower=lower_f, upper=upper_f,
-                    nullable=bool(raw.get("nullable", False)), integer=bool(raw.get("integer", False)),
-                    is_datetime=is_dt,
-                ))
+                    raise SpecError(
+                        f"{where}: 'lower'/'upper' must be numbers{' or dates' if is_dt else ''}: {exc}"
+                    ) from None
+                columns.append(
+                    ColumnSpec(
+                        name=name,
+                        kind="numeric",
+                        lower=lower_f,
+                        upper=upper_f,
+                        nullable=bool(raw.get("nullable", False)),
+                        integer=bool(raw.get("integer", False)),
+                        is_datetime=is_dt,
+                    )
+                )
             elif kind == "categorical":
                 cats = raw.get("categories")
                 if not isinstance(cats, list | tuple) or not cats:
                     raise SpecError(f"{where}: 'categories' must be a non-empty list")
-                columns.append(ColumnSpec(
-                    name=name, kind="categorical", categories=tuple(category_label(c) for c in cats),
-                    nullable=bool(raw.get("nullable", False)),
-                ))
+                columns.append(
+                    ColumnSpec(
+                        name=name,
+                        kind="categorical",
+                        categories=tuple(category_label(c) for c in cats),
+                        nullable=bool(raw.get("nullable", False)),
+                    )
+                )
             else:
                 raise SpecError(f"{where}: 'kind' must be numeric, categorical or datetime, got {kind!r}")
         qis = d.get("quasi_identifiers") or ()
@@ -192,12 +204,14 @@ class TableSpec:
         secret = d.get("secret", d.get("target"))
         if secret is not None and not isinstance(secret, str):
             raise SpecError("schema key 'secret' must be a column name (string)")
-        return cls(columns=tuple(columns), name=str(d.get("name", "table")),
-                   quasi_identifiers=tuple(qis), secret=secret)
+        return cls(
+            columns=tuple(columns), name=str(d.get("name", "table")), quasi_identifiers=tuple(qis), secret=secret
+        )
 
     @classmethod
-    def infer(cls, df: pd.DataFrame, quasi_identifiers: Iterable[str] = (), secret: str | None = None,
-              name: str = "table") -> TableSpec:
+    def infer(
+        cls, df: pd.DataFrame, quasi_identifiers: Iterable[str] = (), secret: str | None = None, name: str = "table"
+    ) -> TableSpec:
         """Describe ``df`` from its dtypes: numeric dtypes become numeric columns bounded by this frame's
         min/max; everything else becomes categorical with the observed categories."""
         columns = []
@@ -206,15 +220,15 @@ class TableSpec:
             nullable = bool(s.isna().any())
             if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
                 cats = sorted({category_label(v) for v in s.dropna().unique()})
-                columns.append(ColumnSpec(name=str(col), kind="categorical", categories=tuple(cats),
-                                          nullable=nullable))
+                columns.append(ColumnSpec(name=str(col), kind="categorical", categories=tuple(cats), nullable=nullable))
             else:
                 values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
                 finite = values[np.isfinite(values)]
                 lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
                 integer = bool(finite.size and np.all(np.equal(np.mod(finite, 1), 0)))
-                columns.append(ColumnSpec(name=str(col), kind="numeric", lower=lo, upper=hi,
-                                          nullable=nullable, integer=integer))
+                columns.append(
+                    ColumnSpec(name=str(col), kind="numeric", lower=lo, upper=hi, nullable=nullable, integer=integer)
+                )
         return cls(columns=tuple(columns), name=name, quasi_identifiers=tuple(quasi_identifiers), secret=secret)
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,13 +236,21 @@ class TableSpec:
         cols = []
         for c in self.columns:
             if c.kind == "numeric":
-                cols.append({"name": c.name, "kind": "datetime" if c.is_datetime else "numeric",
-                             "lower": c.lower, "upper": c.upper, "integer": c.integer, "nullable": c.nullable})
+                cols.append(
+                    {
+                        "name": c.name,
+                        "kind": "datetime" if c.is_datetime else "numeric",
+                        "lower": c.lower,
+                        "upper": c.upper,
+                        "integer": c.integer,
+                        "nullable": c.nullable,
+                    }
+                )
             else:
-                cols.append({"name": c.name, "kind": "categorical", "categories": list(c.categories),
-                             "nullable": c.nullable})
-        out: dict[str, Any] = {"name": self.name, "columns": cols,
-                               "quasi_identifiers": list(self.quasi_identifiers)}
+                cols.append(
+                    {"name": c.name, "kind": "categorical", "categories": list(c.categories), "nullable": c.nullable}
+                )
+        out: dict[str, Any] = {"name": self.name, "columns": cols, "quasi_identifiers": list(self.quasi_identifiers)}
         if self.secret is not None:
             out["secret"] = self.secret
         return out

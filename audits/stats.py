@@ -143,8 +143,9 @@ def ratio_interval(x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95)
     return max(0.0, lower), upper
 
 
-def risk_values(success_train: np.ndarray, n_train: int, success_control: np.ndarray, n_control: int,
-                confidence: float = 0.95) -> np.ndarray:
+def risk_values(
+    success_train: np.ndarray, n_train: int, success_control: np.ndarray, n_control: int, confidence: float = 0.95
+) -> np.ndarray:
     """Point estimates of :func:`normalised_risk` for arrays of success counts (vectorised, no intervals)."""
     z2 = z_value(confidence) ** 2
     a = (np.asarray(success_train, dtype=float) + 0.5 * z2) / (n_train + z2)
@@ -152,8 +153,9 @@ def risk_values(success_train: np.ndarray, n_train: int, success_control: np.nda
     return np.clip((a - c) / (1.0 - c), -1.0, 1.0)  # Wilson centres are < 1, so 1 - c > 0
 
 
-def normalised_risk(success_train: int, n_train: int, success_control: int, n_control: int,
-                    confidence: float = 0.95) -> Risk:
+def normalised_risk(
+    success_train: int, n_train: int, success_control: int, n_control: int, confidence: float = 0.95
+) -> Risk:
     """``(r_train - r_control) / (1 - r_control)`` on Wilson-centred rates (as anonymeter), clipped to [-1, 1].
 
     The interval is that of ``1 - f_train / f_control`` with ``f = 1 - r`` the
@@ -178,14 +180,22 @@ def normalised_risk(success_train: int, n_train: int, success_control: int, n_co
     value = clip(_residual(a.value, c.value))
     margin = 1.0 - c.value
     if margin > 0:
-        err = math.sqrt((a.error / margin) ** 2 + (c.error * (a.value - 1.0) / margin ** 2) ** 2)
+        err = math.sqrt((a.error / margin) ** 2 + (c.error * (a.value - 1.0) / margin**2) ** 2)
     else:
         err = float("inf")
-    ratio_lo, ratio_hi = ratio_interval(n_train - success_train, n_train, n_control - success_control, n_control,
-                                        confidence)
+    ratio_lo, ratio_hi = ratio_interval(
+        n_train - success_train, n_train, n_control - success_control, n_control, confidence
+    )
     ci_low, ci_high = clip(1.0 - ratio_hi), clip(1.0 - ratio_lo)
-    return Risk(value=value, ci_low=min(ci_low, value), ci_high=max(ci_high, value), attack=a, control=c,
-                anonymeter_error=err, confidence=confidence)
+    return Risk(
+        value=value,
+        ci_low=min(ci_low, value),
+        ci_high=max(ci_high, value),
+        attack=a,
+        control=c,
+        anonymeter_error=err,
+        confidence=confidence,
+    )
 
 
 def mean_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -292,8 +302,9 @@ def auc_p_value(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(_st.mannwhitneyu(scores[labels], scores[~labels], alternative="greater").pvalue)
 
 
-def tpr_permutation_p_values(roc: WeightedROC, observed: dict[float, float], n_permutations: int,
-                             rng: np.random.Generator, chunk: int = 200) -> dict[float, float]:
+def tpr_permutation_p_values(
+    roc: WeightedROC, observed: dict[float, float], n_permutations: int, rng: np.random.Generator, chunk: int = 200
+) -> dict[float, float]:
     """One-sided permutation p-values of TPR at each FPR: labels shuffled over the fixed scores.
 
     The percentile bootstrap is unreliable for TPR at a low FPR on small
@@ -319,9 +330,16 @@ def tpr_permutation_p_values(roc: WeightedROC, observed: dict[float, float], n_p
     return {f: (1 + exceed[f]) / (1 + n_permutations) for f in observed}
 
 
-def roc_summary(scores: np.ndarray, labels: np.ndarray, fprs: tuple[float, ...] = (0.01, 0.1),
-                n_bootstrap: int = 200, confidence: float = 0.95, seed: int = 0,
-                roc_points: int = 101, n_permutations: int | None = None) -> RocSummary:
+def roc_summary(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    fprs: tuple[float, ...] = (0.01, 0.1),
+    n_bootstrap: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+    roc_points: int = 101,
+    n_permutations: int | None = None,
+) -> RocSummary:
     """AUC and TPR@FPR with a stratified bootstrap (members and non-members resampled separately).
 
     Also the no-signal p-values: Mann-Whitney for the AUC, label permutations
@@ -362,14 +380,24 @@ def roc_summary(scores: np.ndarray, labels: np.ndarray, fprs: tuple[float, ...] 
     # Log-spaced low-FPR points too: the low-FPR regime is what matters for privacy (Carlini et al. 2022).
     grid = np.unique(np.r_[grid, np.logspace(-3, -1, 9)])
     thin_tpr = [tpr_at_fpr(fpr, tpr, g) for g in grid]
-    return RocSummary(auc=auc, auc_ci=auc_ci, tpr_at=tpr_at, roc_fpr=[float(g) for g in grid],
-                      roc_tpr=[float(t) for t in thin_tpr], n_members=len(pos_idx),
-                      n_nonmembers=len(neg_idx), n_bootstrap=n_bootstrap, auc_p_value=p_auc,
-                      tpr_p_values=p_tpr, n_permutations=n_permutations)
+    return RocSummary(
+        auc=auc,
+        auc_ci=auc_ci,
+        tpr_at=tpr_at,
+        roc_fpr=[float(g) for g in grid],
+        roc_tpr=[float(t) for t in thin_tpr],
+        n_members=len(pos_idx),
+        n_nonmembers=len(neg_idx),
+        n_bootstrap=n_bootstrap,
+        auc_p_value=p_auc,
+        tpr_p_values=p_tpr,
+        n_permutations=n_permutations,
+    )
 
 
-def bootstrap_ratio_of_means(x: np.ndarray, y: np.ndarray, n_bootstrap: int = 200, confidence: float = 0.95,
-                             seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ratio_of_means(
+    x: np.ndarray, y: np.ndarray, n_bootstrap: int = 200, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """``mean(x) / mean(y)`` with a percentile bootstrap resampling x and y independently."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)

@@ -143,8 +143,15 @@ def threshold_verdict(r: AuditResult, rule: Rule, judge: str, level: float) -> V
         judged, failed = r.value, beyond(r.value) and significant
     else:  # "point", or no interval / baseline to judge by: the estimate alone
         judged, failed = r.value, beyond(r.value)
-    return Verdict(judge=judge, threshold=threshold, judged=judged, failed=failed, significant=significant,
-                   strict=strict, level=level)
+    return Verdict(
+        judge=judge,
+        threshold=threshold,
+        judged=judged,
+        failed=failed,
+        significant=significant,
+        strict=strict,
+        level=level,
+    )
 
 
 def epsilon_verdict(r: AuditResult, rule: Rule, claimed: float | None) -> Verdict:
@@ -158,12 +165,12 @@ def epsilon_verdict(r: AuditResult, rule: Rule, claimed: float | None) -> Verdic
     assert r.value is not None
     if claimed is None:
         if rule.require_claim:
-            return Verdict(judge="point", threshold=r.threshold, judged=r.value, failed=True,
-                           significant=r.significant)
+            return Verdict(judge="point", threshold=r.threshold, judged=r.value, failed=True, significant=r.significant)
         return Verdict(judge="point", threshold=None, judged=r.value, failed=False, significant=r.significant)
     threshold = float(claimed) + rule.slack
-    return Verdict(judge="point", threshold=threshold, judged=r.value, failed=not r.value <= threshold,
-                   significant=r.significant)
+    return Verdict(
+        judge="point", threshold=threshold, judged=r.value, failed=not r.value <= threshold, significant=r.significant
+    )
 
 
 # ---------------------------------------------------------------------------- explanation
@@ -181,10 +188,14 @@ def fmt(x: float) -> str:
 def _evidence(r: AuditResult, v: Verdict, interval: str, found: bool) -> str:
     """The test of the no-leak null, in words: its p-value, or whether its interval excludes the baseline."""
     if r.p_value is not None:
-        return (f"one-sided p = {r.p_value:.2g} against no leak, {'below' if found else 'not below'} "
-                f"{(1.0 - v.level) / 2.0:.3g}")
-    return (f"its {interval} {'excludes' if found else 'includes'} the no-leak value "
-            f"{fmt(r.baseline) if r.baseline is not None else '?'}")
+        return (
+            f"one-sided p = {r.p_value:.2g} against no leak, {'below' if found else 'not below'} "
+            f"{(1.0 - v.level) / 2.0:.3g}"
+        )
+    return (
+        f"its {interval} {'excludes' if found else 'includes'} the no-leak value "
+        f"{fmt(r.baseline) if r.baseline is not None else '?'}"
+    )
 
 
 def explain_threshold(r: AuditResult, v: Verdict) -> str:
@@ -194,8 +205,11 @@ def explain_threshold(r: AuditResult, v: Verdict) -> str:
     upper = r.direction == "max"
     beyond = _beyond(v.threshold, upper)
     level = pct(v.level)
-    interval = (f"{level} interval {fmt(r.ci_low)} to {fmt(r.ci_high)}"
-                if r.ci_low is not None and r.ci_high is not None else "")
+    interval = (
+        f"{level} interval {fmt(r.ci_low)} to {fmt(r.ci_high)}"
+        if r.ci_low is not None and r.ci_high is not None
+        else ""
+    )
     safe_bound = r.ci_low if upper else r.ci_high
     verb = "exceeds" if upper else "is below"
     if v.failed:
@@ -203,19 +217,27 @@ def explain_threshold(r: AuditResult, v: Verdict) -> str:
         if v.judge in ("ci", "beyond") and v.judged != r.value:
             side = "upper" if (v.judge == "ci") == upper else "lower"
             how = f" (its {side} {level} confidence bound {fmt(v.judged)})"
-        message = (f"{r.name} = {fmt(r.value)}{how} {verb} threshold {fmt(v.threshold)} "
-                   f"by {fmt(abs(v.judged - v.threshold))}")
+        message = (
+            f"{r.name} = {fmt(r.value)}{how} {verb} threshold {fmt(v.threshold)} by {fmt(abs(v.judged - v.threshold))}"
+        )
         if v.judge == "significant" and v.strict and safe_bound is not None:
-            message += (f" (its {interval} lies beyond the threshold, which is stricter than the "
-                        f"no-leak value {fmt(r.baseline)})")
+            message += (
+                f" (its {interval} lies beyond the threshold, which is stricter than the "
+                f"no-leak value {fmt(r.baseline)})"
+            )
         elif v.judge == "significant" and v.significant is not None:
             message += f" ({_evidence(r, v, interval, True)})"
         return message
     if beyond(r.value) and v.judge in ("significant", "beyond"):
-        what = (_evidence(r, v, interval, False) if v.judge == "significant" and not v.strict
-                else f"its {interval} reaches the safe side of the threshold")
-        return (f"note: {r.name} = {fmt(r.value)} {verb} threshold {fmt(v.threshold)}, but {what}: "
-                f"not established at this sample size (judge = {v.judge!r}); passed")
+        what = (
+            _evidence(r, v, interval, False)
+            if v.judge == "significant" and not v.strict
+            else f"its {interval} reaches the safe side of the threshold"
+        )
+        return (
+            f"note: {r.name} = {fmt(r.value)} {verb} threshold {fmt(v.threshold)}, but {what}: "
+            f"not established at this sample size (judge = {v.judge!r}); passed"
+        )
     return ""
 
 
@@ -226,11 +248,15 @@ def explain_epsilon(r: AuditResult, v: Verdict, rule: Rule, claimed: float | Non
     if claimed is None:
         if not v.failed:
             return None
-        return ("epsilon_lower_bound: no claimed epsilon was given and the policy requires one "
-                "(tests.epsilon_lower_bound.require_claim = true)")
+        return (
+            "epsilon_lower_bound: no claimed epsilon was given and the policy requires one "
+            "(tests.epsilon_lower_bound.require_claim = true)"
+        )
     if v.passed:
         return ""
     assert v.threshold is not None
-    return (f"DP implementation appears broken: empirical epsilon lower bound {fmt(r.value)} exceeds the "
-            f"claimed epsilon {fmt(float(claimed))}{f' + slack {fmt(rule.slack)}' if rule.slack else ''} "
-            f"by {fmt(r.value - v.threshold)}")
+    return (
+        f"DP implementation appears broken: empirical epsilon lower bound {fmt(r.value)} exceeds the "
+        f"claimed epsilon {fmt(float(claimed))}{f' + slack {fmt(rule.slack)}' if rule.slack else ''} "
+        f"by {fmt(r.value - v.threshold)}"
+    )

@@ -89,33 +89,42 @@ def ensure_venv(path: Path) -> Path:
     return python
 
 
-def run_anonymeter(python: Path, train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.DataFrame,
-                   n_attacks: int) -> dict:
+def run_anonymeter(
+    python: Path, train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.DataFrame, n_attacks: int
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for name, df in (("ori", train), ("syn", synthetic), ("control", control)):
             p = Path(tmp) / f"{name}.csv"
             df.to_csv(p, index=False)
             paths.append(str(p))
-        proc = subprocess.run([str(python), "-c", _CHILD, *paths, json.dumps(QIS), SECRET, str(n_attacks)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(python), "-c", _CHILD, *paths, json.dumps(QIS), SECRET, str(n_attacks)], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "anonymeter failed"}
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_ours(train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.DataFrame, spec: audits.TableSpec,
-             n_attacks: int) -> dict:
+def run_ours(
+    train: pd.DataFrame, synthetic: pd.DataFrame, control: pd.DataFrame, spec: audits.TableSpec, n_attacks: int
+) -> dict:
     data = audits.AuditData(train, control, synthetic, spec, seed=0)
     out = {}
-    for key, fn in (("singling_out", lambda: audits.singling_out_attack(data, n_attacks=n_attacks)),
-                    ("linkability", lambda: audits.linkage_attack(data, n_attacks=n_attacks)),
-                    ("inference", lambda: audits.attribute_inference_attack(data, n_attacks=n_attacks))):
+    for key, fn in (
+        ("singling_out", lambda: audits.singling_out_attack(data, n_attacks=n_attacks)),
+        ("linkability", lambda: audits.linkage_attack(data, n_attacks=n_attacks)),
+        ("inference", lambda: audits.attribute_inference_attack(data, n_attacks=n_attacks)),
+    ):
         t = time.perf_counter()
         r = fn()
-        out[key] = {"risk": r.value, "ci": [r.ci_low, r.ci_high],
-                    "attack_rate": r.details["success_rate_train"],
-                    "control_rate": r.details["success_rate_control"], "seconds": round(time.perf_counter() - t, 2)}
+        out[key] = {
+            "risk": r.value,
+            "ci": [r.ci_low, r.ci_high],
+            "attack_rate": r.details["success_rate_train"],
+            "control_rate": r.details["success_rate_control"],
+            "seconds": round(time.perf_counter() - t, 2),
+        }
     return out
 
 
@@ -148,8 +157,9 @@ def main() -> int:
     args = parser.parse_args()
     df = pd.read_csv(args.adult, skipinitialspace=True, na_values=["?"]).drop(columns=["fnlwgt"])
     perm = np.random.default_rng(args.seed).permutation(len(df))
-    train, control, spare = (df.iloc[perm[a:b]].reset_index(drop=True)
-                             for a, b in ((0, 12000), (12000, 18000), (18000, 30000)))
+    train, control, spare = (
+        df.iloc[perm[a:b]].reset_index(drop=True) for a, b in ((0, 12000), (12000, 18000), (18000, 30000))
+    )
     spec = audits.TableSpec.infer(df, quasi_identifiers=QIS, secret=SECRET, name="adult")
     if args.mst:
         train, control, synthetic, spec = mst_triple(args)
@@ -164,9 +174,15 @@ def main() -> int:
                 leaky[c] = leaky[c] + rng.normal(0, 0.01 * float(leaky[c].max() - leaky[c].min()), len(leaky))
         cases = {"honest": spare, "leaky": leaky}
     python = ensure_venv(args.venv)
-    out = {"anonymeter_version": ANONYMETER_VERSION, "quasi_identifiers": QIS, "secret": SECRET,
-           "triple": "24k/6k + MST (audit_speed.py --generator mst)" if args.mst else "12k/6k Adult split",
-           "sizes": {"train": len(train), "control": len(control)}, "n_attacks": args.n_attacks, "cases": {}}
+    out = {
+        "anonymeter_version": ANONYMETER_VERSION,
+        "quasi_identifiers": QIS,
+        "secret": SECRET,
+        "triple": "24k/6k + MST (audit_speed.py --generator mst)" if args.mst else "12k/6k Adult split",
+        "sizes": {"train": len(train), "control": len(control)},
+        "n_attacks": args.n_attacks,
+        "cases": {},
+    }
     for name, synthetic in cases.items():
         out["cases"][name] = {
             "synthetic_rows": len(synthetic),

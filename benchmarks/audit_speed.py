@@ -58,10 +58,10 @@ class _Timer:
 
 def _summary(report: audits.AuditReport) -> dict:
     return {
-        "decision": report.decision, "seconds": round(report.seconds, 2),
+        "decision": report.decision,
+        "seconds": round(report.seconds, 2),
         "values": {r.name: None if r.value is None else round(r.value, 4) for r in report.results},
-        "ci": {r.name: None if r.ci_low is None else [round(r.ci_low, 4), round(r.ci_high, 4)]
-               for r in report.results},
+        "ci": {r.name: None if r.ci_low is None else [round(r.ci_low, 4), round(r.ci_high, 4)] for r in report.results},
         "failures": report.failure_messages(),
     }
 
@@ -95,21 +95,40 @@ def run_mst(args: argparse.Namespace) -> dict:
     timer = _Timer()
     spec = audits.TableSpec.from_schema_dict(schema.to_dict())
     start = time.perf_counter()
-    report = audits.run(train, holdout, synthetic, spec, tier=args.tier, generator=factory,
-                        claimed_epsilon=model.privacy_cost_.epsilon, claimed_delta=args.delta, seed=args.seed,
-                        progress=timer)
+    report = audits.run(
+        train,
+        holdout,
+        synthetic,
+        spec,
+        tier=args.tier,
+        generator=factory,
+        claimed_epsilon=model.privacy_cost_.epsilon,
+        claimed_delta=args.delta,
+        seed=args.seed,
+        progress=timer,
+    )
     total = time.perf_counter() - start
     out = {
-        "dataset": "adult", "generator": "mst", "epsilon": args.epsilon, "delta": args.delta,
-        "mst_iters": args.mst_iters, "rows": {"train": len(train), "holdout": len(holdout),
-                                              "synthetic": len(synthetic)},
-        "cores": os.cpu_count(), "tier": args.tier, "fit_and_sample_seconds": round(fit_seconds, 2),
-        "audit_seconds": round(total, 2), "seconds_per_attack": timer.timings, **_summary(report),
+        "dataset": "adult",
+        "generator": "mst",
+        "epsilon": args.epsilon,
+        "delta": args.delta,
+        "mst_iters": args.mst_iters,
+        "rows": {"train": len(train), "holdout": len(holdout), "synthetic": len(synthetic)},
+        "cores": os.cpu_count(),
+        "tier": args.tier,
+        "fit_and_sample_seconds": round(fit_seconds, 2),
+        "audit_seconds": round(total, 2),
+        "seconds_per_attack": timer.timings,
+        **_summary(report),
     }
     if args.tier == "thorough":
         eps = report.result("epsilon_lower_bound")
-        out["generator_refits"] = {"count": len(calls), "seconds": round(sum(calls), 2),
-                                   "mean_seconds": round(float(np.mean(calls)), 2) if calls else None}
+        out["generator_refits"] = {
+            "count": len(calls),
+            "seconds": round(sum(calls), 2),
+            "mean_seconds": round(float(np.mean(calls)), 2) if calls else None,
+        }
         out["canary"] = {k: eps.details.get(k) for k in ("n_canaries", "guesses", "correct", "confidence")}
         out["canary"]["epsilon_lower_bound"] = eps.value
         out["canary"]["claimed_epsilon"] = report.claimed_epsilon
@@ -122,8 +141,12 @@ def main() -> int:
     parser.add_argument("--schema", type=Path, default=Path(__file__).resolve().parent / "adult.schema.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tier", choices=("quick", "thorough"), default="quick")
-    parser.add_argument("--generator", choices=("bootstrap", "mst"), default="bootstrap",
-                        help="bootstrap: holdout rows resampled (no refits); mst: a real MST release")
+    parser.add_argument(
+        "--generator",
+        choices=("bootstrap", "mst"),
+        default="bootstrap",
+        help="bootstrap: holdout rows resampled (no refits); mst: a real MST release",
+    )
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--delta", type=float, default=1e-6)
     parser.add_argument("--mst-iters", type=int, default=2000)
@@ -153,8 +176,11 @@ def main() -> int:
     tr2, ho2, sy2 = df.iloc[perm[:12000]], df.iloc[perm[12000:18000]], df.iloc[perm[18000:30000]]
     honest = audits.run(tr2, ho2, sy2, spec, tier="quick", seed=args.seed)
     out = {
-        "dataset": "adult", "rows": {"train": len(train), "holdout": len(holdout), "synthetic": len(synthetic)},
-        "cores": os.cpu_count(), "tier": "quick", "total_seconds": round(total, 2),
+        "dataset": "adult",
+        "rows": {"train": len(train), "holdout": len(holdout), "synthetic": len(synthetic)},
+        "cores": os.cpu_count(),
+        "tier": "quick",
+        "total_seconds": round(total, 2),
         "seconds_per_attack": timer.timings,
         "bootstrap_holdout_decision": report.decision,
         "honest_split_12k_6k_12k": _summary(honest),

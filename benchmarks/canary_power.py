@@ -65,16 +65,29 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                r = audits.canary_audit(data, mutated(fit_sample, MUTATIONS[name]), n_canaries=args.canaries,
-                                        reference_rows=args.reference_rows, claimed_epsilon=args.epsilon,
-                                        delta=1e-6)
-            row = {"mutation": name, "seed": seed, "bound": round(r.value, 3), "correct": r.details["correct"],
-                   "guesses": r.details["guesses"], "leaky_features": r.details.get("leaky_features"),
-                   "seconds": round(time.perf_counter() - start, 1)}
+                r = audits.canary_audit(
+                    data,
+                    mutated(fit_sample, MUTATIONS[name]),
+                    n_canaries=args.canaries,
+                    reference_rows=args.reference_rows,
+                    claimed_epsilon=args.epsilon,
+                    delta=1e-6,
+                )
+            row = {
+                "mutation": name,
+                "seed": seed,
+                "bound": round(r.value, 3),
+                "correct": r.details["correct"],
+                "guesses": r.details["guesses"],
+                "leaky_features": r.details.get("leaky_features"),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
             summary.setdefault(name, []).append(row)
             print(json.dumps(row), flush=True)
-    print(f"\nclaimed epsilon {args.epsilon}, {args.canaries} canaries (half guessed), "
-          f"{args.reference_rows} reference rows, MST iters {args.mst_iters}")
+    print(
+        f"\nclaimed epsilon {args.epsilon}, {args.canaries} canaries (half guessed), "
+        f"{args.reference_rows} reference rows, MST iters {args.mst_iters}"
+    )
     print(f"{'mutation':24s} {'median':>7s} {'min':>6s} {'max':>6s}  correct")
     for name, rows in summary.items():
         bounds = [row["bound"] for row in rows]

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,13 +52,19 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 INTEGER = ["age", "education_num", "capital_gain", "capital_loss", "hr_per_week"]
-RANGES = {"age": (0, 120), "education_num": (0, 20), "capital_gain": (0, 1e6), "capital_loss": (0, 1e6),
-          "hr_per_week": (0, 168)}
+RANGES = {
+    "age": (0, 120),
+    "education_num": (0, 20),
+    "capital_gain": (0, 1e6),
+    "capital_loss": (0, 1e6),
+    "hr_per_week": (0, 168),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "adult" / "adult.csv")
     parser.add_argument("--schema", type=Path, default=REPO / "benchmarks" / "adult.schema.json")
     parser.add_argument("--target", default="income")
@@ -139,33 +145,55 @@ def main(argv: list[str] | None = None) -> None:
                 total = ledger.summary("adult")[0]
             # fidelity at the DP schema's own resolution: real rows mapped into its domain
             coarse = marginal_tvd(coarsen(real_train, schema), synthetic, 2, seed=seed)
-            row = {"config": name, "repeat": r, **score(synthetic, seed), "tvd_2way_in_dp_domain": coarse,
-                   "discovery_epsilon": plan.cost.epsilon, "discovery_accountant": plan.cost.accountant,
-                   "ledger_epsilon": total.spent_epsilon, "ledger_accountant": total.accountant,
-                   "threshold": plan.cost.details["threshold"],
-                   "categories_kept": {c.name: len(c.categories) - 1 for c in schema if c.kind == "categorical"},
-                   "numeric": {c.name: [c.lower, c.upper, c.n_bins] for c in schema if c.kind == "numeric"},
-                   "train_rows_mapped_to_other": int(sum(report.mapped_to_other.values())),
-                   "train_values_clipped": int(sum(report.clipped_low.values()) + sum(report.clipped_high.values())),
-                   "seconds": time.perf_counter() - started}
+            row = {
+                "config": name,
+                "repeat": r,
+                **score(synthetic, seed),
+                "tvd_2way_in_dp_domain": coarse,
+                "discovery_epsilon": plan.cost.epsilon,
+                "discovery_accountant": plan.cost.accountant,
+                "ledger_epsilon": total.spent_epsilon,
+                "ledger_accountant": total.accountant,
+                "threshold": plan.cost.details["threshold"],
+                "categories_kept": {c.name: len(c.categories) - 1 for c in schema if c.kind == "categorical"},
+                "numeric": {c.name: [c.lower, c.upper, c.n_bins] for c in schema if c.kind == "numeric"},
+                "train_rows_mapped_to_other": int(sum(report.mapped_to_other.values())),
+                "train_values_clipped": int(sum(report.clipped_low.values()) + sum(report.clipped_high.values())),
+                "seconds": time.perf_counter() - started,
+            }
             runs.append(row)
             print(json.dumps(row), flush=True)
 
     summary = {}
     for name in ("public", "public-0.9", "dp", "dp-grid"):
         rows = [x for x in runs if x["config"] == name]
-        summary[name] = {key: {"mean": statistics.fmean(x[key] for x in rows),
-                               "sd": statistics.stdev(x[key] for x in rows) if len(rows) > 1 else 0.0}
-                         for key in ("tvd_2way", "tstr_auc", "tvd_2way_in_dp_domain", "ledger_epsilon",
-                                     "discovery_epsilon") if key in rows[0]}
+        summary[name] = {
+            key: {
+                "mean": statistics.fmean(x[key] for x in rows),
+                "sd": statistics.stdev(x[key] for x in rows) if len(rows) > 1 else 0.0,
+            }
+            for key in ("tvd_2way", "tstr_auc", "tvd_2way_in_dp_domain", "ledger_epsilon", "discovery_epsilon")
+            if key in rows[0]
+        }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         real_auc = tstr_auc(real_train, real_test, args.target, random_state=args.seed)
-    result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "data": str(args.data),
-              "schema": str(args.schema), "n_train": len(raw_train), "n_test": len(raw_test),
-              "epsilon": args.epsilon, "delta": args.delta, "discovery": [eps_disc, delta_disc],
-              "mst_after_discovery": [eps_rest, delta_rest], "integer_hints": INTEGER, "range_hints": RANGES,
-              "real_auc": real_auc, "summary": summary, "runs": runs}
+    result = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": str(args.data),
+        "schema": str(args.schema),
+        "n_train": len(raw_train),
+        "n_test": len(raw_test),
+        "epsilon": args.epsilon,
+        "delta": args.delta,
+        "discovery": [eps_disc, delta_disc],
+        "mst_after_discovery": [eps_rest, delta_rest],
+        "integer_hints": INTEGER,
+        "range_hints": RANGES,
+        "real_auc": real_auc,
+        "summary": summary,
+        "runs": runs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

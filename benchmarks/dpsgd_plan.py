@@ -42,13 +42,22 @@ def main(argv: list[str] | None = None) -> int:
 
     schema = Schema.load(args.schema)
     out: dict = {"dpsynth": str(Path(dpsynth.__file__).parent.parent)}
-    model = make_synthesizer("dpctgan", epsilon=args.epsilon, delta=args.delta, epochs=args.epochs,
-                             batch_size=args.batch_size, progress=False)
+    model = make_synthesizer(
+        "dpctgan",
+        epsilon=args.epsilon,
+        delta=args.delta,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        progress=False,
+    )
     start = time.perf_counter()
     planned = model.planned_cost(args.rows, schema)
-    out["plan"] = {"seconds": round(time.perf_counter() - start, 3),
-                   "noise_multiplier": planned.details["noise_multiplier"],
-                   "steps_allowed": planned.details["steps_allowed"], "epsilon": planned.epsilon}
+    out["plan"] = {
+        "seconds": round(time.perf_counter() - start, 3),
+        "noise_multiplier": planned.details["noise_multiplier"],
+        "steps_allowed": planned.details["steps_allowed"],
+        "epsilon": planned.epsilon,
+    }
     if args.fit:
         sys.path.insert(0, str(REPO / "benchmarks"))
         from run_generators import load_split
@@ -58,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         model.fit(train, schema)
         cost = model.privacy_cost_
-        out["fit"] = {"seconds": round(time.perf_counter() - start, 2), "rows": len(train),
-                      "train_seconds": cost.details["train_seconds"], "steps": cost.details["steps"],
-                      "noise_multiplier": cost.details["noise_multiplier"], "epsilon": cost.epsilon}
+        out["fit"] = {
+            "seconds": round(time.perf_counter() - start, 2),
+            "rows": len(train),
+            "train_seconds": cost.details["train_seconds"],
+            "steps": cost.details["steps"],
+            "noise_multiplier": cost.details["noise_multiplier"],
+            "epsilon": cost.epsilon,
+        }
     print(json.dumps(out))
     return 0
 

@@ -55,16 +55,24 @@ DATASET = "bench"
 def make_cost(kind: str) -> PrivacyCost:
     if kind == "gaussian":
         return PrivacyCost.of("gaussian", dpa.GaussianDpEvent(200.0), 1e-9)
-    event = dpa.ComposedDpEvent([dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(400.0), 14),
-                                 dpa.SelfComposedDpEvent(dpa.ZCDpEvent(1e-6), 13),
-                                 dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(520.0), 13)])
+    event = dpa.ComposedDpEvent(
+        [
+            dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(400.0), 14),
+            dpa.SelfComposedDpEvent(dpa.ZCDpEvent(1e-6), 13),
+            dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(520.0), 13),
+        ]
+    )
     return PrivacyCost.of("mst", event, 1e-9, rounds=13)
 
 
 def _stats(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
-    return {"n": len(ordered), "median_ms": 1e3 * statistics.median(ordered),
-            "p95_ms": 1e3 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max_ms": 1e3 * ordered[-1]}
+    return {
+        "n": len(ordered),
+        "median_ms": 1e3 * statistics.median(ordered),
+        "p95_ms": 1e3 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "max_ms": 1e3 * ordered[-1],
+    }
 
 
 def _writer(location: str, kind: str, spends: int, barrier, results) -> None:
@@ -91,8 +99,10 @@ def measure(location: str, args: argparse.Namespace) -> dict:
 
     context = multiprocessing.get_context("forkserver")
     barrier, results = context.Barrier(args.writers + 1), context.Queue()
-    workers = [context.Process(target=_writer, args=(location, args.event, args.spends_each, barrier, results))
-               for _ in range(args.writers)]
+    workers = [
+        context.Process(target=_writer, args=(location, args.event, args.spends_each, barrier, results))
+        for _ in range(args.writers)
+    ]
     for worker in workers:
         worker.start()
     barrier.wait(timeout=600)
@@ -110,17 +120,28 @@ def measure(location: str, args: argparse.Namespace) -> dict:
     verify_seconds = time.perf_counter() - verify_start
     if not result.ok:
         raise RuntimeError(f"ledger fails verification after the benchmark: {result.problems[:3]}")
-    return {"single_writer": single,
-            "concurrent": {"writers": args.writers, "spends": total, "wall_seconds": wall,
-                           "spends_per_second": total / wall, "latency": contended,
-                           "history_entries": [2 + args.latency_spends, result.entries]},
-            "verify_seconds_at_end": verify_seconds, "entries_at_end": result.entries}
+    return {
+        "single_writer": single,
+        "concurrent": {
+            "writers": args.writers,
+            "spends": total,
+            "wall_seconds": wall,
+            "spends_per_second": total / wall,
+            "latency": contended,
+            "history_entries": [2 + args.latency_spends, result.entries],
+        },
+        "verify_seconds_at_end": verify_seconds,
+        "entries_at_end": result.entries,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
-                        help="superuser URL of a PostgreSQL server ('' to skip PostgreSQL)")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="superuser URL of a PostgreSQL server ('' to skip PostgreSQL)",
+    )
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--spends-each", type=int, default=10)
     parser.add_argument("--latency-spends", type=int, default=50)
@@ -128,9 +149,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["dpsynth.privacy.ledger", "dpsynth.privacy.ledger.postgres", "__main__"])
-    out: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                 "event": args.event, "backends": {}}
+        ["dpsynth.privacy.ledger", "dpsynth.privacy.ledger.postgres", "__main__"]
+    )
+    out: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "event": args.event,
+        "backends": {},
+    }
 
     with tempfile.TemporaryDirectory() as tmp:
         from dpsynth.privacy.ledger import init_ledger
@@ -147,8 +172,9 @@ def main() -> None:
 
         tag = f"bench{secrets.token_hex(4)}"
         parts = urlsplit(args.postgres)
-        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(q for q in (parts.query, f"schema={tag}")
-                                                                           if q), ""))
+        url = urlunsplit(
+            (parts.scheme, parts.netloc, parts.path, "&".join(q for q in (parts.query, f"schema={tag}") if q), "")
+        )
         try:
             PostgresLedger.create(url, DATASET, 1e9, 1e-6, roles_prefix=tag)
             with psycopg.connect(args.postgres, autocommit=True) as con:

@@ -44,7 +44,7 @@ NULL = "N"
 #: Columns left out, with the reason printed when the schema is built.
 EXCLUDED: dict[str, str] = {
     "INDP": "industry codes: the dictionary only points to an external PDF (271 codes), so no public "
-            "category list is available here; INDP_CAT carries the same information coarsened",
+    "category list is available here; INDP_CAT carries the same information coarsened",
     "PWGTP": "person sampling weight: a survey design variable, not an attribute to synthesize",
     "WGTP": "housing sampling weight: a survey design variable, not an attribute to synthesize",
 }
@@ -56,8 +56,27 @@ EDGES: dict[str, list[float]] = {
     "AGEP": [0, 3, 5, 10, 15, 16, 18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 99],
     "DENSITY": [16.3, 50, 100, 250, 500, 1000, 2000, 3000, 4000, 5000, 7500, 10000, 25000, 52864.7],
     # [0, 1) isolates zero income; negatives (losses) form one bin.
-    "PINCP": [-9000, 0, 1, 5000, 10000, 15000, 20000, 25000, 30000, 40000, 50000, 60000, 75000,
-              100000, 150000, 200000, 300000, 500000, 1341000],
+    "PINCP": [
+        -9000,
+        0,
+        1,
+        5000,
+        10000,
+        15000,
+        20000,
+        25000,
+        30000,
+        40000,
+        50000,
+        60000,
+        75000,
+        100000,
+        150000,
+        200000,
+        300000,
+        500000,
+        1341000,
+    ],
     # 100 = the poverty line; 501 (top code, "above 5 x poverty line") gets its own bin.
     "POVPIP": [0, 50, 100, 125, 150, 200, 250, 300, 400, 500.5, 501],
 }
@@ -94,19 +113,49 @@ def column_from_entry(name: str, entry: dict[str, Any]) -> Column:
         upper_out = int(upper) if integer else upper
         note = f"NIST dictionary: {description}; bounds {lower_out}..{upper_out} from its min/max"
         if codes:
-            note += f" and listed code(s) {[values_key for values_key in values if values_key not in ('min', 'max', NULL)]}"
+            note += (
+                f" and listed code(s) {[values_key for values_key in values if values_key not in ('min', 'max', NULL)]}"
+            )
         if name in EDGES:
-            return Column(name=name, kind="numeric", lower=lower_out, upper=upper_out, edges=tuple(EDGES[name]),
-                          integer=integer, nullable=nullable, description=note + "; round-number edges")
+            return Column(
+                name=name,
+                kind="numeric",
+                lower=lower_out,
+                upper=upper_out,
+                edges=tuple(EDGES[name]),
+                integer=integer,
+                nullable=nullable,
+                description=note + "; round-number edges",
+            )
         if name in UNIT_BINS:
-            return Column(name=name, kind="numeric", lower=lower_out, upper=upper_out,
-                          bins=int(upper - lower) + 1, integer=True, nullable=nullable,
-                          description=note + "; one bin per count")
-        return Column(name=name, kind="numeric", lower=lower_out, upper=upper_out, bins=10,
-                      integer=integer, nullable=nullable, description=note + "; 10 equal-width bins")
+            return Column(
+                name=name,
+                kind="numeric",
+                lower=lower_out,
+                upper=upper_out,
+                bins=int(upper - lower) + 1,
+                integer=True,
+                nullable=nullable,
+                description=note + "; one bin per count",
+            )
+        return Column(
+            name=name,
+            kind="numeric",
+            lower=lower_out,
+            upper=upper_out,
+            bins=10,
+            integer=integer,
+            nullable=nullable,
+            description=note + "; 10 equal-width bins",
+        )
     categories = [k for k in values if k != NULL]
-    return Column(name=name, kind="categorical", categories=tuple(categories), nullable=nullable,
-                  description=f"NIST dictionary: {description}; category codes as listed there")
+    return Column(
+        name=name,
+        kind="categorical",
+        categories=tuple(categories),
+        nullable=nullable,
+        description=f"NIST dictionary: {description}; category codes as listed there",
+    )
 
 
 def build_schema(dictionary: dict[str, Any], verbose: bool = True) -> Schema:
@@ -120,12 +169,18 @@ def build_schema(dictionary: dict[str, Any], verbose: bool = True) -> Schema:
         columns.append(column_from_entry(name, entry))
     names = {c.name for c in columns}
     return Schema(
-        columns=columns, name="nist-acs-diverse-communities", source="public", na_values=(NULL,),
+        columns=columns,
+        name="nist-acs-diverse-communities",
+        source="public",
+        na_values=(NULL,),
         quasi_identifiers=tuple(q for q in QUASI_IDENTIFIERS if q in names),
-        description=("NIST Diverse Communities Data Excerpts (ACS). Built by benchmarks/nist_schema.py from "
-                     "data_dictionary.json only: categories, bounds and nullability from the dictionary, bin "
-                     "edges are round numbers; no value was read from the data. INDP, PWGTP and WGTP are "
-                     "left out (no public bound in the dictionary / sampling weights)."))
+        description=(
+            "NIST Diverse Communities Data Excerpts (ACS). Built by benchmarks/nist_schema.py from "
+            "data_dictionary.json only: categories, bounds and nullability from the dictionary, bin "
+            "edges are round numbers; no value was read from the data. INDP, PWGTP and WGTP are "
+            "left out (no public bound in the dictionary / sampling weights)."
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

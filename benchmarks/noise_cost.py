@@ -28,8 +28,9 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--delta", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--secure-noise", action="store_true",
-                        help="seeded sampling stream, OpenDP noise (new code only)")
+    parser.add_argument(
+        "--secure-noise", action="store_true", help="seeded sampling stream, OpenDP noise (new code only)"
+    )
     parser.add_argument("--param", action="append", default=[], help="key=value generator parameter")
     args = parser.parse_args()
 
@@ -43,14 +44,19 @@ def main() -> None:
     if args.secure_noise:
         params["secure_noise"] = True
     noise_seconds, counts, selections = _instrument()
-    model = make_synthesizer(args.generator, epsilon=args.epsilon, delta=args.delta, random_state=args.seed,
-                             **params)
+    model = make_synthesizer(args.generator, epsilon=args.epsilon, delta=args.delta, random_state=args.seed, **params)
     wall, cpu = time.perf_counter(), time.process_time()
     model.fit(table, schema)
-    out = {"generator": args.generator, "epsilon": args.epsilon, "seed": args.seed, "params": params,
-           "rows": len(table), "fit_seconds": round(time.perf_counter() - wall, 2),
-           "fit_cpu_seconds": round(time.process_time() - cpu, 2),
-           "noise_source": getattr(model, "noise_source_", None)}
+    out = {
+        "generator": args.generator,
+        "epsilon": args.epsilon,
+        "seed": args.seed,
+        "params": params,
+        "rows": len(table),
+        "fit_seconds": round(time.perf_counter() - wall, 2),
+        "fit_cpu_seconds": round(time.process_time() - cpu, 2),
+        "noise_source": getattr(model, "noise_source_", None),
+    }
     if noise_seconds is not None:
         out.update(noise_seconds=round(noise_seconds[0], 3), noisy_counts=counts[0], selections=selections[0])
     details = model.privacy_cost_.details

@@ -31,8 +31,15 @@ def main() -> None:
     df = pd.read_csv(args.data).drop(columns=["fnlwgt"], errors="ignore")
     kinds = {c: "numeric" if pd.api.types.is_numeric_dtype(df[c]) else "categorical" for c in df.columns}
     synthetic = df.sample(len(df), replace=True, random_state=0)
-    manifest = {"decision": "PASS", "generator": "mst", "dataset_id": "adult", "privacy": {"epsilon": 1.0,
-                "delta": 1e-6}, "budget": {}, "schema": {}, "rows": {}}
+    manifest = {
+        "decision": "PASS",
+        "generator": "mst",
+        "dataset_id": "adult",
+        "privacy": {"epsilon": 1.0, "delta": 1e-6},
+        "budget": {},
+        "schema": {},
+        "rows": {},
+    }
     audit = {"decision": "PASS", "results": []}
     report_s, baseline_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,8 +54,10 @@ def main() -> None:
             write_report(Path(tmp) / f"report{i}.html", manifest, audit, df, synthetic, kinds)
             report_s.append(time.perf_counter() - start)
     best_report, best_baseline = min(report_s), min(baseline_s)
-    print(f"report {best_report:.2f} s, baseline (one empty figure per column) {best_baseline:.2f} s, "
-          f"ratio {best_report / best_baseline:.1f}x (best of {args.repeats})")
+    print(
+        f"report {best_report:.2f} s, baseline (one empty figure per column) {best_baseline:.2f} s, "
+        f"ratio {best_report / best_baseline:.1f}x (best of {args.repeats})"
+    )
 
 
 if __name__ == "__main__":

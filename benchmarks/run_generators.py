@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +49,36 @@ MEMORY_METHOD = "resource.getrusage(RUSAGE_SELF).ru_maxrss of a fresh worker pro
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "adult" / "adult.csv",
-                        help="CSV table (default: %(default)s)")
-    parser.add_argument("--schema", type=Path, default=REPO / "benchmarks" / "adult.schema.json",
-                        help="public schema JSON (default: %(default)s)")
-    parser.add_argument("--generators", default="mst,aim", help="comma-separated generator names (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "adult" / "adult.csv",
+        help="CSV table (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        default=REPO / "benchmarks" / "adult.schema.json",
+        help="public schema JSON (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--generators", default="mst,aim", help="comma-separated generator names (default: %(default)s)"
+    )
     parser.add_argument("--epsilons", default="0.3,1,3", help="comma-separated epsilons (default: %(default)s)")
     parser.add_argument("--delta", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, the generators and the metrics")
     parser.add_argument("--target", default=None, help="label column for TSTR AUC (default: the schema's target)")
     parser.add_argument("--holdout", type=float, default=0.2, help="fraction of rows held out (default: %(default)s)")
-    parser.add_argument("--params", action="append", default=[], metavar="GEN:KEY=VALUE[,KEY=VALUE]",
-                        help="generator parameters, e.g. dpctgan:epochs=5 (repeatable; values parsed as JSON "
-                             "when possible)")
+    parser.add_argument(
+        "--params",
+        action="append",
+        default=[],
+        metavar="GEN:KEY=VALUE[,KEY=VALUE]",
+        help="generator parameters, e.g. dpctgan:epochs=5 (repeatable; values parsed as JSON when possible)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "generators.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one run, as JSON
@@ -111,8 +126,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     from dpsynth.utility import marginal_tvd, tstr_auc
 
     schema, train, test = load_split(Path(spec["data"]), Path(spec["schema"]), spec["holdout"], spec["seed"])
-    model = make_synthesizer(spec["generator"], epsilon=spec["epsilon"], delta=spec["delta"],
-                             random_state=spec["seed"], **spec["params"])
+    model = make_synthesizer(
+        spec["generator"], epsilon=spec["epsilon"], delta=spec["delta"], random_state=spec["seed"], **spec["params"]
+    )
     wall, cpu = time.perf_counter(), time.process_time()
     model.fit(train, schema)
     fit_seconds, fit_cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -125,14 +141,20 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         auc = tstr_auc(synthetic, test, spec["target"], random_state=spec["seed"])
     return {
-        "epsilon_reported": cost.epsilon, "accountant": cost.accountant,
+        "epsilon_reported": cost.epsilon,
+        "accountant": cost.accountant,
         "tvd_1way": marginal_tvd(train, synthetic, 1, seed=spec["seed"]),
         "tvd_2way": marginal_tvd(train, synthetic, 2, seed=spec["seed"]),
         "tvd_3way": marginal_tvd(train, synthetic, 3, seed=spec["seed"]),
         "tstr_auc": auc,
-        "fit_seconds": fit_seconds, "fit_cpu_seconds": fit_cpu,
-        "sample_seconds": sample_seconds, "sample_cpu_seconds": sample_cpu,
-        "peak_rss_mb": peak_mb, "n_train": len(train), "n_test": len(test), "n_synthetic": len(synthetic),
+        "fit_seconds": fit_seconds,
+        "fit_cpu_seconds": fit_cpu,
+        "sample_seconds": sample_seconds,
+        "sample_cpu_seconds": sample_cpu,
+        "peak_rss_mb": peak_mb,
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_synthetic": len(synthetic),
         "details": {k: v for k, v in cost.details.items() if isinstance(v, (int, float, str, list, dict, type(None)))},
     }
 
@@ -174,28 +196,56 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for generator in generators:
         for epsilon in epsilons:
-            spec = {"generator": generator, "epsilon": epsilon, "delta": args.delta, "seed": args.seed,
-                    "params": params.get(generator, {}), "data": str(args.data.resolve()),
-                    "schema": str(args.schema.resolve()), "holdout": args.holdout, "target": target}
+            spec = {
+                "generator": generator,
+                "epsilon": epsilon,
+                "delta": args.delta,
+                "seed": args.seed,
+                "params": params.get(generator, {}),
+                "data": str(args.data.resolve()),
+                "schema": str(args.schema.resolve()),
+                "holdout": args.holdout,
+                "target": target,
+            }
             result = run_in_subprocess(spec, args.timeout)
-            row = {"generator": generator, "epsilon": epsilon, "delta": args.delta, "seed": args.seed,
-                   "params": spec["params"], "real_auc": real_auc, **result}
+            row = {
+                "generator": generator,
+                "epsilon": epsilon,
+                "delta": args.delta,
+                "seed": args.seed,
+                "params": spec["params"],
+                "real_auc": real_auc,
+                **result,
+            }
             rows.append(row)
             if row["status"] == "ok":
-                print(f"{generator:8s} eps={epsilon:<5g} AUC {row['tstr_auc']:.4f}  TVD 1/2/3-way "
-                      f"{row['tvd_1way']:.4f}/{row['tvd_2way']:.4f}/{row['tvd_3way']:.4f}  fit {row['fit_seconds']:.1f} s "
-                      f"(cpu {row['fit_cpu_seconds']:.1f} s)  sample {row['sample_seconds']:.1f} s  "
-                      f"peak {row['peak_rss_mb']:.0f} MB  reported eps {row['epsilon_reported']:.4f}", flush=True)
+                print(
+                    f"{generator:8s} eps={epsilon:<5g} AUC {row['tstr_auc']:.4f}  TVD 1/2/3-way "
+                    f"{row['tvd_1way']:.4f}/{row['tvd_2way']:.4f}/{row['tvd_3way']:.4f}  "
+                    f"fit {row['fit_seconds']:.1f} s "
+                    f"(cpu {row['fit_cpu_seconds']:.1f} s)  sample {row['sample_seconds']:.1f} s  "
+                    f"peak {row['peak_rss_mb']:.0f} MB  reported eps {row['epsilon_reported']:.4f}",
+                    flush=True,
+                )
             else:
                 print(f"{generator:8s} eps={epsilon:<5g} {row['status']}: {row['error']}", flush=True)
 
     report = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": str(args.data), "schema": str(args.schema), "target": target, "holdout": args.holdout,
-        "seed": args.seed, "n_train": len(train), "n_test": len(test), "real_auc": real_auc,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": str(args.data),
+        "schema": str(args.schema),
+        "target": target,
+        "holdout": args.holdout,
+        "seed": args.seed,
+        "n_train": len(train),
+        "n_test": len(test),
+        "real_auc": real_auc,
         "memory_method": MEMORY_METHOD,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_end": list(os.getloadavg())},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_end": list(os.getloadavg()),
+        },
         "rows": rows,
     }
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")

@@ -116,8 +116,11 @@ def ensure_venv(venv: Path, python: str, torch_version: str) -> dict:
     check = subprocess.run([str(bin_python), "-c", "import snsynth, opacus, packaging"], capture_output=True)
     if check.returncode != 0:
         started = time.perf_counter()
-        install = subprocess.run([str(bin_python), "-m", "pip", "install", f"torch=={torch_version}",
-                                  "smartnoise-synth", "packaging"], capture_output=True, text=True)
+        install = subprocess.run(
+            [str(bin_python), "-m", "pip", "install", f"torch=={torch_version}", "smartnoise-synth", "packaging"],
+            capture_output=True,
+            text=True,
+        )
         log["install_seconds"] = round(time.perf_counter() - started, 1)
         if install.returncode != 0:
             log["install_error"] = install.stderr[-3000:]
@@ -147,10 +150,15 @@ def main() -> None:
     parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA)
     parser.add_argument("--batch-size", type=int, default=500, help="both sides (smartnoise's default is 500)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed on each side")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads on both sides (0: torch's default)")
-    parser.add_argument("--sn-epsilon", type=float, default=3.0,
-                        help="smartnoise's epsilon, only so that it does not stop before --epochs")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads on both sides (0: torch's default)"
+    )
+    parser.add_argument(
+        "--sn-epsilon",
+        type=float,
+        default=3.0,
+        help="smartnoise's epsilon, only so that it does not stop before --epochs",
+    )
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--venv-python", default="python3", help="interpreter that creates the venv")
     parser.add_argument("--skip-smartnoise", action="store_true")
@@ -168,28 +176,45 @@ def main() -> None:
     order = np.random.default_rng(0).permutation(len(df))
     train = df.iloc[order[: int(0.8 * len(df))]].reset_index(drop=True)
 
-    report: dict = {"data": str(args.data), "train_rows": len(train), "batch_size": args.batch_size,
-                    "epochs_timed": args.epochs, "threads": args.threads, "cpu_count": os.cpu_count(),
-                    "load_average_start": os.getloadavg()}
+    report: dict = {
+        "data": str(args.data),
+        "train_rows": len(train),
+        "batch_size": args.batch_size,
+        "epochs_timed": args.epochs,
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "load_average_start": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         train_csv = Path(tmp) / "train.csv"
         train.to_csv(train_csv, index=False)
-        common = {"train_csv": str(train_csv), "batch_size": args.batch_size, "epochs": args.epochs,
-                  "threads": args.threads}
+        common = {
+            "train_csv": str(train_csv),
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "threads": args.threads,
+        }
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        report["dpsynth"] = summarise(run_child(sys.executable, DPSYNTH_CHILD,
-                                                {**common, "schema": str(args.schema)}, env))
+        report["dpsynth"] = summarise(
+            run_child(sys.executable, DPSYNTH_CHILD, {**common, "schema": str(args.schema)}, env)
+        )
         if not args.skip_smartnoise:
             venv = ensure_venv(args.venv, args.venv_python, torch.__version__.split("+")[0])
             report["smartnoise_venv"] = venv
             if "install_error" not in venv:
                 categorical = [c.name for c in schema if c.kind == "categorical"]
                 continuous = [c.name for c in schema if c.kind == "numeric"]
-                sn_args = {**common, "epsilon": args.sn_epsilon, "preprocessor_eps": 0.1,
-                           "categorical": categorical, "continuous": continuous}
+                sn_args = {
+                    **common,
+                    "epsilon": args.sn_epsilon,
+                    "preprocessor_eps": 0.1,
+                    "categorical": categorical,
+                    "continuous": continuous,
+                }
                 clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-                report["smartnoise"] = summarise(run_child(str(args.venv / "bin" / "python"), SMARTNOISE_CHILD,
-                                                           sn_args, clean_env))
+                report["smartnoise"] = summarise(
+                    run_child(str(args.venv / "bin" / "python"), SMARTNOISE_CHILD, sn_args, clean_env)
+                )
     report["load_average_end"] = os.getloadavg()
     for key in ("mean_epoch_seconds", "min_epoch_seconds", "mean_epoch_cpu_seconds"):
         ours, theirs = report["dpsynth"].get(key), report.get("smartnoise", {}).get(key)

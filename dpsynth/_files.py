@@ -11,9 +11,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from audits._files import atomic_write_bytes, atomic_write_text
 
@@ -60,4 +61,11 @@ def staged_directory(out: Path) -> Iterator[Path]:
         raise
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "json_default", "sha256_file", "staged_directory"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "json_default",
+    "sha256_file",
+    "staged_directory",
+]

@@ -16,12 +16,22 @@ from dpsynth.schema import Schema
 from dpsynth.tables import prepare, read_csv
 
 
-def run_audit(train_path: Path, holdout_path: Path, synthetic_path: Path, schema_path: Path, out: Path,
-              policy_path: Path | None = None, tier: str = "quick", seed: int = 0) -> tuple[str, list[str]]:
+def run_audit(
+    train_path: Path,
+    holdout_path: Path,
+    synthetic_path: Path,
+    schema_path: Path,
+    out: Path,
+    policy_path: Path | None = None,
+    tier: str = "quick",
+    seed: int = 0,
+) -> tuple[str, list[str]]:
     """Audit, write ``out/audit.json`` and ``out/report.html``; return the decision and failure messages."""
     if tier != "quick":
-        raise UsageError("--tier thorough refits the generator (shadow models, canaries); it runs inside "
-                         "`dpsynth release`. `dpsynth audit` runs the quick tier on any synthetic table.")
+        raise UsageError(
+            "--tier thorough refits the generator (shadow models, canaries); it runs inside "
+            "`dpsynth release`. `dpsynth audit` runs the quick tier on any synthetic table."
+        )
     if out.exists():
         raise UsageError(f"--out {out} already exists; choose a new directory (audit results are never overwritten)")
     schema = Schema.load(schema_path)
@@ -30,12 +40,16 @@ def run_audit(train_path: Path, holdout_path: Path, synthetic_path: Path, schema
     for label, path in (("train", train_path), ("holdout", holdout_path), ("synthetic", synthetic_path)):
         tables[label], _ = prepare(read_csv(path, schema), schema, source=str(path))
     spec = audits.TableSpec.from_schema_dict(schema.to_dict())
-    report = audits.run(tables["train"], tables["holdout"], tables["synthetic"], spec, policy=policy,
-                        tier="quick", seed=seed)
+    report = audits.run(
+        tables["train"], tables["holdout"], tables["synthetic"], spec, policy=policy, tier="quick", seed=seed
+    )
     audit = report.to_dict()
-    manifest = {"decision": audit["decision"], "reasons": [f.message for f in report.failures()],
-                "schema": {"name": schema.name, "source": schema.source, "leaked_domain": not schema.is_public},
-                "rows": {k: len(v) for k, v in tables.items()}}
+    manifest = {
+        "decision": audit["decision"],
+        "reasons": [f.message for f in report.failures()],
+        "schema": {"name": schema.name, "source": schema.source, "leaked_domain": not schema.is_public},
+        "rows": {k: len(v) for k, v in tables.items()},
+    }
     _write_dir(out, audit, manifest, tables, schema)
     return audit["decision"], manifest["reasons"]
 
@@ -44,9 +58,17 @@ def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Sch
     from dpsynth.report import write_report
 
     with staged_directory(out) as staging:
-        internal = {"classification": "internal", "notice": "INTERNAL: audit figures computed on the private "
-                    "tables without noise. Do not publish."}
+        internal = {
+            "classification": "internal",
+            "notice": "INTERNAL: audit figures computed on the private tables without noise. Do not publish.",
+        }
         atomic_write_json(staging / "audit.json", {**internal, **audit})
-        write_report(staging / "report.html", manifest, audit, tables["train"], tables["synthetic"],
-                     {c.name: c.kind for c in schema},
-                     bounds={c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"})
+        write_report(
+            staging / "report.html",
+            manifest,
+            audit,
+            tables["train"],
+            tables["synthetic"],
+            {c.name: c.kind for c in schema},
+            bounds={c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"},
+        )

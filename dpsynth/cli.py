@@ -14,7 +14,6 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -22,8 +21,12 @@ from rich.table import Table
 
 from dpsynth.errors import DpsynthError, UsageError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Differentially private synthetic tables with a budget ledger, privacy attacks and a release gate.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Differentially private synthetic tables with a budget ledger, privacy attacks and a release gate.",
+)
 schema_app = typer.Typer(no_args_is_help=True, help="Write and check table schemas.")
 budget_app = typer.Typer(no_args_is_help=True, help="The privacy-budget ledger.")
 app.add_typer(schema_app, name="schema")
@@ -35,9 +38,17 @@ err = Console(stderr=True)
 out = Console()
 
 
-RELEASE_OPTIONS = {"holdout_fraction": "--holdout-fraction", "rows": "--rows", "seed": "--seed", "tier": "--tier",
-                   "dataset_id": "--dataset", "out": "--out", "epsilon": "--epsilon", "delta": "--delta",
-                   "operator": "--as"}
+RELEASE_OPTIONS = {
+    "holdout_fraction": "--holdout-fraction",
+    "rows": "--rows",
+    "seed": "--seed",
+    "tier": "--tier",
+    "dataset_id": "--dataset",
+    "out": "--out",
+    "epsilon": "--epsilon",
+    "delta": "--delta",
+    "operator": "--as",
+}
 BUDGET_OPTIONS = {"epsilon_cap": "--epsilon", "delta_cap": "--delta"}
 DISCOVER_OPTIONS = {"epsilon": "--epsilon", "delta": "--delta"}
 
@@ -102,25 +113,56 @@ def schema_draft(
     name: str = typer.Option("", help="Name recorded in the schema."),
     bins: int = typer.Option(10, min=1, help="Bins per numeric column."),
     na_value: list[str] = typer.Option([], "--na-value", help="Extra token meaning null, e.g. N (repeatable)."),
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Learn the domain with DP, spending this epsilon "
-                                            "(recorded in --ledger). Without it the draft reads the data as is."),
-    delta: Optional[float] = typer.Option(None, "--delta", help="Delta of the DP discovery (category sets need it)."),
-    ledger: Optional[str] = typer.Option(None, "--ledger", help="Budget ledger (file or postgresql:// URL) the DP "
-                                         "discovery spends from."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset id in the ledger."),
-    numeric: list[str] = typer.Option([], "--numeric", help="DP: real-valued numeric columns (comma-separated, repeatable)."),
-    integer: list[str] = typer.Option([], "--integer", help="DP: whole-number numeric columns (comma-separated, repeatable)."),
-    nullable: list[str] = typer.Option([], "--nullable", help="DP: columns that may be null (comma-separated, repeatable)."),
+    epsilon: float | None = typer.Option(
+        None,
+        "--epsilon",
+        help="Learn the domain with DP, spending this epsilon "
+        "(recorded in --ledger). Without it the draft reads the data as is.",
+    ),
+    delta: float | None = typer.Option(None, "--delta", help="Delta of the DP discovery (category sets need it)."),
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="Budget ledger (file or postgresql:// URL) the DP discovery spends from."
+    ),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset id in the ledger."),
+    numeric: list[str] = typer.Option(
+        [], "--numeric", help="DP: real-valued numeric columns (comma-separated, repeatable)."
+    ),
+    integer: list[str] = typer.Option(
+        [], "--integer", help="DP: whole-number numeric columns (comma-separated, repeatable)."
+    ),
+    nullable: list[str] = typer.Option(
+        [], "--nullable", help="DP: columns that may be null (comma-separated, repeatable)."
+    ),
     drop: list[str] = typer.Option([], "--drop", help="DP: columns to leave out of the schema (comma-separated)."),
-    value_range: list[str] = typer.Option([], "--range", help="DP: public outer range of a numeric column, "
-                                          "COLUMN=LOW:HIGH (repeatable); default candidates span powers of ten."),
+    value_range: list[str] = typer.Option(
+        [],
+        "--range",
+        help="DP: public outer range of a numeric column, "
+        "COLUMN=LOW:HIGH (repeatable); default candidates span powers of ten.",
+    ),
     edges: str = typer.Option("quantiles", "--edges", help="DP: bin edges at DP quantiles or equal-width."),
-    target: Optional[str] = typer.Option(None, "--target", help="DP: the column a downstream model predicts."),
+    target: str | None = typer.Option(None, "--target", help="DP: the column a downstream model predicts."),
 ) -> None:
     """Draft a schema: from the data as is ("source": "private-data"), or with DP (--epsilon; "source": "dp")."""
     if epsilon is not None:
-        _schema_draft_dp(data, output, name, bins, na_value, epsilon, delta, ledger, dataset, numeric, integer,
-                         nullable, drop, value_range, edges, target)
+        _schema_draft_dp(
+            data,
+            output,
+            name,
+            bins,
+            na_value,
+            epsilon,
+            delta,
+            ledger,
+            dataset,
+            numeric,
+            integer,
+            nullable,
+            drop,
+            value_range,
+            edges,
+            target,
+        )
         return
     import pandas as pd
 
@@ -128,13 +170,25 @@ def schema_draft(
     from dpsynth.schema import draft_schema
 
     try:
-        dp_only = [flag for flag, given in (("--delta", delta), ("--ledger", ledger), ("--dataset", dataset),
-                                            ("--numeric", numeric), ("--integer", integer), ("--nullable", nullable),
-                                            ("--drop", drop), ("--range", value_range), ("--target", target))
-                   if given]
+        dp_only = [
+            flag
+            for flag, given in (
+                ("--delta", delta),
+                ("--ledger", ledger),
+                ("--dataset", dataset),
+                ("--numeric", numeric),
+                ("--integer", integer),
+                ("--nullable", nullable),
+                ("--drop", drop),
+                ("--range", value_range),
+                ("--target", target),
+            )
+            if given
+        ]
         if dp_only:
-            raise UsageError(f"{', '.join(dp_only)} only apply to DP discovery: add --epsilon E (and --delta, "
-                             "--ledger, --dataset)")
+            raise UsageError(
+                f"{', '.join(dp_only)} only apply to DP discovery: add --epsilon E (and --delta, --ledger, --dataset)"
+            )
         if not data.exists():
             raise DataError(f"data file not found: {data}")
         try:
@@ -149,43 +203,86 @@ def schema_draft(
         schema.save(output)
     except DpsynthError as exc:
         _fail(exc)
-    err.print(f"wrote {output}: {len(schema)} columns, marked [bold]\"source\": \"private-data\"[/]. Replace every "
-              "domain read from the data with public knowledge and set \"source\": \"public\", or fitting will be "
-              "refused (unless --accept-private-schema). To learn the domain with DP instead, add --epsilon.",
-              highlight=False)
+    err.print(
+        f'wrote {output}: {len(schema)} columns, marked [bold]"source": "private-data"[/]. Replace every '
+        'domain read from the data with public knowledge and set "source": "public", or fitting will be '
+        "refused (unless --accept-private-schema). To learn the domain with DP instead, add --epsilon.",
+        highlight=False,
+    )
 
 
-def _schema_draft_dp(data: Path, output: Path, name: str, bins: int, na_value: list[str], epsilon: float,
-                     delta: Optional[float], ledger_path: Optional[str], dataset: Optional[str], numeric: list[str],
-                     integer: list[str], nullable: list[str], drop: list[str], value_range: list[str], edges: str,
-                     target: Optional[str]) -> None:
+def _schema_draft_dp(
+    data: Path,
+    output: Path,
+    name: str,
+    bins: int,
+    na_value: list[str],
+    epsilon: float,
+    delta: float | None,
+    ledger_path: str | None,
+    dataset: str | None,
+    numeric: list[str],
+    integer: list[str],
+    nullable: list[str],
+    drop: list[str],
+    value_range: list[str],
+    edges: str,
+    target: str | None,
+) -> None:
     """DP domain discovery (dpsynth.dp_draft): plan from the header, check, reserve, then run the mechanisms."""
     from dpsynth.dp_draft import DraftRequest, draft_dp_schema
 
     try:
-        missing = [flag for flag, given in (("--delta", delta), ("--ledger", ledger_path), ("--dataset", dataset))
-                   if given is None]
+        missing = [
+            flag
+            for flag, given in (("--delta", delta), ("--ledger", ledger_path), ("--dataset", dataset))
+            if given is None
+        ]
         if missing:
-            raise UsageError(f"DP discovery (--epsilon) also needs {', '.join(missing)}: the spend is recorded in "
-                             "the ledger like a release, and the category sets need a delta")
-        done = draft_dp_schema(DraftRequest(
-            data=data, output=output, epsilon=epsilon, delta=delta, ledger=ledger_path, dataset_id=dataset,
-            name=name, bins=bins, na_values=tuple(na_value), numeric=_names(numeric), integer=_names(integer),
-            nullable=_names(nullable), drop=_names(drop), ranges=_ranges(value_range), edges=edges, target=target))
+            raise UsageError(
+                f"DP discovery (--epsilon) also needs {', '.join(missing)}: the spend is recorded in "
+                "the ledger like a release, and the category sets need a delta"
+            )
+        done = draft_dp_schema(
+            DraftRequest(
+                data=data,
+                output=output,
+                epsilon=epsilon,
+                delta=delta,
+                ledger=ledger_path,
+                dataset_id=dataset,
+                name=name,
+                bins=bins,
+                na_values=tuple(na_value),
+                numeric=_names(numeric),
+                integer=_names(integer),
+                nullable=_names(nullable),
+                drop=_names(drop),
+                ranges=_ranges(value_range),
+                edges=edges,
+                target=target,
+            )
+        )
     except DpsynthError as exc:
         _fail(exc, DISCOVER_OPTIONS)
     cost, budget = done.plan.cost, done.budget
-    err.print(f"wrote {output}: {len(done.schema)} columns, marked [bold]\"source\": \"dp\"[/]; fitting accepts it "
-              "without any flag.", highlight=False)
-    out.print(f"spent epsilon={cost.epsilon:.4g}, delta={cost.delta:.3g} ({cost.accountant}) on "
-              f"dataset {dataset!r} (ledger entry {done.entry.id}); composed total epsilon={budget.spent_epsilon:.4f} "
-              f"of cap {budget.epsilon_cap:g}, remaining {budget.remaining_epsilon:.4f}", highlight=False)
+    err.print(
+        f'wrote {output}: {len(done.schema)} columns, marked [bold]"source": "dp"[/]; fitting accepts it '
+        "without any flag.",
+        highlight=False,
+    )
+    out.print(
+        f"spent epsilon={cost.epsilon:.4g}, delta={cost.delta:.3g} ({cost.accountant}) on "
+        f"dataset {dataset!r} (ledger entry {done.entry.id}); composed total epsilon={budget.spent_epsilon:.4f} "
+        f"of cap {budget.epsilon_cap:g}, remaining {budget.remaining_epsilon:.4f}",
+        highlight=False,
+    )
 
 
 @schema_app.command("check")
 def schema_check(
     schema_path: Path = typer.Argument(..., help="Schema JSON file."),
-    data: Optional[Path] = typer.Option(None, help="Also check that this CSV matches the schema."),
+    data: Path | None = typer.Option(None, help="Also check that this CSV matches the schema."),
 ) -> None:
     """Validate a schema (and optionally a CSV against it)."""
     from dpsynth.schema import Schema
@@ -209,7 +306,9 @@ def budget_init(
     dataset: str = typer.Option(..., "--dataset", help="Source dataset id."),
     epsilon: float = typer.Option(..., "--epsilon", help="Epsilon cap for this dataset."),
     delta: float = typer.Option(..., "--delta", help="Delta cap for this dataset."),
-    roles_prefix: Optional[str] = typer.Option(None, "--roles-prefix", help="PostgreSQL: prefix of the admin/operator/approver roles (default dpsynth)."),
+    roles_prefix: str | None = typer.Option(
+        None, "--roles-prefix", help="PostgreSQL: prefix of the admin/operator/approver roles (default dpsynth)."
+    ),
 ) -> None:
     """Create a ledger (or add a dataset to one) with its budget caps."""
     from dpsynth.privacy.ledger import init_ledger
@@ -218,13 +317,15 @@ def budget_init(
         opened = init_ledger(ledger, dataset, epsilon, delta, roles_prefix=roles_prefix)
     except DpsynthError as exc:
         _fail(exc, BUDGET_OPTIONS)
-    out.print(f"ledger {opened.location}: dataset {dataset!r} capped at epsilon={epsilon:g}, delta={delta:g}", highlight=False)
+    out.print(
+        f"ledger {opened.location}: dataset {dataset!r} capped at epsilon={epsilon:g}, delta={delta:g}", highlight=False
+    )
 
 
 @budget_app.command("show")
 def budget_show(
     ledger: str = typer.Argument(..., help="Ledger file or postgresql:// URL."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only this dataset."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Spent and remaining budget per dataset, with every entry."""
@@ -238,22 +339,32 @@ def budget_show(
         out.print_json(json.dumps([s.to_dict() for s in summaries]))
         return
     for s in summaries:
-        out.print(f"[bold]{s.dataset_id}[/]: spent epsilon = {s.spent_epsilon:.4f} (composed by {s.accountant}; "
-                  f"naive sum {s.naive_sum_epsilon:.4f}) of cap {s.epsilon_cap:g}; remaining {s.remaining_epsilon:.4f}; "
-                  f"delta spent {s.spent_delta:.3g} of cap {s.delta_cap:g}", highlight=False)
+        out.print(
+            f"[bold]{s.dataset_id}[/]: spent epsilon = {s.spent_epsilon:.4f} (composed by {s.accountant}; "
+            f"naive sum {s.naive_sum_epsilon:.4f}) of cap {s.epsilon_cap:g}; remaining {s.remaining_epsilon:.4f}; "
+            f"delta spent {s.spent_delta:.3g} of cap {s.delta_cap:g}",
+            highlight=False,
+        )
         table = Table("id", "time (UTC)", "generator", "epsilon", "delta", "status", "hash")
         table.columns[1].no_wrap, table.columns[1].min_width = True, 19
         table.columns[5].no_wrap, table.columns[5].min_width = True, 17  # awaiting-approval, approved...
         for e in s.entries:
-            table.add_row(str(e.id), e.created_at[:19].replace("T", " "), e.generator or e.mechanism, f"{e.epsilon:.4f}", f"{e.delta:.3g}",
-                          e.state, e.hash[:12])
+            table.add_row(
+                str(e.id),
+                e.created_at[:19].replace("T", " "),
+                e.generator or e.mechanism,
+                f"{e.epsilon:.4f}",
+                f"{e.delta:.3g}",
+                e.state,
+                e.hash[:12],
+            )
         out.print(table)
 
 
 @budget_app.command("verify")
 def budget_verify(
     ledger: str = typer.Argument(..., help="Ledger file or postgresql:// URL."),
-    expected_head: Optional[str] = typer.Option(None, help="Head hash recorded elsewhere (e.g. in a manifest)."),
+    expected_head: str | None = typer.Option(None, help="Head hash recorded elsewhere (e.g. in a manifest)."),
 ) -> None:
     """Check the hash chain: detects edited, deleted or reordered entries."""
     from dpsynth.errors import LedgerError
@@ -266,7 +377,9 @@ def budget_verify(
             raise LedgerError(f"ledger {opened.location} FAILED verification:\n  " + "\n  ".join(result.problems))
     except DpsynthError as exc:
         _fail(exc)
-    out.print(f"ledger {opened.location} verified: {result.entries} entries, head hash {result.head_hash}", highlight=False)
+    out.print(
+        f"ledger {opened.location} verified: {result.entries} entries, head hash {result.head_hash}", highlight=False
+    )
 
 
 # -- demo data -----------------------------------------------------------------------------
@@ -296,17 +409,30 @@ def release(
     ledger: str = typer.Option(..., "--ledger", help="Budget ledger file or postgresql:// URL (dpsynth budget init)."),
     dataset: str = typer.Option(..., "--dataset", help="Source dataset id in the ledger."),
     out_dir: Path = typer.Option(..., "--out", help="Release directory to create (must not exist)."),
-    holdout_fraction: float = typer.Option(0.2, "--holdout-fraction", help="Share of rows kept out of fitting, as the audit baseline."),
-    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Fix all randomness (noise included) for reproducibility."),
-    rows: Optional[int] = typer.Option(None, "--rows", help="Synthetic rows, a public number (default: the generator's DP estimate of the training rows)."),
-    tier: Optional[str] = typer.Option(None, "--tier", help="Audit tier: quick or thorough (default: the policy's)."),
-    accept_private_schema: bool = typer.Option(False, "--accept-private-schema", help="Fit with a schema drafted from the data (the domain leaks)."),
+    holdout_fraction: float = typer.Option(
+        0.2, "--holdout-fraction", help="Share of rows kept out of fitting, as the audit baseline."
+    ),
+    policy: Path | None = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
+    seed: int | None = typer.Option(None, "--seed", help="Fix all randomness (noise included) for reproducibility."),
+    rows: int | None = typer.Option(
+        None,
+        "--rows",
+        help="Synthetic rows, a public number (default: the generator's DP estimate of the training rows).",
+    ),
+    tier: str | None = typer.Option(None, "--tier", help="Audit tier: quick or thorough (default: the policy's)."),
+    accept_private_schema: bool = typer.Option(
+        False, "--accept-private-schema", help="Fit with a schema drafted from the data (the domain leaks)."
+    ),
     param: list[str] = typer.Option([], "--param", help="Generator parameter name=value (repeatable)."),
-    operator: Optional[str] = typer.Option(None, "--as", help="Operator running the release; signs bundle.json "
-                                           "with this key (default: the OS user's; `dpsynth keys new NAME`)."),
-    keys_dir: Optional[Path] = typer.Option(None, "--keys-dir", help="Key directory (default $DPSYNTH_KEYS or "
-                                            "~/.config/dpsynth/keys)."),
+    operator: str | None = typer.Option(
+        None,
+        "--as",
+        help="Operator running the release; signs bundle.json "
+        "with this key (default: the OS user's; `dpsynth keys new NAME`).",
+    ),
+    keys_dir: Path | None = typer.Option(
+        None, "--keys-dir", help="Key directory (default $DPSYNTH_KEYS or ~/.config/dpsynth/keys)."
+    ),
 ) -> None:
     """Budget check, fit, sample, audit, gate: release the synthetic table or refuse, saying why.
 
@@ -318,27 +444,50 @@ def release(
     from dpsynth.release import ReleaseRequest, run_release
 
     if seed is not None:
-        err.print("[yellow]note:[/] --seed makes the privacy noise reproducible by anyone who knows the seed, and "
-                  "the manifest records it. Use it for tests and demos; omit it for a real release.", highlight=False)
+        err.print(
+            "[yellow]note:[/] --seed makes the privacy noise reproducible by anyone who knows the seed, and "
+            "the manifest records it. Use it for tests and demos; omit it for a real release.",
+            highlight=False,
+        )
     try:
-        request = ReleaseRequest(data=data, schema=schema, generator=generator, epsilon=epsilon, delta=delta,
-                                 ledger=ledger, dataset_id=dataset, out=out_dir, holdout_fraction=holdout_fraction,
-                                 policy=policy, seed=seed, rows=rows, accept_private_schema=accept_private_schema,
-                                 generator_params=_parse_params(param), tier=tier,
-                                 operator=operator or getpass.getuser(), keys_dir=keys_dir)
+        request = ReleaseRequest(
+            data=data,
+            schema=schema,
+            generator=generator,
+            epsilon=epsilon,
+            delta=delta,
+            ledger=ledger,
+            dataset_id=dataset,
+            out=out_dir,
+            holdout_fraction=holdout_fraction,
+            policy=policy,
+            seed=seed,
+            rows=rows,
+            accept_private_schema=accept_private_schema,
+            generator_params=_parse_params(param),
+            tier=tier,
+            operator=operator or getpass.getuser(),
+            keys_dir=keys_dir,
+        )
         with err.status("starting release") as status:
             outcome = run_release(request, progress=lambda message: status.update(message))
     except DpsynthError as exc:
         _fail(exc, RELEASE_OPTIONS)
     m = outcome.manifest
     if outcome.awaiting_approval:
-        out.print(f"[bold yellow]AWAITING APPROVAL[/] {out_dir}: the gate passed; the policy requires a reviewer "
-                  f"other than {m['approval']['operator']!r}: `dpsynth approve {out_dir} --ledger {ledger} --as NAME`. "
-                  f"epsilon={m['privacy']['epsilon']:.4f} is spent whatever the decision.", highlight=False)
+        out.print(
+            f"[bold yellow]AWAITING APPROVAL[/] {out_dir}: the gate passed; the policy requires a reviewer "
+            f"other than {m['approval']['operator']!r}: `dpsynth approve {out_dir} --ledger {ledger} --as NAME`. "
+            f"epsilon={m['privacy']['epsilon']:.4f} is spent whatever the decision.",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_AWAITING_APPROVAL)
-    out.print(f"[bold green]RELEASED[/] {out_dir}/synthetic.csv ({m['rows']['synthetic']} rows); "
-              f"epsilon={m['privacy']['epsilon']:.4f}, delta={m['privacy']['delta']:.3g}; dataset {dataset!r} has "
-              f"epsilon {m['budget']['remaining_epsilon']:.4f} left. Report: {out_dir}/report.html", highlight=False)
+    out.print(
+        f"[bold green]RELEASED[/] {out_dir}/synthetic.csv ({m['rows']['synthetic']} rows); "
+        f"epsilon={m['privacy']['epsilon']:.4f}, delta={m['privacy']['delta']:.3g}; dataset {dataset!r} has "
+        f"epsilon {m['budget']['remaining_epsilon']:.4f} left. Report: {out_dir}/report.html",
+        highlight=False,
+    )
 
 
 # -- identities, approval, verification ------------------------------------------------------
@@ -349,7 +498,7 @@ TRUSTED_HELP = "Directory of NAME.pub: the operator's signature must be by their
 @keys_app.command("new")
 def keys_new(
     name: str = typer.Argument(..., help="Identity name (e.g. the person's login)."),
-    key_dir: Optional[Path] = typer.Option(None, "--dir", help=KEYS_DIR_HELP),
+    key_dir: Path | None = typer.Option(None, "--dir", help=KEYS_DIR_HELP),
 ) -> None:
     """Create an Ed25519 key pair: NAME.key (mode 0600) and NAME.pub (share it with verifiers)."""
     from dpsynth.evidence.keys import default_key_dir, new_key
@@ -359,14 +508,17 @@ def keys_new(
     except DpsynthError as exc:
         _fail(exc)
     directory = key_dir or default_key_dir()
-    out.print(f"key {name}: id {identity.key_id[:16]} (sha256 of the public key {identity.key_id}); private "
-              f"{directory / (name + '.key')} (0600), public {directory / (name + '.pub')}", highlight=False)
+    out.print(
+        f"key {name}: id {identity.key_id[:16]} (sha256 of the public key {identity.key_id}); private "
+        f"{directory / (name + '.key')} (0600), public {directory / (name + '.pub')}",
+        highlight=False,
+    )
 
 
 @keys_app.command("export")
 def keys_export(
     name: str = typer.Argument(..., help="Identity name."),
-    key_dir: Optional[Path] = typer.Option(None, "--dir", help=KEYS_DIR_HELP),
+    key_dir: Path | None = typer.Option(None, "--dir", help=KEYS_DIR_HELP),
 ) -> None:
     """Print NAME's public key (PEM), for a verifier's --trusted-keys directory (save it as NAME.pub)."""
     from dpsynth.evidence.keys import default_key_dir, export_public, load_public
@@ -381,10 +533,18 @@ def keys_export(
     sys.stdout.write(export_public(public).decode())
 
 
-def _decide(release_dir: Path, ledger: str, name: str, reason: str, keys_dir: Optional[Path],
-            trusted_keys: Optional[Path], decision: str) -> None:
+def _decide(
+    release_dir: Path,
+    ledger: str,
+    name: str,
+    reason: str,
+    keys_dir: Path | None,
+    trusted_keys: Path | None,
+    decision: str,
+) -> None:
     from dpsynth.evidence.approval import decide
-    from dpsynth.evidence.keys import load_identity, trusted_keys as load_trusted
+    from dpsynth.evidence.keys import load_identity
+    from dpsynth.evidence.keys import trusted_keys as load_trusted
     from dpsynth.privacy.ledger import open_ledger
 
     try:
@@ -393,9 +553,12 @@ def _decide(release_dir: Path, ledger: str, name: str, reason: str, keys_dir: Op
         result = decide(release_dir, open_ledger(ledger), approver, decision, reason, trusted=trusted)
     except DpsynthError as exc:
         _fail(exc, {"approver": "--as", "reason": "--reason", "ledger": "--ledger"})
-    out.print(f"{decision.upper()} {release_dir} by {result.by} (key {approver.key_id[:16]}): ledger entry "
-              f"{result.ledger_entry_id} on spend {result.entry_id}, {len(result.files)} file hash(es) recorded; "
-              "the budget stays spent", highlight=False)
+    out.print(
+        f"{decision.upper()} {release_dir} by {result.by} (key {approver.key_id[:16]}): ledger entry "
+        f"{result.ledger_entry_id} on spend {result.entry_id}, {len(result.files)} file hash(es) recorded; "
+        "the budget stays spent",
+        highlight=False,
+    )
 
 
 @app.command("approve")
@@ -404,8 +567,8 @@ def approve(
     ledger: str = typer.Option(..., "--ledger", help="The ledger the release was spent from."),
     name: str = typer.Option(..., "--as", help="Approver (not the operator); signs with this key."),
     reason: str = typer.Option("", "--reason", help="Why (recorded in the ledger and signed)."),
-    keys_dir: Optional[Path] = typer.Option(None, "--keys-dir", help=KEYS_DIR_HELP),
-    trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", help=TRUSTED_HELP),
+    keys_dir: Path | None = typer.Option(None, "--keys-dir", help=KEYS_DIR_HELP),
+    trusted_keys: Path | None = typer.Option(None, "--trusted-keys", help=TRUSTED_HELP),
 ) -> None:
     """Approve a release: a decision record in the ledger plus the approver's signature over the bundle."""
     _decide(release_dir, ledger, name, reason, keys_dir, trusted_keys, "approved")
@@ -417,8 +580,8 @@ def reject(
     ledger: str = typer.Option(..., "--ledger", help="The ledger the release was spent from."),
     name: str = typer.Option(..., "--as", help="Reviewer (not the operator); signs with this key."),
     reason: str = typer.Option(..., "--reason", help="Why the release is rejected (required)."),
-    keys_dir: Optional[Path] = typer.Option(None, "--keys-dir", help=KEYS_DIR_HELP),
-    trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", help=TRUSTED_HELP),
+    keys_dir: Path | None = typer.Option(None, "--keys-dir", help=KEYS_DIR_HELP),
+    trusted_keys: Path | None = typer.Option(None, "--trusted-keys", help=TRUSTED_HELP),
 ) -> None:
     """Reject a release: recorded and signed like an approval; the budget stays spent."""
     _decide(release_dir, ledger, name, reason, keys_dir, trusted_keys, "rejected")
@@ -427,10 +590,12 @@ def reject(
 @app.command("verify")
 def verify(
     release_dir: Path = typer.Argument(..., help="Signed release directory."),
-    ledger: Optional[str] = typer.Option(None, "--ledger", help="Also check the spend, the approval and the chain "
-                                         "in this ledger."),
-    trusted_keys: Optional[Path] = typer.Option(None, "--trusted-keys", help="Directory of NAME.pub: every signer "
-                                                "must be one of them."),
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="Also check the spend, the approval and the chain in this ledger."
+    ),
+    trusted_keys: Path | None = typer.Option(
+        None, "--trusted-keys", help="Directory of NAME.pub: every signer must be one of them."
+    ),
 ) -> None:
     """Check every file's size and sha256, every signature, and (with --ledger) the ledger: exit 0, or 6."""
     from dpsynth.evidence.keys import trusted_keys as load_trusted
@@ -447,8 +612,12 @@ def verify(
         caveats.append("ledger not checked (add --ledger)")
     if trusted is None:
         caveats.append("signers not checked against trusted keys (add --trusted-keys)")
-    out.print(f"[bold green]VERIFIED[/] {release_dir}: {report.files} files, status {report.status}, signed by "
-              + ", ".join(report.signatures) + ("; " + "; ".join(caveats) if caveats else ""), highlight=False)
+    out.print(
+        f"[bold green]VERIFIED[/] {release_dir}: {report.files} files, status {report.status}, signed by "
+        + ", ".join(report.signatures)
+        + ("; " + "; ".join(caveats) if caveats else ""),
+        highlight=False,
+    )
 
 
 # -- audit ---------------------------------------------------------------------------------
@@ -459,7 +628,7 @@ def audit(
     synthetic: Path = typer.Option(..., "--synthetic", help="The synthetic table to audit (CSV, any tool)."),
     schema: Path = typer.Option(..., "--schema", help="Schema JSON for the three tables."),
     out_dir: Path = typer.Option(..., "--out", help="Directory for audit.json and report.html."),
-    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
+    policy: Path | None = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
     tier: str = typer.Option("quick", "--tier", help="quick (thorough needs a generator: use dpsynth release)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the attacks' sampling."),
 ) -> None:

@@ -72,8 +72,8 @@ made reproducible with a seed, by design.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import dp_accounting as dpa
 import numpy as np
@@ -100,7 +100,7 @@ MECHANISM = "dp-schema-discovery"
 OTHER_LABEL = "(other)"
 BOUND_QUANTILES = (0.01, 0.99)
 GRID_DECADES = range(-3, 10)  # default candidates: 2 significant digits from 1e-3 to 9.9e9, both signs
-FULL_INTEGER_RANGE = 5000     # integer columns with a hinted range this narrow get every whole number
+FULL_INTEGER_RANGE = 5000  # integer columns with a hinted range this narrow get every whole number
 
 
 # -- the plan: everything decided before any value is read ---------------------------------
@@ -114,7 +114,7 @@ class NumericPlan:
     candidates: tuple[float, ...]
     alphas: tuple[float, ...]  # the first two are the bounds, the rest interior edges
     scales: tuple[float, ...]  # Gumbel scale of each quantile
-    rho: tuple[float, ...]     # OpenDP's zCDP map of each quantile, d_in = 1
+    rho: tuple[float, ...]  # OpenDP's zCDP map of each quantile, d_in = 1
 
     def events(self) -> list[dpa.DpEvent]:
         return [dpa.ZCDpEvent(r) for r in self.rho]
@@ -138,9 +138,9 @@ class CategorySetPlan:
     columns: tuple[str, ...]
     scale: float
     threshold: int
-    rho: float              # OpenDP's map: approximate zCDP (rho, delta_threshold) at d_in = (k, k, 1)
+    rho: float  # OpenDP's map: approximate zCDP (rho, delta_threshold) at d_in = (k, k, 1)
     delta_threshold: float
-    epsilon: float          # OpenDP's conversion to (epsilon, delta_conversion)
+    epsilon: float  # OpenDP's conversion to (epsilon, delta_conversion)
     delta_conversion: float
 
     @property
@@ -190,7 +190,7 @@ def candidate_grid(lower: float | None = None, upper: float | None = None, integ
     if integer and lower is not None and math.floor(upper) - math.ceil(lower) <= FULL_INTEGER_RANGE:
         return tuple(float(v) for v in range(math.ceil(lower), math.floor(upper) + 1))
     mantissas = np.round(np.arange(10, 100) / 10, 1)
-    magnitudes = np.concatenate([m * 10.0 ** k for k in GRID_DECADES for m in [mantissas]])
+    magnitudes = np.concatenate([m * 10.0**k for k in GRID_DECADES for m in [mantissas]])
     grid = np.concatenate([-magnitudes, [0.0], magnitudes])
     grid = np.array([float(f"{v:.2g}") for v in grid])  # exact decimal values, no 0.30000000000000004
     if integer:
@@ -201,11 +201,22 @@ def candidate_grid(lower: float | None = None, upper: float | None = None, integ
     return tuple(float(v) for v in np.unique(grid))
 
 
-def plan_discovery(names: Sequence[str], epsilon: float, delta: float, *, numeric: Iterable[str] = (),
-                   integer: Iterable[str] = (), nullable: Iterable[str] = (),
-                   ranges: Mapping[str, tuple[float, float]] | None = None, drop: Iterable[str] = (),
-                   bins: int = 10, edges: str = "quantiles", bound_quantiles: tuple[float, float] = BOUND_QUANTILES,
-                   na_values: Sequence[str] = DEFAULT_NA_VALUES, other_label: str = OTHER_LABEL) -> DiscoveryPlan:
+def plan_discovery(
+    names: Sequence[str],
+    epsilon: float,
+    delta: float,
+    *,
+    numeric: Iterable[str] = (),
+    integer: Iterable[str] = (),
+    nullable: Iterable[str] = (),
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    drop: Iterable[str] = (),
+    bins: int = 10,
+    edges: str = "quantiles",
+    bound_quantiles: tuple[float, float] = BOUND_QUANTILES,
+    na_values: Sequence[str] = DEFAULT_NA_VALUES,
+    other_label: str = OTHER_LABEL,
+) -> DiscoveryPlan:
     """Choose every mechanism and its noise so that the whole discovery is (epsilon, delta)-DP.
 
     ``names`` are the table's column names (public); ``numeric`` /
@@ -221,8 +232,7 @@ def plan_discovery(names: Sequence[str], epsilon: float, delta: float, *, numeri
     ranges = dict(ranges or {})
     integer, drop, nullable = set(integer), set(drop), set(nullable)
     numeric = set(numeric) | integer
-    for option, given in (("--numeric", numeric), ("--nullable", nullable), ("--drop", drop),
-                          ("--range", set(ranges))):
+    for option, given in (("--numeric", numeric), ("--nullable", nullable), ("--drop", drop), ("--range", set(ranges))):
         unknown = sorted(given - set(names))
         if unknown:
             raise UsageError(f"{option} names column(s) {unknown} that the table does not have; it has {names}")
@@ -259,7 +269,7 @@ def plan_discovery(names: Sequence[str], epsilon: float, delta: float, *, numeri
         rho_column = rho_total / len(num_names)
         # the two bounds get half of a column's budget, the interior edges share the other half:
         # a bound that is off clips real values, an interior edge that is off only moves a bin
-        shares = ((0.25, 0.25, *([0.5 / len(interior)] * len(interior))) if interior else (0.5, 0.5))
+        shares = (0.25, 0.25, *([0.5 / len(interior)] * len(interior))) if interior else (0.5, 0.5)
         for name in num_names:
             lo_hi = ranges.get(name)
             candidates = candidate_grid(*(lo_hi or (None, None)), integer=name in integer)
@@ -267,21 +277,49 @@ def plan_discovery(names: Sequence[str], epsilon: float, delta: float, *, numeri
                 raise UsageError(f"column {name!r}: its public range holds fewer than two candidate values")
             scales = tuple(quantile_scale(candidates, a, share * rho_column) for a, share in zip(alphas, shares))
             rho = tuple(quantile(candidates, a, sc).map(1) for a, sc in zip(alphas, scales))
-            numeric_plans[name] = NumericPlan(name=name, integer=name in integer, nullable=name in nullable,
-                                              candidates=candidates, alphas=alphas, scales=scales, rho=rho)
+            numeric_plans[name] = NumericPlan(
+                name=name,
+                integer=name in integer,
+                nullable=name in nullable,
+                candidates=candidates,
+                alphas=alphas,
+                scales=scales,
+                rho=rho,
+            )
     categories = _category_set_plan(tuple(cat_names), eps_cat, delta_cat) if cat_names else None
     plans = tuple(numeric_plans.get(n) or CategoricalPlan(name=n, nullable=n in nullable) for n in kept)
     leaves = [e for p in plans for e in p.events()] + (categories.events() if categories else [])
-    cost = PrivacyCost.of(MECHANISM, compose(leaves), delta, columns=len(kept), numeric=len(num_names),
-                          categorical=len(cat_names), quantiles_per_numeric=len(alphas),
-                          bound_quantiles=list(bound_quantiles), edges=edges, bins=bins,
-                          threshold=categories.threshold if categories else None,
-                          gaussian_scale=categories.scale if categories else None)
+    cost = PrivacyCost.of(
+        MECHANISM,
+        compose(leaves),
+        delta,
+        columns=len(kept),
+        numeric=len(num_names),
+        categorical=len(cat_names),
+        quantiles_per_numeric=len(alphas),
+        bound_quantiles=list(bound_quantiles),
+        edges=edges,
+        bins=bins,
+        threshold=categories.threshold if categories else None,
+        gaussian_scale=categories.scale if categories else None,
+    )
     if cost.epsilon > epsilon * (1 + 1e-9):
-        raise PrivacyAccountingError(f"schema discovery calibrated to epsilon={epsilon} composes to "
-                                     f"{cost.epsilon:.6g}; refusing to spend more than asked")
-    return DiscoveryPlan(columns=plans, categories=categories, epsilon=epsilon, delta=delta, cost=cost, na_values=tuple(na_values),
-                         other_label=other_label, edges=edges, bins=bins, dropped=tuple(n for n in names if n in drop))
+        raise PrivacyAccountingError(
+            f"schema discovery calibrated to epsilon={epsilon} composes to "
+            f"{cost.epsilon:.6g}; refusing to spend more than asked"
+        )
+    return DiscoveryPlan(
+        columns=plans,
+        categories=categories,
+        epsilon=epsilon,
+        delta=delta,
+        cost=cost,
+        na_values=tuple(na_values),
+        other_label=other_label,
+        edges=edges,
+        bins=bins,
+        dropped=tuple(n for n in names if n in drop),
+    )
 
 
 # -- running it: the only part that reads values ------------------------------------------
@@ -301,18 +339,22 @@ def check_table(df: pd.DataFrame, plan: DiscoveryPlan, source: str = "table") ->
     for p in plan.columns:
         values, is_null = _values(df[columns[p.name]], plan.na_values)
         if is_null.any() and not p.nullable:
-            raise DataError(f"{source}: column {p.name!r} has {int(is_null.sum())} null value(s) but is not "
-                            f"declared nullable; pass --nullable {p.name} (a public choice) or fill them")
+            raise DataError(
+                f"{source}: column {p.name!r} has {int(is_null.sum())} null value(s) but is not "
+                f"declared nullable; pass --nullable {p.name} (a public choice) or fill them"
+            )
         if isinstance(p, NumericPlan):
             parsed = pd.to_numeric(values, errors="coerce")
             bad = parsed.isna()
             if bad.any():
-                raise DataError(f"{source}: column {p.name!r} is declared numeric but holds "
-                                f"{int(bad.sum())} non-numeric value(s)")
+                raise DataError(
+                    f"{source}: column {p.name!r} is declared numeric but holds {int(bad.sum())} non-numeric value(s)"
+                )
 
 
-def run_discovery(df: pd.DataFrame, plan: DiscoveryPlan, name: str = "", description: str = "",
-                  target: str | None = None) -> Schema:
+def run_discovery(
+    df: pd.DataFrame, plan: DiscoveryPlan, name: str = "", description: str = "", target: str | None = None
+) -> Schema:
     """Run the planned mechanisms on ``df`` and return the ``"source": "dp"`` schema.
 
     ``df`` holds the raw cells as text (as read with ``dtype=str``). Call
@@ -332,18 +374,34 @@ def run_discovery(df: pd.DataFrame, plan: DiscoveryPlan, name: str = "", descrip
         else:
             keys = sorted(released.get(p.name, set()), key=_natural_key)
             categories = [k for k in keys if k != plan.other_label] + [plan.other_label]
-            out.append(Column(name=p.name, kind="categorical", categories=tuple(categories),
-                              other=plan.other_label, nullable=p.nullable))
-    text = description or (f"Domain discovered with ({plan.cost.epsilon:.4g}, {plan.delta:.3g})-DP "
-                           f"({plan.cost.accountant}): DP quantiles for numeric bounds and edges, a "
-                           "Gaussian-thresholded histogram for categories; values held by few records "
-                           f"are in {plan.other_label!r}.")
-    return Schema(columns=tuple(out), name=name, source=DP, na_values=plan.na_values, description=text,
-                  target=target if target in plan.names else None)
+            out.append(
+                Column(
+                    name=p.name,
+                    kind="categorical",
+                    categories=tuple(categories),
+                    other=plan.other_label,
+                    nullable=p.nullable,
+                )
+            )
+    text = description or (
+        f"Domain discovered with ({plan.cost.epsilon:.4g}, {plan.delta:.3g})-DP "
+        f"({plan.cost.accountant}): DP quantiles for numeric bounds and edges, a "
+        "Gaussian-thresholded histogram for categories; values held by few records "
+        f"are in {plan.other_label!r}."
+    )
+    return Schema(
+        columns=tuple(out),
+        name=name,
+        source=DP,
+        na_values=plan.na_values,
+        description=text,
+        target=target if target in plan.names else None,
+    )
 
 
-def discover_schema(df: pd.DataFrame, epsilon: float, delta: float, name: str = "",
-                    **hints) -> tuple[Schema, PrivacyCost]:
+def discover_schema(
+    df: pd.DataFrame, epsilon: float, delta: float, name: str = "", **hints
+) -> tuple[Schema, PrivacyCost]:
     """Plan and run DP discovery on ``df``; return the schema and what it cost.
 
     Python entry point without a ledger: the caller must record the cost
@@ -363,8 +421,9 @@ def _check_budget(epsilon: float, delta: float) -> None:
     if not epsilon > 0:
         raise UsageError(f"--epsilon must be > 0, got {epsilon}")
     if not 0 < delta < 1:
-        raise UsageError(f"--delta must be in (0, 1): the category discovery (a thresholded histogram) needs "
-                         f"delta > 0, got {delta}")
+        raise UsageError(
+            f"--delta must be in (0, 1): the category discovery (a thresholded histogram) needs delta > 0, got {delta}"
+        )
 
 
 def _values(series: pd.Series, na_values: Sequence[str]) -> tuple[pd.Series, pd.Series]:
@@ -394,9 +453,15 @@ def _category_set_plan(names: tuple[str, ...], epsilon: float, delta: float) -> 
     meas = histogram(scale, threshold)
     rho, delta_map = meas.map(d_in)
     eps_map, delta_fixed = to_approx_dp(meas, delta_conversion).map(d_in)
-    return CategorySetPlan(columns=names, scale=scale, threshold=threshold, rho=float(rho),
-                           delta_threshold=float(delta_map), epsilon=float(eps_map),
-                           delta_conversion=float(delta_fixed))
+    return CategorySetPlan(
+        columns=names,
+        scale=scale,
+        threshold=threshold,
+        rho=float(rho),
+        delta_threshold=float(delta_map),
+        epsilon=float(eps_map),
+        delta_conversion=float(delta_fixed),
+    )
 
 
 def key_counts(df: pd.DataFrame, plan: DiscoveryPlan) -> dict[str, int]:
@@ -452,15 +517,17 @@ def _numeric_column(p: NumericPlan, found: list[float], plan: DiscoveryPlan) -> 
         if step < upper:
             edges.add(step)
     ordered = tuple(sorted(edges))
-    return Column(name=p.name, kind="numeric", lower=lower, upper=upper, edges=ordered, integer=p.integer,
-                  nullable=p.nullable)
+    return Column(
+        name=p.name, kind="numeric", lower=lower, upper=upper, edges=ordered, integer=p.integer, nullable=p.nullable
+    )
 
 
 def _equal_width(p: NumericPlan, lower: float, upper: float, bins: int) -> Column:
     if p.integer:
         bins = max(1, min(bins, int(math.floor(upper) - math.ceil(lower) + 1)))
-    return Column(name=p.name, kind="numeric", lower=lower, upper=upper, bins=bins, integer=p.integer,
-                  nullable=p.nullable)
+    return Column(
+        name=p.name, kind="numeric", lower=lower, upper=upper, bins=bins, integer=p.integer, nullable=p.nullable
+    )
 
 
 def _natural_key(label: str) -> tuple:
@@ -470,5 +537,15 @@ def _natural_key(label: str) -> tuple:
         return (1, 0.0, label)
 
 
-__all__ = ["CategoricalPlan", "CategorySetPlan", "DiscoveryPlan", "NumericPlan", "candidate_grid", "check_table", "discover_schema",
-           "key_counts", "plan_discovery", "run_discovery"]
+__all__ = [
+    "CategoricalPlan",
+    "CategorySetPlan",
+    "DiscoveryPlan",
+    "NumericPlan",
+    "candidate_grid",
+    "check_table",
+    "discover_schema",
+    "key_counts",
+    "plan_discovery",
+    "run_discovery",
+]

@@ -71,15 +71,30 @@ def draft_dp_schema(request: DraftRequest) -> DraftOutcome:
     table = read_raw_csv(r.data)
     if r.target is not None and r.target not in [str(c).strip() for c in table.columns]:
         raise UsageError(f"--target {r.target!r} is not a column of {r.data}")
-    plan = plan_discovery([str(c) for c in table.columns], r.epsilon, r.delta, numeric=r.numeric,
-                          integer=r.integer, nullable=r.nullable, drop=r.drop, ranges=r.ranges, bins=r.bins,
-                          edges=r.edges, na_values=tuple(dict.fromkeys([*DEFAULT_NA_VALUES, *r.na_values])))
+    plan = plan_discovery(
+        [str(c) for c in table.columns],
+        r.epsilon,
+        r.delta,
+        numeric=r.numeric,
+        integer=r.integer,
+        nullable=r.nullable,
+        drop=r.drop,
+        ranges=r.ranges,
+        bins=r.bins,
+        edges=r.edges,
+        na_values=tuple(dict.fromkeys([*DEFAULT_NA_VALUES, *r.na_values])),
+    )
     check_table(table, plan, source=str(r.data))
     check_privacy_parameters(r.epsilon, r.delta, len(table))
     check_delta_cap(ledger.caps(r.dataset_id)[1], len(table), r.dataset_id)
     parameters: dict[str, Any] = {"epsilon": r.epsilon, "delta": r.delta, **plan.cost.details}
-    entry = ledger.reserve(r.dataset_id, plan.cost, purpose=f"schema discovery for {r.data} -> {r.output}",
-                           generator="schema-discovery", parameters=parameters)
+    entry = ledger.reserve(
+        r.dataset_id,
+        plan.cost,
+        purpose=f"schema discovery for {r.data} -> {r.output}",
+        generator="schema-discovery",
+        parameters=parameters,
+    )
     try:
         schema = run_discovery(table, plan, name=r.name or r.data.stem, target=r.target)
         schema.save(r.output)

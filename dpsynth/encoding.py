@@ -44,16 +44,20 @@ class TableEncoder:
 def _encode_column(column: Column, series: pd.Series) -> np.ndarray:
     null = series.isna().to_numpy()
     if null.any() and not column.nullable:
-        raise DataError(f"column {column.name!r} is not nullable but holds {int(null.sum())} null value(s); "
-                        "prepare the table with dpsynth.tables.prepare first")
+        raise DataError(
+            f"column {column.name!r} is not nullable but holds {int(null.sum())} null value(s); "
+            "prepare the table with dpsynth.tables.prepare first"
+        )
     codes = np.empty(len(series), dtype=np.int64)
     if column.kind == "categorical":
         lookup = {label: i for i, label in enumerate(column.categories)}
         mapped = series[~null].map(lookup)
         if mapped.isna().any():
             examples = sorted(set(series[~null][mapped.isna()].astype(str)))[:3]
-            raise DataError(f"column {column.name!r} holds value(s) outside its categories (e.g. {examples}); "
-                            "prepare the table with dpsynth.tables.prepare first")
+            raise DataError(
+                f"column {column.name!r} holds value(s) outside its categories (e.g. {examples}); "
+                "prepare the table with dpsynth.tables.prepare first"
+            )
         codes[~null] = mapped.to_numpy(dtype=np.int64)
         null_code = len(column.categories)
     else:
@@ -85,15 +89,21 @@ def _decode_column(column: Column, codes: np.ndarray, rng: np.random.Generator) 
         low, high = edges[codes[valid]], edges[codes[valid] + 1]
         values[valid] = low + rng.random(valid.sum()) * (high - low)
         last = codes[valid] == len(edges) - 2
-        values[valid] = round_to_schema(column, np.clip(values[valid], column.lower, column.upper),
-                                        low, high, closed=last)
+        values[valid] = round_to_schema(
+            column, np.clip(values[valid], column.lower, column.upper), low, high, closed=last
+        )
         return pd.Series(values, dtype=float)
     values[valid] = np.clip(values[valid], column.lower, column.upper)
     return pd.Series(values, dtype=float)
 
 
-def round_to_schema(column: Column, values: np.ndarray, low: np.ndarray | None = None,
-                    high: np.ndarray | None = None, closed: np.ndarray | bool = True) -> np.ndarray:
+def round_to_schema(
+    column: Column,
+    values: np.ndarray,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+    closed: np.ndarray | bool = True,
+) -> np.ndarray:
     """``values`` rounded to ``column.output_decimals()``, kept inside the public bounds.
 
     A bound with more decimals than the column's is replaced by the nearest
@@ -103,7 +113,7 @@ def round_to_schema(column: Column, values: np.ndarray, low: np.ndarray | None =
     precision.
     """
     d = column.output_decimals()
-    scale = 10.0 ** d
+    scale = 10.0**d
     rounded = np.round(np.asarray(values, dtype=float), d)
     if low is not None and high is not None:
         first = np.ceil(np.round(np.asarray(low) * scale, 6)) / scale

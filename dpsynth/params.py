@@ -22,9 +22,10 @@ numbers must be finite.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -83,8 +84,11 @@ class Options:
         object.__setattr__(self, "values", tuple(values))
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, str) and value in self.values if all(isinstance(v, str) for v in self.values) \
+        return (
+            isinstance(value, str) and value in self.values
+            if all(isinstance(v, str) for v in self.values)
             else value in self.values
+        )
 
     def describe(self) -> str:
         return "one of " + ", ".join(repr(v) for v in self.values)
@@ -133,8 +137,9 @@ def _describe(constraint: Constraint) -> str:
     return constraint.describe()
 
 
-def validate_params(values: Mapping[str, Any], constraints: Mapping[str, Sequence[Constraint]],
-                    owner: str = "") -> None:
+def validate_params(
+    values: Mapping[str, Any], constraints: Mapping[str, Sequence[Constraint]], owner: str = ""
+) -> None:
     """Raise ``UsageError`` for the first value no constraint of its parameter accepts.
 
     Parameters without declared constraints are not checked here (the owner

@@ -38,7 +38,10 @@ RandomState = int | np.random.Generator | None
 
 #: What ``random_state`` accepts (:mod:`dpsynth.params`): None, a seed >= 0, or a Generator.
 RANDOM_STATE_CONSTRAINTS: list[Constraint] = [
-    None, Interval(int, 0, None), Satisfies(lambda v: isinstance(v, np.random.Generator), "a numpy Generator")]
+    None,
+    Interval(int, 0, None),
+    Satisfies(lambda v: isinstance(v, np.random.Generator), "a numpy Generator"),
+]
 
 
 @dataclass(frozen=True)
@@ -57,16 +60,20 @@ def make_streams(random_state: RandomState, secure_noise: bool | None = None) ->
     only be ``False`` with an integer seed (there is nothing to seed the noise
     from otherwise).
     """
-    validate_params({"random_state": random_state, "secure_noise": secure_noise},
-                    {"random_state": RANDOM_STATE_CONSTRAINTS, "secure_noise": [None, bool]})
+    validate_params(
+        {"random_state": random_state, "secure_noise": secure_noise},
+        {"random_state": RANDOM_STATE_CONSTRAINTS, "secure_noise": [None, bool]},
+    )
     seeded = isinstance(random_state, (int, np.integer))
     if secure_noise is None:
         secure_noise = not seeded
     if not secure_noise and not seeded:
         from dpsynth.errors import UsageError
 
-        raise UsageError("parameter 'secure_noise'=False needs an integer random_state to seed the noise from",
-                         parameter="secure_noise")
+        raise UsageError(
+            "parameter 'secure_noise'=False needs an integer random_state to seed the noise from",
+            parameter="secure_noise",
+        )
     if seeded:
         noise_seed, fit_seed, sample_seed = np.random.SeedSequence(int(random_state)).spawn(3)
         sample = np.random.default_rng(sample_seed)

@@ -24,11 +24,12 @@ import hashlib
 import json
 import platform
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -105,8 +106,10 @@ def split_holdout(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -
     holdout = df.loc[in_holdout].reset_index(drop=True)
     train = df.loc[~in_holdout].reset_index(drop=True)
     if len(train) == 0 or len(holdout) == 0:
-        raise UsageError(f"the table's {len(df)} rows split into {len(train)} training and {len(holdout)} holdout "
-                         f"rows (holdout fraction {fraction:g}); both must be non-empty: use a larger table")
+        raise UsageError(
+            f"the table's {len(df)} rows split into {len(train)} training and {len(holdout)} holdout "
+            f"rows (holdout fraction {fraction:g}); both must be non-empty: use a larger table"
+        )
     return train, holdout
 
 
@@ -121,7 +124,8 @@ def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:
             f"dataset {dataset_id!r} has a delta cap of {delta_cap:g}, which is not below 1/n = {1 / n_rows:.3g} for "
             f"this table of {n_rows} rows: composed at such a delta, the budget would allow releasing whole "
             "records. Release under a dataset whose delta cap is well below 1/n (e.g. 1e-6 for up to ~100,000 "
-            "rows; caps are never changed, so add a new dataset id with `dpsynth budget init`).")
+            "rows; caps are never changed, so add a new dataset id with `dpsynth budget init`)."
+        )
 
 
 REQUEST_CONSTRAINTS = {
@@ -137,8 +141,10 @@ def _validate(request: ReleaseRequest) -> None:
     check_privacy_parameters(request.epsilon, request.delta)
     validate_params(vars(request), REQUEST_CONSTRAINTS, owner="release")
     if request.out.exists():
-        raise UsageError(f"out directory {request.out} already exists; releases are never overwritten: choose a new "
-                         "directory", parameter="out")
+        raise UsageError(
+            f"out directory {request.out} already exists; releases are never overwritten: choose a new directory",
+            parameter="out",
+        )
 
 
 def _versions() -> dict[str, str]:
@@ -152,8 +158,9 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def generator_factory(generator: str, params: dict[str, Any], schema: Schema, epsilon: float, delta: float,
-                      accept_private_schema: bool) -> Callable[[pd.DataFrame, int, int], pd.DataFrame]:
+def generator_factory(
+    generator: str, params: dict[str, Any], schema: Schema, epsilon: float, delta: float, accept_private_schema: bool
+) -> Callable[[pd.DataFrame, int, int], pd.DataFrame]:
     """A ``fit_sample(df, n_rows, seed)`` callable for the shadow-model and canary audits.
 
     It refits the same generator with the same budget on reference data
@@ -186,8 +193,11 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     # the operator's key is loaded before any budget is spent: a missing key refuses the release (exit 2)
     operator = load_identity(request.operator, request.keys_dir) if request.operator is not None else None
     if needs_approval and operator is None:
-        raise UsageError("the policy requires approval ([release] approval_required), which needs a signed release: "
-                         "name the operator (release --as NAME)", parameter="operator")
+        raise UsageError(
+            "the policy requires approval ([release] approval_required), which needs a signed release: "
+            "name the operator (release --as NAME)",
+            parameter="operator",
+        )
     ledger = open_ledger(request.ledger)
     _, delta_cap = ledger.caps(request.dataset_id)
 
@@ -201,13 +211,22 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     prepare(table, schema, source=str(request.data))  # refuse out-of-domain data before any budget is spent
 
     synthesizer: Synthesizer = make_synthesizer(
-        request.generator, epsilon=request.epsilon, delta=request.delta,
-        random_state=fit_seed if request.seed is not None else None, **request.generator_params)
+        request.generator,
+        epsilon=request.epsilon,
+        delta=request.delta,
+        random_state=fit_seed if request.seed is not None else None,
+        **request.generator_params,
+    )
     planned: PrivacyCost = synthesizer.planned_cost(len(train), schema)
 
     say(f"reserving epsilon={planned.epsilon:.4g}, delta={planned.delta:.3g} on dataset {request.dataset_id!r}")
-    entry = ledger.reserve(request.dataset_id, planned, generator=request.generator,
-                           parameters=_jsonable(synthesizer.get_params()), purpose=f"release to {request.out}")
+    entry = ledger.reserve(
+        request.dataset_id,
+        planned,
+        generator=request.generator,
+        parameters=_jsonable(synthesizer.get_params()),
+        purpose=f"release to {request.out}",
+    )
     try:
         say(f"fitting {request.generator} on the training rows")
         synthesizer.fit(train, schema, accept_private_schema=request.accept_private_schema)
@@ -221,10 +240,25 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
         spec = audits.TableSpec.from_schema_dict(schema.to_dict())
         factory = None
         if tier == "thorough":
-            factory = generator_factory(request.generator, request.generator_params, schema, request.epsilon,
-                                        request.delta, request.accept_private_schema)
-        report = audits.run(train, holdout, synthetic, spec, policy=policy, tier=tier, generator=factory,
-                            claimed_epsilon=synthesizer.privacy_cost_.epsilon, seed=audit_seed)
+            factory = generator_factory(
+                request.generator,
+                request.generator_params,
+                schema,
+                request.epsilon,
+                request.delta,
+                request.accept_private_schema,
+            )
+        report = audits.run(
+            train,
+            holdout,
+            synthetic,
+            spec,
+            policy=policy,
+            tier=tier,
+            generator=factory,
+            claimed_epsilon=synthesizer.privacy_cost_.epsilon,
+            seed=audit_seed,
+        )
     except BaseException:
         ledger.mark(entry.id, "failed")
         raise
@@ -232,38 +266,70 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     audit = report.to_dict()
     decision = audit["decision"]
     budget = ledger.summary(request.dataset_id)[0]
-    manifest = _manifest(request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout,
-                         n_rows, ledger)
+    manifest = _manifest(
+        request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
+    )
     status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
-    manifest["approval"] = {"required": needs_approval, "status": status,
-                            "operator": operator.name if operator else None,
-                            "operator_key_id": operator.key_id if operator else None}
+    manifest["approval"] = {
+        "required": needs_approval,
+        "status": status,
+        "operator": operator.name if operator else None,
+        "operator_key_id": operator.key_id if operator else None,
+    }
     public = public_privacy_statement(request, schema, synthesizer, manifest) if decision == "PASS" else None
     if public is not None:
         public["status"] = status
     say(f"decision: {decision}; writing {request.out}")
     sign = None
     if operator is not None:
+
         def sign(staging: Path) -> None:
-            ledger_ref = {"location": ledger.location, "entry_id": entry.id, "entry_hash": entry.hash,
-                          "head_hash": manifest["ledger"]["head_hash"]}
-            index = build_index(staging, release_id=manifest["release_id"], dataset_id=request.dataset_id,
-                                created_at=manifest["created_at"], status=status, approval_required=needs_approval,
-                                operator=operator, ledger=ledger_ref)
+            ledger_ref = {
+                "location": ledger.location,
+                "entry_id": entry.id,
+                "entry_hash": entry.hash,
+                "head_hash": manifest["ledger"]["head_hash"],
+            }
+            index = build_index(
+                staging,
+                release_id=manifest["release_id"],
+                dataset_id=request.dataset_id,
+                created_at=manifest["created_at"],
+                status=status,
+                approval_required=needs_approval,
+                operator=operator,
+                ledger=ledger_ref,
+            )
             write_signed_bundle(staging, index, operator)
-    _write_release_dir(request.out, manifest, audit, train, synthetic if decision == "PASS" else None, schema,
-                       public, finish=sign)
+
+    _write_release_dir(
+        request.out, manifest, audit, train, synthetic if decision == "PASS" else None, schema, public, finish=sign
+    )
     ledger.mark(entry.id, status)
     outcome = ReleaseOutcome(decision=decision, out=request.out, manifest=manifest, status=status)
     if decision != "PASS":
-        raise GateFailed("release refused by the gate: " + "; ".join(manifest["reasons"])
-                         + f". Report: {request.out / 'report.html'}. The budget stays spent.")
+        raise GateFailed(
+            "release refused by the gate: "
+            + "; ".join(manifest["reasons"])
+            + f". Report: {request.out / 'report.html'}. The budget stays spent."
+        )
     return outcome
 
 
-def _manifest(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer, planned: PrivacyCost, entry,
-              budget, audit: dict, report, train: pd.DataFrame, holdout: pd.DataFrame, n_rows: int,
-              ledger: AnyLedger) -> dict[str, Any]:
+def _manifest(
+    request: ReleaseRequest,
+    schema: Schema,
+    synthesizer: Synthesizer,
+    planned: PrivacyCost,
+    entry,
+    budget,
+    audit: dict,
+    report,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    n_rows: int,
+    ledger: AnyLedger,
+) -> dict[str, Any]:
     realised = synthesizer.privacy_cost_
     return {
         "format": "dpsynth-release/1",
@@ -272,39 +338,67 @@ def _manifest(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,
         "release_id": uuid.uuid4().hex,
         "decision": audit["decision"],
         "reasons": [failure.message for failure in report.failures()],
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset_id": request.dataset_id,
         "generator": request.generator,
         "parameters": _jsonable(synthesizer.get_params()),
         "privacy": {
-            "epsilon": planned.epsilon, "delta": planned.delta, "accountant": planned.accountant,
-            "event": event_to_dict(planned.event), "neighbouring": "add or remove one record",
+            "epsilon": planned.epsilon,
+            "delta": planned.delta,
+            "accountant": planned.accountant,
+            "event": event_to_dict(planned.event),
+            "neighbouring": "add or remove one record",
             "realised": realised.to_dict(),
         },
         "budget": {
-            "epsilon_cap": budget.epsilon_cap, "delta_cap": budget.delta_cap,
-            "spent_epsilon": budget.spent_epsilon, "remaining_epsilon": budget.remaining_epsilon,
-            "naive_sum_epsilon": budget.naive_sum_epsilon, "accountant": budget.accountant,
+            "epsilon_cap": budget.epsilon_cap,
+            "delta_cap": budget.delta_cap,
+            "spent_epsilon": budget.spent_epsilon,
+            "remaining_epsilon": budget.remaining_epsilon,
+            "naive_sum_epsilon": budget.naive_sum_epsilon,
+            "accountant": budget.accountant,
         },
-        "ledger": {"path": ledger.location, "entry_id": entry.id, "entry_hash": entry.hash,
-                   "head_hash": ledger.head_hash()},
-        "schema": {"name": schema.name, "source": schema.source, "leaked_domain": not schema.is_public,
-                   "sha256": hashlib.sha256(json.dumps(schema.to_dict(), sort_keys=True).encode()).hexdigest()},
+        "ledger": {
+            "path": ledger.location,
+            "entry_id": entry.id,
+            "entry_hash": entry.hash,
+            "head_hash": ledger.head_hash(),
+        },
+        "schema": {
+            "name": schema.name,
+            "source": schema.source,
+            "leaked_domain": not schema.is_public,
+            "sha256": hashlib.sha256(json.dumps(schema.to_dict(), sort_keys=True).encode()).hexdigest(),
+        },
         "domain_report": synthesizer.domain_report_.to_dict(),
-        "rows": {"train": len(train), "holdout": len(holdout), "synthetic": n_rows,
-                 "row_count": row_count_source(request)},
+        "rows": {
+            "train": len(train),
+            "holdout": len(holdout),
+            "synthetic": n_rows,
+            "row_count": row_count_source(request),
+        },
         "seed": request.seed,
         "noise_source": synthesizer.noise_source_,
-        "audit": {"tier": audit.get("tier"), "decision": audit["decision"],
-                  "results": [{k: r.get(k) for k in ("name", "family", "value", "ci_low", "ci_high", "threshold",
-                                                      "direction", "passed")} for r in audit["results"]]},
+        "audit": {
+            "tier": audit.get("tier"),
+            "decision": audit["decision"],
+            "results": [
+                {
+                    k: r.get(k)
+                    for k in ("name", "family", "value", "ci_low", "ci_high", "threshold", "direction", "passed")
+                }
+                for r in audit["results"]
+            ],
+        },
         "versions": _versions(),
         "files": {},
     }
 
 
-INTERNAL_NOTICE = ("INTERNAL: holds statistics of the private data computed without noise (row counts, domain "
-                   "report, audit figures). Do not publish; synthetic.csv and privacy.json are the public files.")
+INTERNAL_NOTICE = (
+    "INTERNAL: holds statistics of the private data computed without noise (row counts, domain "
+    "report, audit figures). Do not publish; synthetic.csv and privacy.json are the public files."
+)
 NEIGHBOURING = "add or remove one record"
 
 
@@ -313,8 +407,9 @@ def row_count_source(request: ReleaseRequest) -> str:
     return "public (--rows)" if request.rows is not None else "dp-estimate"
 
 
-def public_privacy_statement(request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer,
-                             manifest: dict[str, Any]) -> dict[str, Any]:
+def public_privacy_statement(
+    request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer, manifest: dict[str, Any]
+) -> dict[str, Any]:
     """``privacy.json``: what may leave the data owner with synthetic.csv.
 
     Only public inputs (the request, the schema, the generator's constructor
@@ -336,8 +431,10 @@ def public_privacy_statement(request: ReleaseRequest, schema: Schema, synthesize
         "parameters": parameters,
         "epsilon": float(request.epsilon),
         "delta": float(request.delta),
-        "guarantee": (f"({request.epsilon:g}, {request.delta:g})-differential privacy of the whole fit, "
-                      f"{NEIGHBOURING} of the source table; epsilon and delta are upper bounds"),
+        "guarantee": (
+            f"({request.epsilon:g}, {request.delta:g})-differential privacy of the whole fit, "
+            f"{NEIGHBOURING} of the source table; epsilon and delta are upper bounds"
+        ),
         "accountant": manifest["privacy"]["accountant"],
         "neighbouring": NEIGHBOURING,
         "noise_source": manifest["noise_source"],
@@ -366,9 +463,16 @@ def synthetic_csv_text(synthetic: pd.DataFrame, schema: Schema) -> str:
     return out.to_csv(index=False, na_rep=null_marker)
 
 
-def _write_release_dir(out: Path, manifest: dict[str, Any], audit: dict, train: pd.DataFrame,
-                       synthetic: pd.DataFrame | None, schema: Schema, public: dict[str, Any] | None,
-                       finish: Callable[[Path], None] | None = None) -> None:
+def _write_release_dir(
+    out: Path,
+    manifest: dict[str, Any],
+    audit: dict,
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame | None,
+    schema: Schema,
+    public: dict[str, Any] | None,
+    finish: Callable[[Path], None] | None = None,
+) -> None:
     """Assemble the release in a staged directory renamed into place at the end (``finish`` runs last, in it)."""
     from dpsynth.report import write_report
 

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,11 +46,22 @@ DP = "dp"  # learned from the data by a DP mechanism whose cost is in the ledger
 SOURCES = (PUBLIC, PRIVATE_DATA, DP)
 KINDS = ("categorical", "numeric")
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
-_COLUMN_KEYS = {"name", "kind", "categories", "other", "lower", "upper", "bins", "edges",
-                "integer", "nullable", "description", "decimals"}
+_COLUMN_KEYS = {
+    "name",
+    "kind",
+    "categories",
+    "other",
+    "lower",
+    "upper",
+    "bins",
+    "edges",
+    "integer",
+    "nullable",
+    "description",
+    "decimals",
+}
 MAX_DECIMALS = 12
-_SCHEMA_KEYS = {"name", "source", "columns", "na_values", "quasi_identifiers", "description",
-                "target"}
+_SCHEMA_KEYS = {"name", "source", "columns", "na_values", "quasi_identifiers", "description", "target"}
 
 
 @dataclass(frozen=True)
@@ -114,14 +126,14 @@ class Column:
             if self.decimals is not None:
                 d = self.decimals
                 if not isinstance(d, int) or not Interval(int, 0, MAX_DECIMALS).accepts(d):
-                    raise SchemaError(f"{where}: 'decimals' must be a whole number from 0 to {MAX_DECIMALS}, "
-                                      f"got {d!r}")
+                    raise SchemaError(f"{where}: 'decimals' must be a whole number from 0 to {MAX_DECIMALS}, got {d!r}")
                 if self.integer and d != 0:
                     raise SchemaError(f"{where}: an integer column is written with 'decimals' 0, got {d}")
-                lo, hi = math.ceil(float(self.lower) * 10 ** d), math.floor(float(self.upper) * 10 ** d)
+                lo, hi = math.ceil(float(self.lower) * 10**d), math.floor(float(self.upper) * 10**d)
                 if lo > hi:
-                    raise SchemaError(f"{where}: no number with {d} decimal(s) lies between 'lower' and 'upper'; "
-                                      "raise 'decimals'")
+                    raise SchemaError(
+                        f"{where}: no number with {d} decimal(s) lies between 'lower' and 'upper'; raise 'decimals'"
+                    )
         if self.kind == "categorical" and self.decimals is not None:
             raise SchemaError(f"{where}: 'decimals' applies to numeric columns only")
 
@@ -175,7 +187,7 @@ class Column:
 
     # -- JSON ----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], position: int = 0) -> "Column":
+    def from_dict(cls, raw: dict[str, Any], position: int = 0) -> Column:
         if not isinstance(raw, dict):
             raise SchemaError(f"columns[{position}] must be an object, got {type(raw).__name__}")
         name = raw.get("name")
@@ -290,17 +302,18 @@ class Schema:
         """Refuse a private-derived schema unless the user accepted the leak."""
         if not self.is_public and not accept_private:
             raise SchemaError(
-                f"schema {self.name or '(unnamed)'} has \"source\": \"{self.source}\": its categories and "
+                f'schema {self.name or "(unnamed)"} has "source": "{self.source}": its categories and '
                 "bounds were read from the private data, so using it would leak information that no "
-                "privacy budget accounts for. Review it and set \"source\": \"public\" if every domain is "
+                'privacy budget accounts for. Review it and set "source": "public" if every domain is '
                 "public knowledge, learn the domain with DP instead (dpsynth schema draft DATA --epsilon E --delta D "
-                "--ledger L --dataset ID, which spends budget), or pass --accept-private-schema (accept_private_schema=True) to proceed "
+                "--ledger L --dataset ID, which spends budget), or pass --accept-private-schema "
+                "(accept_private_schema=True) to proceed "
                 "anyway; the manifest and report will then state that the domain leaked."
             )
 
     # -- JSON ----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "Schema":
+    def from_dict(cls, raw: dict[str, Any]) -> Schema:
         if not isinstance(raw, dict):
             raise SchemaError("a schema must be a JSON object with a 'columns' list")
         unknown = set(raw) - _SCHEMA_KEYS
@@ -340,7 +353,7 @@ class Schema:
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> "Schema":
+    def load(cls, path: str | Path) -> Schema:
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -355,13 +368,17 @@ class Schema:
     def save(self, path: str | Path) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
-    def subset(self, names: Iterable[str]) -> "Schema":
+    def subset(self, names: Iterable[str]) -> Schema:
         keep = list(names)
-        return Schema(columns=tuple(self[n] for n in keep), name=self.name, source=self.source,
-                      na_values=self.na_values,
-                      quasi_identifiers=tuple(q for q in self.quasi_identifiers if q in keep),
-                      target=self.target if self.target in keep else None,
-                      description=self.description)
+        return Schema(
+            columns=tuple(self[n] for n in keep),
+            name=self.name,
+            source=self.source,
+            na_values=self.na_values,
+            quasi_identifiers=tuple(q for q in self.quasi_identifiers if q in keep),
+            target=self.target if self.target in keep else None,
+            description=self.description,
+        )
 
 
 def _as_decimals(value: Any, column: str) -> int | None:
@@ -374,8 +391,7 @@ def _as_decimals(value: Any, column: str) -> int | None:
 
 def _is_whole(value: Any) -> bool:
     """A JSON whole number: an int, or a float with no fractional part (``8.0``); never a bool."""
-    return isinstance(value, (int, float)) and Interval(float, None, None).accepts(value) \
-        and float(value).is_integer()
+    return isinstance(value, (int, float)) and Interval(float, None, None).accepts(value) and float(value).is_integer()
 
 
 def draft_schema(df: pd.DataFrame, name: str = "", bins: int = 10, max_categories: int = 200) -> Schema:
@@ -397,19 +413,33 @@ def draft_schema(df: pd.DataFrame, name: str = "", bins: int = 10, max_categorie
             lower, upper = float(numeric.min()), float(numeric.max())
             if lower == upper:
                 upper = lower + 1
-            columns.append(Column(name=str(col), kind="numeric", lower=lower, upper=upper,
-                                  bins=int(upper - lower + 1) if integer and upper - lower < 32 else bins,
-                                  integer=integer, nullable=nullable))
+            columns.append(
+                Column(
+                    name=str(col),
+                    kind="numeric",
+                    lower=lower,
+                    upper=upper,
+                    bins=int(upper - lower + 1) if integer and upper - lower < 32 else bins,
+                    integer=integer,
+                    nullable=nullable,
+                )
+            )
         else:
             labels = sorted({category_label(v) for v in values}, key=_natural_key)
             if len(labels) > max_categories:
                 raise SchemaError(
                     f"column {col!r} has {len(labels)} distinct values (> {max_categories}); it looks like an "
-                    "identifier or free text. Drop it or declare it by hand.")
-            columns.append(Column(name=str(col), kind="categorical", categories=tuple(labels or ["(empty)"]),
-                                  nullable=nullable))
-    return Schema(columns=tuple(columns), name=name, source=PRIVATE_DATA,
-                  description="Draft inferred from the private data: review every domain before use.")
+                    "identifier or free text. Drop it or declare it by hand."
+                )
+            columns.append(
+                Column(name=str(col), kind="categorical", categories=tuple(labels or ["(empty)"]), nullable=nullable)
+            )
+    return Schema(
+        columns=tuple(columns),
+        name=name,
+        source=PRIVATE_DATA,
+        description="Draft inferred from the private data: review every domain before use.",
+    )
 
 
 def _natural_key(label: str) -> tuple:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import csv
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -44,8 +44,12 @@ class DomainReport:
         return sum(self.clipped_low.values()) + sum(self.clipped_high.values()) + sum(self.mapped_to_other.values())
 
     def to_dict(self) -> dict:
-        return {"clipped_low": self.clipped_low, "clipped_high": self.clipped_high,
-                "mapped_to_other": self.mapped_to_other, "ignored_columns": self.ignored_columns}
+        return {
+            "clipped_low": self.clipped_low,
+            "clipped_high": self.clipped_high,
+            "mapped_to_other": self.mapped_to_other,
+            "ignored_columns": self.ignored_columns,
+        }
 
 
 def read_csv(path: str | Path, schema: Schema) -> pd.DataFrame:
@@ -93,8 +97,13 @@ def _record_lines(path: Path) -> list[int]:
     return starts[1:]  # the first record is the header
 
 
-def coerce(df: pd.DataFrame, schema: Schema, source: str = "table", row_offset: int = 0,
-           line_of: Callable[[int], int] | None = None) -> pd.DataFrame:
+def coerce(
+    df: pd.DataFrame,
+    schema: Schema,
+    source: str = "table",
+    row_offset: int = 0,
+    line_of: Callable[[int], int] | None = None,
+) -> pd.DataFrame:
     """Return the schema's columns of ``df`` with schema types, or raise :class:`DataError`.
 
     Numeric columns become float64 (NaN for null), categorical columns object
@@ -121,23 +130,30 @@ def coerce(df: pd.DataFrame, schema: Schema, source: str = "table", row_offset: 
         is_null = series.isna() | series.map(lambda v: isinstance(v, str) and v.strip() in na_values)
         if is_null.any() and not column.nullable:
             row = int(np.flatnonzero(is_null.to_numpy())[0])
-            raise DataError(f"{source}: column {column.name!r} is not nullable but {where(row)} is null "
-                            f"({int(is_null.sum())} null value(s) in all); declare \"nullable\": true or fill them")
+            raise DataError(
+                f"{source}: column {column.name!r} is not nullable but {where(row)} is null "
+                f'({int(is_null.sum())} null value(s) in all); declare "nullable": true or fill them'
+            )
         if column.kind == "numeric":
             values = pd.to_numeric(series.where(~is_null), errors="coerce")
             bad = values.isna() & ~is_null
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(f"{source}: column {column.name!r} is numeric but {where(row)} holds "
-                                f"{series.iloc[row]!r} ({int(bad.sum())} non-numeric value(s) in all)")
+                raise DataError(
+                    f"{source}: column {column.name!r} is numeric but {where(row)} holds "
+                    f"{series.iloc[row]!r} ({int(bad.sum())} non-numeric value(s) in all)"
+                )
             out[column.name] = values.astype(float)
         else:
             labels = series.map(lambda v: category_label(v.strip() if isinstance(v, str) else v))
             out[column.name] = labels.where(~is_null, np.nan).astype(object)
     typed = pd.DataFrame(out)
     # columns outside the schema are not synthesized; remember them for the manifest
-    typed.attrs["ignored_columns"] = list(dict.fromkeys(
-        [*df.attrs.get("ignored_columns", []), *(str(c) for c in df.columns if str(c) not in schema.names)]))
+    typed.attrs["ignored_columns"] = list(
+        dict.fromkeys(
+            [*df.attrs.get("ignored_columns", []), *(str(c) for c in df.columns if str(c) not in schema.names)]
+        )
+    )
     return typed
 
 
@@ -168,7 +184,8 @@ def conform(df: pd.DataFrame, schema: Schema, source: str = "table") -> tuple[pd
                     raise DataError(
                         f"{source}: column {column.name!r} has {int(unknown.sum())} value(s) outside its declared "
                         f"categories (e.g. {examples}; first at row {int(np.flatnonzero(unknown.to_numpy())[0])}). "
-                        "Add them to 'categories' if they are public, or declare an \"other\" category to absorb them.")
+                        "Add them to 'categories' if they are public, or declare an \"other\" category to absorb them."
+                    )
                 report.mapped_to_other[column.name] = int(unknown.sum())
                 out.loc[unknown, column.name] = column.other
     return out, report

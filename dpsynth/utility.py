@@ -21,7 +21,8 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,15 +30,24 @@ import pandas as pd
 from dpsynth.errors import DataError, UsageError
 from dpsynth.params import Interval, validate_params
 
-_TVD_CONSTRAINTS = {"way": [Interval(int, 1, None)], "bins": [Interval(int, 1, None)],
-                    "max_marginals": [None, Interval(int, 1, None)]}
+_TVD_CONSTRAINTS = {
+    "way": [Interval(int, 1, None)],
+    "bins": [Interval(int, 1, None)],
+    "max_marginals": [None, Interval(int, 1, None)],
+}
 
 _MISSING = "\x00<missing>"
 _MAX_CATEGORIES = 250  # HistGradientBoosting splits natively on at most 255 categories
 
 
-def marginal_tvd(real: pd.DataFrame, synthetic: pd.DataFrame, way: int, bins: int = 10,
-                 max_marginals: int | None = None, seed: int = 0) -> float:
+def marginal_tvd(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    way: int,
+    bins: int = 10,
+    max_marginals: int | None = None,
+    seed: int = 0,
+) -> float:
     """Mean total-variation distance over the ``way``-way marginals of the real table's columns.
 
     Numeric columns (by the real table's dtype) are discretised with up to
@@ -62,8 +72,13 @@ def marginal_tvd(real: pd.DataFrame, synthetic: pd.DataFrame, way: int, bins: in
     return float(np.mean([_tvd(coded, clique) for clique in marginals]))
 
 
-def tstr_auc(synthetic_train: pd.DataFrame, real_test: pd.DataFrame, target: str,
-             positive: Hashable | None = None, random_state: int = 0) -> float:
+def tstr_auc(
+    synthetic_train: pd.DataFrame,
+    real_test: pd.DataFrame,
+    target: str,
+    positive: Hashable | None = None,
+    random_state: int = 0,
+) -> float:
     """ROC AUC on ``real_test`` of a gradient-boosting classifier trained on ``synthetic_train``.
 
     Features are every other column of ``real_test``: categoricals with the
@@ -97,8 +112,11 @@ def tstr_auc(synthetic_train: pd.DataFrame, real_test: pd.DataFrame, target: str
         raise UsageError(f"positive label {positive!r} is not one of the target's classes {classes}")
     y_train = (synthetic_train[target].map(_label) == positive).to_numpy()
     if y_train.all() or not y_train.any():
-        warnings.warn(f"the synthetic target {target!r} has a single class; TSTR AUC is reported as 0.5 (chance)",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"the synthetic target {target!r} has a single class; TSTR AUC is reported as 0.5 (chance)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return 0.5
     y_test = (test_labels == positive).to_numpy()
 
@@ -109,11 +127,19 @@ def tstr_auc(synthetic_train: pd.DataFrame, real_test: pd.DataFrame, target: str
     # a column with more levels than the model can split on is used as an ordinal code instead.
     encode = ColumnTransformer(
         [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan), categorical)],
-        remainder="passthrough")
+        remainder="passthrough",
+    )
     native = [x_train[c].nunique() < _MAX_CATEGORIES for c in categorical] + [False] * len(numeric)
-    model = make_pipeline(encode, HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.1, early_stopping=False, categorical_features=np.array(native, dtype=bool),
-        random_state=random_state))
+    model = make_pipeline(
+        encode,
+        HistGradientBoostingClassifier(
+            max_iter=200,
+            learning_rate=0.1,
+            early_stopping=False,
+            categorical_features=np.array(native, dtype=bool),
+            random_state=random_state,
+        ),
+    )
     # One thread: the result is the same, and on a busy machine OpenMP threads
     # oversubscribe the cores (Adult: 1.7 s single-threaded against 7-20 s).
     with threadpool_limits(1):

@@ -65,8 +65,7 @@ def make_mixed_schema() -> Schema:
             Column("age", "numeric", lower=17, upper=90, bins=8, integer=True),
             Column("children", "numeric", lower=0, upper=5, bins=10, integer=True),  # one bin per whole number
             Column("hours", "numeric", lower=1, upper=99, bins=10, integer=True, nullable=True),
-            Column("capital_gain", "numeric", lower=0, upper=99999, edges=(0, 1, 5000, 20000, 99999),
-                   integer=True),
+            Column("capital_gain", "numeric", lower=0, upper=99999, edges=(0, 1, 5000, 20000, 99999), integer=True),
             Column("score", "numeric", lower=0.0, upper=1.0, bins=5, nullable=True),
             Column("sex", "categorical", categories=("Female", "Male")),
             Column("education", "categorical", categories=EDUCATION, nullable=True),
@@ -86,17 +85,19 @@ def make_mixed_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
     education = rng.choice(np.asarray(EDUCATION, dtype=object), n)
     education[rng.random(n) < 0.1] = np.nan
     gain = np.where(rng.random(n) < 0.8, 0, rng.integers(1, 100000, n)).astype(float)
-    return pd.DataFrame({
-        "age": rng.integers(17, 91, n).astype(float),
-        "children": rng.integers(0, 6, n).astype(float),
-        "hours": hours,
-        "capital_gain": gain,
-        "score": score,
-        "sex": rng.choice(["Female", "Male"], n).astype(object),
-        "education": education,
-        "country": rng.choice(np.asarray(COUNTRIES, dtype=object), n, p=[0.7, 0.1, 0.1, 0.1]),
-        "income": rng.choice(["<=50K", ">50K"], n, p=[0.75, 0.25]).astype(object),
-    })
+    return pd.DataFrame(
+        {
+            "age": rng.integers(17, 91, n).astype(float),
+            "children": rng.integers(0, 6, n).astype(float),
+            "hours": hours,
+            "capital_gain": gain,
+            "score": score,
+            "sex": rng.choice(["Female", "Male"], n).astype(object),
+            "education": education,
+            "country": rng.choice(np.asarray(COUNTRIES, dtype=object), n, p=[0.7, 0.1, 0.1, 0.1]),
+            "income": rng.choice(["<=50K", ">50K"], n, p=[0.75, 0.25]).astype(object),
+        }
+    )
 
 
 @pytest.fixture

@@ -41,8 +41,10 @@ def scaled_noise(factor: float) -> Iterator[None]:
     def scaled_choice(scores, epsilon, sensitivity, rng):
         return choose(scores, epsilon / factor, sensitivity, rng)
 
-    with mock.patch.object(mg, "measure", scaled_measure), mock.patch.object(mg, "exponential_mechanism",
-                                                                             scaled_choice):
+    with (
+        mock.patch.object(mg, "measure", scaled_measure),
+        mock.patch.object(mg, "exponential_mechanism", scaled_choice),
+    ):
         yield
 
 
@@ -85,4 +87,3 @@ MUTATIONS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "one_two_way_noiseless": lambda: noiseless_two_way("first"),
     "all_noiseless": lambda: noiseless_two_way("every"),
 }
-

@@ -30,11 +30,14 @@ from dpsynth.synthesizers.mst import MST
 
 ITERS = 300
 
-TOY_SCHEMA = Schema(columns=(
-    Column("group", "categorical", categories=("a", "b", "c")),
-    Column("value", "numeric", lower=0, upper=100, bins=10),
-    Column("flag", "categorical", categories=("no", "yes")),
-), name="toy")
+TOY_SCHEMA = Schema(
+    columns=(
+        Column("group", "categorical", categories=("a", "b", "c")),
+        Column("value", "numeric", lower=0, upper=100, bins=10),
+        Column("flag", "categorical", categories=("no", "yes")),
+    ),
+    name="toy",
+)
 
 
 def toy_split(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,8 +62,7 @@ def test_mst_at_epsilon_1_on_a_small_table_passes_the_default_policy(seed, toy_s
     train, holdout = toy_split(seed)
     model = MST(epsilon=1.0, delta=1e-6, random_state=seed, iters=ITERS).fit(train, TOY_SCHEMA)
     synthetic = model.sample(len(train))
-    report = audits.run(train, holdout, synthetic, toy_spec, seed=seed,
-                        claimed_epsilon=model.privacy_cost_.epsilon)
+    report = audits.run(train, holdout, synthetic, toy_spec, seed=seed, claimed_epsilon=model.privacy_cost_.epsilon)
     assert report.decision == "PASS", report.failure_messages()
     # No test finds a leak it can establish (a note on a noisy estimate is allowed, a refusal is not).
     assert not any(r.significant and r.name.endswith("_risk") and r.value > 0.1 for r in report.results)
@@ -81,16 +83,20 @@ def randhie() -> dict[str, object]:
     """RAND HIE demo table (always available): 3,000 'train' / 3,000 holdout rows and its public schema."""
     schema = demo_schema("randhie")
     table = demo_table("randhie").sample(n=6000, random_state=0).reset_index(drop=True)
-    return {"schema": schema, "spec": audits.TableSpec.from_schema_dict(schema.to_dict()),
-            "train": table.iloc[:3000].reset_index(drop=True), "holdout": table.iloc[3000:].reset_index(drop=True)}
+    return {
+        "schema": schema,
+        "spec": audits.TableSpec.from_schema_dict(schema.to_dict()),
+        "train": table.iloc[:3000].reset_index(drop=True),
+        "holdout": table.iloc[3000:].reset_index(drop=True),
+    }
 
 
 def _canary(randhie: dict, generator, seed: int) -> audits.AuditResult:
     # The canary fit uses holdout rows only (plus the included canaries); train and synthetic are not read.
-    data = audits.AuditData(randhie["train"], randhie["holdout"], randhie["holdout"], randhie["spec"], seed=seed,
-                            confidence=0.95)
-    return audits.canary_audit(data, generator, n_canaries=400, reference_rows=500, claimed_epsilon=1.0,
-                               delta=1e-6)
+    data = audits.AuditData(
+        randhie["train"], randhie["holdout"], randhie["holdout"], randhie["spec"], seed=seed, confidence=0.95
+    )
+    return audits.canary_audit(data, generator, n_canaries=400, reference_rows=500, claimed_epsilon=1.0, delta=1e-6)
 
 
 def test_canary_lower_bound_for_mst_at_epsilon_1_stays_at_or_below_1(randhie):

@@ -38,8 +38,12 @@ def adult(adult_csv: Path) -> dict[str, object]:
     schema = Schema.load(REPO / "benchmarks" / "adult.schema.json")
     table = pd.read_csv(adult_csv, skipinitialspace=True, na_values=["?"]).drop(columns=["fnlwgt"])
     table = table.sample(n=3000, random_state=0).reset_index(drop=True)
-    return {"schema": schema, "spec": audits.TableSpec.from_schema_dict(schema.to_dict()),
-            "train": table.iloc[:1000].reset_index(drop=True), "holdout": table.iloc[1000:].reset_index(drop=True)}
+    return {
+        "schema": schema,
+        "spec": audits.TableSpec.from_schema_dict(schema.to_dict()),
+        "train": table.iloc[:1000].reset_index(drop=True),
+        "holdout": table.iloc[1000:].reset_index(drop=True),
+    }
 
 
 def _audit(adult: dict, mutation: str, seed: int = 0) -> audits.AuditResult:
@@ -47,8 +51,14 @@ def _audit(adult: dict, mutation: str, seed: int = 0) -> audits.AuditResult:
     data = audits.AuditData(adult["train"], adult["holdout"], adult["holdout"], adult["spec"], seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return audits.canary_audit(data, mutated(fit_sample, MUTATIONS[mutation]), n_canaries=400,
-                                   reference_rows=500, claimed_epsilon=1.0, delta=1e-6)
+        return audits.canary_audit(
+            data,
+            mutated(fit_sample, MUTATIONS[mutation]),
+            n_canaries=400,
+            reference_rows=500,
+            claimed_epsilon=1.0,
+            delta=1e-6,
+        )
 
 
 def test_honest_mst_at_epsilon_1_gives_no_evidence(adult):

@@ -39,11 +39,30 @@ def demo(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "data": data, "schema": schema, "ledger": ledger}
 
 
-def release_args(demo: dict[str, Path], out: Path, *extra: str, data: Path | None = None,
-                 epsilon: str = "1", delta: str = "1e-6") -> list[str]:
-    return ["release", data or demo["data"], "--schema", demo["schema"], "--generator", "mst",
-            "--epsilon", epsilon, "--delta", delta, "--ledger", demo["ledger"], "--dataset", "hie",
-            "--out", out, "--seed", "3", *extra]
+def release_args(
+    demo: dict[str, Path], out: Path, *extra: str, data: Path | None = None, epsilon: str = "1", delta: str = "1e-6"
+) -> list[str]:
+    return [
+        "release",
+        data or demo["data"],
+        "--schema",
+        demo["schema"],
+        "--generator",
+        "mst",
+        "--epsilon",
+        epsilon,
+        "--delta",
+        delta,
+        "--ledger",
+        demo["ledger"],
+        "--dataset",
+        "hie",
+        "--out",
+        out,
+        "--seed",
+        "3",
+        *extra,
+    ]
 
 
 def spends(ledger: Path) -> int:
@@ -55,8 +74,15 @@ def test_release_passes_and_writes_a_complete_directory(demo):
     out = demo["root"] / "release-ok"
     result = invoke(*release_args(demo, out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["audit.json", "bundle.json", "bundle.sig.json", "manifest.json",
-                                                   "privacy.json", "report.html", "synthetic.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "audit.json",
+        "bundle.json",
+        "bundle.sig.json",
+        "manifest.json",
+        "privacy.json",
+        "report.html",
+        "synthetic.csv",
+    ]
     assert invoke("verify", out, "--ledger", demo["ledger"]).exit_code == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["decision"] == "PASS"
@@ -90,7 +116,7 @@ def test_release_passes_and_writes_a_complete_directory(demo):
 
 def test_gate_refusal_exits_3_releases_no_data_and_keeps_the_spend(demo, tmp_path):
     strict = tmp_path / "strict.toml"
-    strict.write_text("[tests.dcr_share]\nmax = 0.0\njudge = \"point\"\n")
+    strict.write_text('[tests.dcr_share]\nmax = 0.0\njudge = "point"\n')
     out = demo["root"] / "release-refused"
     before = spends(demo["ledger"])
     result = invoke(*release_args(demo, out, "--policy", strict, epsilon="0.2"))
@@ -123,7 +149,7 @@ def test_over_budget_exits_4_before_touching_the_data(demo, tmp_path):
     [
         ({"epsilon": "0"}, "epsilon"),
         ({"epsilon": "-1"}, "epsilon"),
-        ({"delta": "0.01"}, "delta"),          # delta >= 1/n for 2,400 training rows
+        ({"delta": "0.01"}, "delta"),  # delta >= 1/n for 2,400 training rows
         ({"delta": "1.5"}, "delta"),
     ],
 )
@@ -144,10 +170,14 @@ def test_bad_tables_exit_2_naming_the_fault(demo, tmp_path):
         "empty.csv": ("", "empty"),
         "header-only.csv": (",".join(frame.columns) + "\n", "no data rows"),
         "missing-column.csv": (frame.drop(columns=["disea"]).to_csv(index=False), "disea"),
-        "wrong-type.csv": (frame.assign(mdvis=frame["mdvis"].astype(str).where(frame.index != 4, "many"))
-                           .to_csv(index=False), "mdvis"),
-        "unknown-category.csv": (frame.assign(idp=frame["idp"].astype(str).where(frame.index != 7, "7"))
-                                 .to_csv(index=False), "idp"),
+        "wrong-type.csv": (
+            frame.assign(mdvis=frame["mdvis"].astype(str).where(frame.index != 4, "many")).to_csv(index=False),
+            "mdvis",
+        ),
+        "unknown-category.csv": (
+            frame.assign(idp=frame["idp"].astype(str).where(frame.index != 7, "7")).to_csv(index=False),
+            "idp",
+        ),
     }
     before = spends(demo["ledger"])
     for name, (text, expected) in cases.items():
@@ -169,8 +199,22 @@ def test_private_schema_is_refused_unless_accepted(demo, tmp_path):
     result = invoke("schema", "draft", demo["data"], "-o", drafted)
     assert result.exit_code == 0, result.output
     assert json.loads(drafted.read_text())["source"] == "private-data"
-    args = ["release", demo["data"], "--schema", drafted, "--epsilon", "0.3", "--delta", "1e-6", "--ledger",
-            demo["ledger"], "--dataset", "hie", "--seed", "1"]
+    args = [
+        "release",
+        demo["data"],
+        "--schema",
+        drafted,
+        "--epsilon",
+        "0.3",
+        "--delta",
+        "1e-6",
+        "--ledger",
+        demo["ledger"],
+        "--dataset",
+        "hie",
+        "--seed",
+        "1",
+    ]
     refused = invoke(*args, "--out", tmp_path / "refused")
     assert refused.exit_code == 2
     assert "private-data" in refused.output and "--accept-private-schema" in refused.output
@@ -187,11 +231,28 @@ def test_existing_output_directory_is_never_overwritten(demo, tmp_path):
 
 
 def test_unknown_generator_and_missing_ledger(demo, tmp_path):
-    result = invoke("release", demo["data"], "--schema", demo["schema"], "--generator", "nope", "--epsilon", "1",
-                    "--delta", "1e-6", "--ledger", demo["ledger"], "--dataset", "hie", "--out", tmp_path / "o")
+    result = invoke(
+        "release",
+        demo["data"],
+        "--schema",
+        demo["schema"],
+        "--generator",
+        "nope",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-6",
+        "--ledger",
+        demo["ledger"],
+        "--dataset",
+        "hie",
+        "--out",
+        tmp_path / "o",
+    )
     assert result.exit_code == 2 and "nope" in result.output
-    result = invoke(*release_args(demo, tmp_path / "o2")[:-4], "--ledger", tmp_path / "none.sqlite", "--out",
-                    tmp_path / "o2")
+    result = invoke(
+        *release_args(demo, tmp_path / "o2")[:-4], "--ledger", tmp_path / "none.sqlite", "--out", tmp_path / "o2"
+    )
     assert result.exit_code in (1, 2) and "none.sqlite" in result.output
 
 
@@ -232,10 +293,13 @@ def test_audit_command_flags_a_copy_and_passes_the_holdout(tmp_path):
     assert (tmp_path / "a2" / "report.html").exists()
 
 
-@pytest.mark.parametrize("extra, expected", [
-    (["--param", "no_such_parameter=1"], "no_such_parameter"),
-    (["--generator", "aim", "--param", "rounds=1"], "rounds=1 is too small"),
-])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--param", "no_such_parameter=1"], "no_such_parameter"),
+        (["--generator", "aim", "--param", "rounds=1"], "rounds=1 is too small"),
+    ],
+)
 def test_bad_generator_parameters_exit_2_before_spending(demo, extra, expected):
     out = demo["root"] / f"bad-param-{expected[:8]}"
     before = spends(demo["ledger"])

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 import dpsynth.dp_draft
+from dpsynth.cli import app
 from dpsynth.discovery import plan_discovery
 from dpsynth.privacy.cost import event_to_dict
-from dpsynth.cli import app
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.schema import Schema
 from tests.test_discovery import UNIQUE, text_table
@@ -33,8 +33,28 @@ def setup(tmp_path) -> dict[str, Path]:
 
 
 def draft_args(s: dict[str, Path], out: Path, epsilon: str = "0.5", *extra: str) -> list:
-    return ["schema", "draft", s["data"], "-o", out, "--epsilon", epsilon, "--delta", "1e-6", "--ledger", s["ledger"],
-            "--dataset", "toy", "--integer", "age", "--numeric", "score", "--range", "age=0:120", *extra]
+    return [
+        "schema",
+        "draft",
+        s["data"],
+        "-o",
+        out,
+        "--epsilon",
+        epsilon,
+        "--delta",
+        "1e-6",
+        "--ledger",
+        s["ledger"],
+        "--dataset",
+        "toy",
+        "--integer",
+        "age",
+        "--numeric",
+        "score",
+        "--range",
+        "age=0:120",
+        *extra,
+    ]
 
 
 def spends(ledger: Path):
@@ -53,8 +73,9 @@ def test_dp_draft_spends_from_the_ledger_and_writes_a_dp_schema(setup) -> None:
     assert spend.mechanism == "dp-schema-discovery" and spend.delta == 1e-6
     assert 0.4 < spend.epsilon <= 0.5
     # exactly the cost of the plan the options describe (the plan depends on header and hints only)
-    plan = plan_discovery(["age", "score", "colour", "label"], 0.5, 1e-6, integer=["age"], numeric=["score"],
-                          ranges={"age": (0.0, 120.0)})
+    plan = plan_discovery(
+        ["age", "score", "colour", "label"], 0.5, 1e-6, integer=["age"], numeric=["score"], ranges={"age": (0.0, 120.0)}
+    )
     assert spend.epsilon == plan.cost.epsilon and spend.event == event_to_dict(plan.cost.event)
     assert f"spent epsilon={spend.epsilon:.4g}" in result.output
     # the ledger re-composes the stored event (at its delta cap 1e-5, so no more than the spend)
@@ -72,15 +93,18 @@ def test_over_budget_is_refused_with_exit_4_and_nothing_spent(setup) -> None:
     assert spends(setup["ledger"]) == [] and not out.exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--numeric", "colour"], "'colour' is declared numeric"),
-    (["--drop", "nope"], "--drop names column(s) ['nope']"),
-    (["--range", "age=0-120"], "COLUMN=LOW:HIGH"),
-    (["--edges", "log"], "edges must be"),
-    (["--target", "nope"], "--target 'nope'"),
-    (["--target", "label", "--drop", "label"], "also in --drop"),
-    (["-o", "/nonexistent-dir/s.json"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--numeric", "colour"], "'colour' is declared numeric"),
+        (["--drop", "nope"], "--drop names column(s) ['nope']"),
+        (["--range", "age=0-120"], "COLUMN=LOW:HIGH"),
+        (["--edges", "log"], "edges must be"),
+        (["--target", "nope"], "--target 'nope'"),
+        (["--target", "label", "--drop", "label"], "also in --drop"),
+        (["-o", "/nonexistent-dir/s.json"], "does not exist"),
+    ],
+)
 def test_bad_input_exits_2_before_any_spend(setup, extra, message) -> None:
     out = setup["root"] / "s.json"
     result = invoke(*draft_args(setup, out, "0.5", *extra))

@@ -8,8 +8,17 @@ import opendp.prelude as dp
 import pandas as pd
 import pytest
 
-from dpsynth.discovery import (OTHER_LABEL, CategoricalPlan, NumericPlan, candidate_grid, check_table,
-                               discover_schema, key_counts, plan_discovery, run_discovery)
+from dpsynth.discovery import (
+    OTHER_LABEL,
+    CategoricalPlan,
+    NumericPlan,
+    candidate_grid,
+    check_table,
+    discover_schema,
+    key_counts,
+    plan_discovery,
+    run_discovery,
+)
 from dpsynth.errors import DataError, SchemaError, UsageError
 from dpsynth.privacy.accountant import compose, epsilon_for
 from dpsynth.privacy.events import EpsilonDeltaDpEvent
@@ -29,12 +38,14 @@ def text_table(n: int = 4000, seed: int = 0) -> pd.DataFrame:
     age = np.clip(np.round(rng.normal(45, 12, n)), 18, 95).astype(int)
     colour = rng.choice(FREQUENT, n, p=[0.5, 0.3, 0.2]).astype(object)
     colour[7] = UNIQUE
-    return pd.DataFrame({
-        "age": age.astype(str),
-        "score": [f"{v:.3f}" for v in rng.gamma(2.0, 1.5, n)],
-        "colour": colour,
-        "label": rng.choice(["yes", "no"], n).astype(object),
-    })
+    return pd.DataFrame(
+        {
+            "age": age.astype(str),
+            "score": [f"{v:.3f}" for v in rng.gamma(2.0, 1.5, n)],
+            "colour": colour,
+            "label": rng.choice(["yes", "no"], n).astype(object),
+        }
+    )
 
 
 HINTS = {"integer": ["age"], "numeric": ["score"], "ranges": {"age": (0, 120)}}
@@ -63,7 +74,12 @@ def test_candidate_grid_is_public_and_cut_to_the_hinted_range() -> None:
     assert candidate_grid(0, 120, integer=True) == tuple(float(v) for v in range(121))
     wide = candidate_grid(0.5, 1e6, integer=True)
     assert wide[0] == 1.0 and wide[-1] == 1e6 and all(v == int(v) for v in wide)
-    assert candidate_grid(0, 1)[0] == 0 and candidate_grid(0, 1)[-1] == 1 and 0.25 in candidate_grid(0, 1) and 0.255 not in candidate_grid(0, 1)
+    assert (
+        candidate_grid(0, 1)[0] == 0
+        and candidate_grid(0, 1)[-1] == 1
+        and 0.25 in candidate_grid(0, 1)
+        and 0.255 not in candidate_grid(0, 1)
+    )
 
 
 # -- accounting ----------------------------------------------------------------------------
@@ -72,15 +88,23 @@ def test_cost_is_the_composition_of_opendp_maps(plan) -> None:
     for column in plan.columns:
         if isinstance(column, NumericPlan):
             for alpha, scale, rho in zip(column.alphas, column.scales, column.rho):
-                meas = dp.m.make_private_quantile(dp.vector_domain(dp.atom_domain(T=float, nan=False)),
-                                                  dp.symmetric_distance(), dp.zero_concentrated_divergence(),
-                                                  candidates=list(column.candidates), alpha=alpha, scale=scale)
+                meas = dp.m.make_private_quantile(
+                    dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+                    dp.symmetric_distance(),
+                    dp.zero_concentrated_divergence(),
+                    candidates=list(column.candidates),
+                    alpha=alpha,
+                    scale=scale,
+                )
                 assert meas.map(1) == rho
                 leaves.append(dpa.ZCDpEvent(meas.map(1)))
     cats = plan.categories
-    meas = dp.m.make_gaussian_threshold(dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T=int)),
-                                        dp.l02inf_distance(dp.absolute_distance(T=int)),
-                                        scale=cats.scale, threshold=cats.threshold)
+    meas = dp.m.make_gaussian_threshold(
+        dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T=int)),
+        dp.l02inf_distance(dp.absolute_distance(T=int)),
+        scale=cats.scale,
+        threshold=cats.threshold,
+    )
     # two categorical columns: one record changes at most two keys, each by one
     assert cats.d_in == (2, 2, 1) and meas.map((2, 2, 1)) == (cats.rho, cats.delta_threshold)
     converted = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(meas), cats.delta_conversion)
@@ -106,8 +130,10 @@ def test_category_histogram_delta_stays_below_its_share(plan) -> None:
 def test_one_record_moves_at_most_k_keys_by_one(table, plan) -> None:
     """The (l0 = k, linf = 1) distance the joint histogram is paid for, on the real counting code."""
     base = key_counts(table, plan)
-    for extra in ({"age": "30", "score": "1.0", "colour": "alpha", "label": "yes"},
-                  {"age": "30", "score": "1.0", "colour": "brand-new", "label": ""}):
+    for extra in (
+        {"age": "30", "score": "1.0", "colour": "alpha", "label": "yes"},
+        {"age": "30", "score": "1.0", "colour": "brand-new", "label": ""},
+    ):
         grown = key_counts(pd.concat([table, pd.DataFrame([extra])], ignore_index=True), plan)
         changed = {k: grown.get(k, 0) - base.get(k, 0) for k in set(base) | set(grown)}
         changed = {k: v for k, v in changed.items() if v}
@@ -167,8 +193,9 @@ def test_numeric_bounds_and_edges_cover_the_data_except_its_tails(discovered, ta
 def test_point_mass_gets_its_own_bin() -> None:
     rng = np.random.default_rng(1)
     gain = np.where(rng.random(4000) < 0.8, 0, rng.integers(1000, 20000, 4000))
-    schema, _ = discover_schema(pd.DataFrame({"gain": gain.astype(str)}), 1.0, 1e-6, integer=["gain"],
-                                ranges={"gain": (0, 100000)})
+    schema, _ = discover_schema(
+        pd.DataFrame({"gain": gain.astype(str)}), 1.0, 1e-6, integer=["gain"], ranges={"gain": (0, 100000)}
+    )
     edges = schema["gain"].bin_edges()
     assert edges[0] == 0 and edges[1] == 1  # [0, 1) holds exactly the zeros
 

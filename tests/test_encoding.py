@@ -18,13 +18,13 @@ def one(column: Column) -> TableEncoder:
 
 def test_domain_sizes(mixed_schema: Schema) -> None:
     assert TableEncoder(mixed_schema).domain == {
-        "age": 8,            # equal-width bins
-        "children": 6,       # 0..5, one bin per whole number (bins=10 is an upper bound)
-        "hours": 11,         # 10 bins + null
-        "capital_gain": 4,   # explicit edges
-        "score": 6,          # 5 bins + null
+        "age": 8,  # equal-width bins
+        "children": 6,  # 0..5, one bin per whole number (bins=10 is an upper bound)
+        "hours": 11,  # 10 bins + null
+        "capital_gain": 4,  # explicit edges
+        "score": 6,  # 5 bins + null
         "sex": 2,
-        "education": 7,      # 6 categories + null
+        "education": 7,  # 6 categories + null
         "country": 4,
         "income": 2,
     }
@@ -56,14 +56,18 @@ def test_round_trip(mixed_schema: Schema, mixed_frame: pd.DataFrame) -> None:
     np.testing.assert_array_equal(decoded["children"], data["children"])
 
 
-@pytest.mark.parametrize("column", [
-    Column("age", "numeric", lower=17, upper=90, bins=10, integer=True),
-    Column("hours", "numeric", lower=1, upper=99, bins=7, integer=True),
-    Column("pct", "numeric", lower=0, upper=100, bins=30, integer=True),       # float edges like 10.000000000000002
-    Column("odd", "numeric", lower=0.5, upper=20.5, bins=6, integer=True),     # non-integral bounds
-    Column("gain", "numeric", lower=0, upper=99999, edges=(0, 1, 5000, 99999), integer=True),
-    Column("kids", "numeric", lower=0, upper=12, bins=13, integer=True),
-], ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "column",
+    [
+        Column("age", "numeric", lower=17, upper=90, bins=10, integer=True),
+        Column("hours", "numeric", lower=1, upper=99, bins=7, integer=True),
+        Column("pct", "numeric", lower=0, upper=100, bins=30, integer=True),  # float edges like 10.000000000000002
+        Column("odd", "numeric", lower=0.5, upper=20.5, bins=6, integer=True),  # non-integral bounds
+        Column("gain", "numeric", lower=0, upper=99999, edges=(0, 1, 5000, 99999), integer=True),
+        Column("kids", "numeric", lower=0, upper=12, bins=13, integer=True),
+    ],
+    ids=lambda c: c.name,
+)
 def test_integer_bins_and_ranges_agree(column: Column) -> None:
     """Encoding a whole number and decoding its code must be able to give that number back."""
     encoder = one(column)
@@ -142,10 +146,12 @@ def test_explicit_edges_are_honoured() -> None:
 
 
 def test_nulls_use_the_last_code_and_decode_to_null() -> None:
-    schema = Schema(columns=(
-        Column("x", "numeric", lower=0, upper=10, bins=5, nullable=True),
-        Column("c", "categorical", categories=("a", "b"), nullable=True),
-    ))
+    schema = Schema(
+        columns=(
+            Column("x", "numeric", lower=0, upper=10, bins=5, nullable=True),
+            Column("c", "categorical", categories=("a", "b"), nullable=True),
+        )
+    )
     encoder = TableEncoder(schema)
     df = pd.DataFrame({"x": [1.0, np.nan, 10.0], "c": ["b", np.nan, "a"]})
     codes = encoder.encode(df)

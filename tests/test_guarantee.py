@@ -24,11 +24,14 @@ from dpsynth.release import ReleaseRequest, run_release, split_holdout
 from dpsynth.schema import Column, Schema
 from dpsynth.synthesizers.base import Synthesizer
 
-SCHEMA = Schema(columns=(
-    Column("group", "categorical", categories=("a", "b", "c")),
-    Column("value", "numeric", lower=0, upper=100, bins=10),
-    Column("flag", "categorical", categories=("no", "yes")),
-), name="toy")
+SCHEMA = Schema(
+    columns=(
+        Column("group", "categorical", categories=("a", "b", "c")),
+        Column("value", "numeric", lower=0, upper=100, bins=10),
+        Column("flag", "categorical", categories=("no", "yes")),
+    ),
+    name="toy",
+)
 
 
 def toy_frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -51,14 +54,24 @@ def toy(tmp_path: Path) -> dict:
 
 
 def release_request(toy: dict, out: str, **overrides) -> ReleaseRequest:
-    params = dict(data=toy["data"], schema=toy["schema"], generator="mst", epsilon=1.0, delta=1e-6,
-                  ledger=toy["ledger"], dataset_id="toy", out=toy["tmp"] / out, seed=3,
-                  generator_params={"iters": 200})
+    params = dict(
+        data=toy["data"],
+        schema=toy["schema"],
+        generator="mst",
+        epsilon=1.0,
+        delta=1e-6,
+        ledger=toy["ledger"],
+        dataset_id="toy",
+        out=toy["tmp"] / out,
+        seed=3,
+        generator_params={"iters": 200},
+    )
     params.update(overrides)
     return ReleaseRequest(**params)
 
 
 # -- 1. a fit never realises more than was reserved ----------------------------------------
+
 
 class Overspender(Synthesizer):
     """Plans one Gaussian at sigma 10, then spends one at sigma 1: a generator whose plan lies."""
@@ -85,8 +98,13 @@ def test_fit_refuses_a_model_that_spent_more_than_planned() -> None:
 def test_release_refuses_an_overspending_generator_and_keeps_the_spend(toy, monkeypatch) -> None:
     import dpsynth.release as release
 
-    monkeypatch.setattr(release, "make_synthesizer", lambda name, **params: Overspender(**{
-        k: v for k, v in params.items() if k in ("epsilon", "delta", "random_state")}))
+    monkeypatch.setattr(
+        release,
+        "make_synthesizer",
+        lambda name, **params: Overspender(
+            **{k: v for k, v in params.items() if k in ("epsilon", "delta", "random_state")}
+        ),
+    )
     # Synthesizer.fit's own guard would fire first; disable it to show run_release's guard (ledger delta).
     monkeypatch.setattr("dpsynth.synthesizers.base.check_within_plan", lambda *a, **k: None)
     with pytest.raises(PrivacyAccountingError, match="above the planned epsilon"):
@@ -124,6 +142,7 @@ def test_aim_at_the_smallest_allowed_rounds_stays_within_plan() -> None:
 
 # -- 4. the split: one coin per row ------------------------------------------------------------
 
+
 def test_split_assigns_every_row_by_its_own_coin() -> None:
     """Adding rows to the source table moves no other row between train and holdout."""
     frame = pd.DataFrame({"x": np.arange(1000)})
@@ -143,6 +162,7 @@ def test_split_holdout_share_is_binomial() -> None:
 
 
 # -- 5. delta cap relative to n ------------------------------------------------------------------
+
 
 def test_release_refuses_a_dataset_delta_cap_not_below_one_over_n(toy) -> None:
     init_ledger(toy["ledger"], "loose", 2.0, 0.1)
@@ -169,6 +189,7 @@ def test_a_loose_delta_cap_would_have_allowed_many_more_releases() -> None:
 
 
 # -- 6. public vs internal files -------------------------------------------------------------------
+
 
 def _numbers(value) -> list[float]:
     if isinstance(value, bool) or value is None:

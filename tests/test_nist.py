@@ -46,7 +46,9 @@ def test_committed_schema_is_public_and_matches_the_dictionary(schema: Schema, c
     assert schema.is_public and schema.na_values == ("N",)
     dictionary = json.loads((NIST / "data_dictionary.json").read_text())
     rebuilt = _builder().build_schema(dictionary)
-    assert rebuilt.to_dict() == schema.to_dict(), "benchmarks/nist.schema.json is stale: rerun benchmarks/nist_schema.py"
+    assert rebuilt.to_dict() == schema.to_dict(), (
+        "benchmarks/nist.schema.json is stale: rerun benchmarks/nist_schema.py"
+    )
     printed = capsys.readouterr().out
     for left_out in ("INDP", "PWGTP", "WGTP"):  # no public bound in the dictionary, each with a printed reason
         assert left_out not in schema.names and f"left out {left_out}:" in printed
@@ -72,13 +74,37 @@ def test_small_mst_release_keeps_nulls_as_nulls(schema: Schema, tmp_path: Path) 
     data = tmp_path / "ma2019_sample.csv"
     raw.sample(2000, random_state=0).to_csv(data, index=False)
     ledger = tmp_path / "ledger.sqlite"
-    init = runner.invoke(app, ["budget", "init", str(ledger), "--dataset", "ma", "--epsilon", "2",
-                               "--delta", "1e-5"], catch_exceptions=False)
+    init = runner.invoke(
+        app,
+        ["budget", "init", str(ledger), "--dataset", "ma", "--epsilon", "2", "--delta", "1e-5"],
+        catch_exceptions=False,
+    )
     assert init.exit_code == 0, init.output
     out = tmp_path / "release"
-    result = runner.invoke(app, ["release", str(data), "--schema", str(SCHEMA_PATH), "--generator", "mst",
-                                 "--epsilon", "1", "--delta", "1e-6", "--ledger", str(ledger), "--dataset", "ma",
-                                 "--out", str(out), "--seed", "5"], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        [
+            "release",
+            str(data),
+            "--schema",
+            str(SCHEMA_PATH),
+            "--generator",
+            "mst",
+            "--epsilon",
+            "1",
+            "--delta",
+            "1e-6",
+            "--ledger",
+            str(ledger),
+            "--dataset",
+            "ma",
+            "--out",
+            str(out),
+            "--seed",
+            "5",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code in (0, 3), result.output  # released or refused by the gate, never a crash
     manifest = json.loads((out / "manifest.json").read_text())
     assert (out / "report.html").stat().st_size > 0
@@ -87,8 +113,15 @@ def test_small_mst_release_keeps_nulls_as_nulls(schema: Schema, tmp_path: Path) 
         return
     assert manifest["audit"]["decision"] == "PASS"
     assert set(manifest["files"]) == {"synthetic.csv", "privacy.json", "audit.json", "report.html"}
-    assert {p.name for p in out.iterdir()} == {"synthetic.csv", "privacy.json", "audit.json", "report.html", "manifest.json",
-                                              "bundle.json", "bundle.sig.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "synthetic.csv",
+        "privacy.json",
+        "audit.json",
+        "report.html",
+        "manifest.json",
+        "bundle.json",
+        "bundle.sig.json",
+    }
     text = pd.read_csv(out / "synthetic.csv", dtype=str, keep_default_na=False)
     assert list(text.columns) == schema.names and len(text) == manifest["rows"]["synthetic"]
     assert not (text == "").any().any(), "nulls must be written with the schema's marker 'N', not ''"

@@ -89,10 +89,15 @@ def test_make_rng_still_serves_non_noise_draws() -> None:
     assert make_rng(generator) == (generator, "caller-generator")
 
 
-@pytest.mark.parametrize("params, words", [
-    ({"secure_noise": "yes"}, "secure_noise"), ({"secure_noise": 1}, "secure_noise"),
-    ({"secure_noise": False}, "integer random_state"), ({"random_state": -3}, "random_state"),
-])
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"secure_noise": "yes"}, "secure_noise"),
+        ({"secure_noise": 1}, "secure_noise"),
+        ({"secure_noise": False}, "integer random_state"),
+        ({"random_state": -3}, "random_state"),
+    ],
+)
 def test_synthesizers_refuse_bad_stream_parameters_before_the_data(params: dict, words: str) -> None:
     from dpsynth.synthesizers.mst import MST
     from tests.conftest import make_mixed_schema

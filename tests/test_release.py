@@ -26,11 +26,14 @@ def setup(tmp_path: Path) -> dict:
     frame = pd.DataFrame({"group": group, "value": value, "flag": flag})
     data = tmp_path / "data.csv"
     frame.to_csv(data, index=False)
-    schema = Schema(columns=(
-        Column("group", "categorical", categories=("a", "b", "c")),
-        Column("value", "numeric", lower=0, upper=100, bins=10),
-        Column("flag", "categorical", categories=("no", "yes")),
-    ), name="toy")
+    schema = Schema(
+        columns=(
+            Column("group", "categorical", categories=("a", "b", "c")),
+            Column("value", "numeric", lower=0, upper=100, bins=10),
+            Column("flag", "categorical", categories=("no", "yes")),
+        ),
+        name="toy",
+    )
     schema_path = tmp_path / "schema.json"
     schema.save(schema_path)
     ledger = tmp_path / "ledger.sqlite"
@@ -39,8 +42,17 @@ def setup(tmp_path: Path) -> dict:
 
 
 def request(setup: dict, out: str, **overrides) -> ReleaseRequest:
-    params = dict(data=setup["data"], schema=setup["schema"], generator="mst", epsilon=1.0, delta=1e-6,
-                  ledger=setup["ledger"], dataset_id="toy", out=setup["tmp"] / out, seed=11)
+    params = dict(
+        data=setup["data"],
+        schema=setup["schema"],
+        generator="mst",
+        epsilon=1.0,
+        delta=1e-6,
+        ledger=setup["ledger"],
+        dataset_id="toy",
+        out=setup["tmp"] / out,
+        seed=11,
+    )
     params.update(overrides)
     return ReleaseRequest(**params)
 
@@ -98,7 +110,7 @@ def test_a_crash_while_writing_leaves_no_half_release(setup, monkeypatch):
 
 def test_refusal_writes_manifest_and_report_only(setup):
     strict = setup["tmp"] / "strict.toml"
-    strict.write_text("[tests.mia_distance]\nmax = 0.0\njudge = \"point\"\n")
+    strict.write_text('[tests.mia_distance]\nmax = 0.0\njudge = "point"\n')
     with pytest.raises(GateFailed) as info:
         run_release(request(setup, "r4", policy=strict))
     assert "mia_distance" in str(info.value)
@@ -128,14 +140,19 @@ def test_synthetic_csv_reads_back_under_its_schema(tmp_path):
     from dpsynth.release import synthetic_csv_text
     from dpsynth.tables import read_csv
 
-    schema = Schema(columns=(
-        Column("age", "numeric", lower=0, upper=99, bins=10, integer=True),
-        Column("kids", "numeric", lower=0, upper=19, bins=20, integer=True, nullable=True),
-        Column("msp", "categorical", categories=("1", "2"), nullable=True),
-        Column("income", "numeric", lower=0, upper=1000, bins=4, nullable=True),
-    ), name="nist-like", na_values=("N",))
-    synthetic = pd.DataFrame({"age": [54.0, 3.0], "kids": [2.0, np.nan], "msp": ["1", np.nan],
-                              "income": [12.5, np.nan]})
+    schema = Schema(
+        columns=(
+            Column("age", "numeric", lower=0, upper=99, bins=10, integer=True),
+            Column("kids", "numeric", lower=0, upper=19, bins=20, integer=True, nullable=True),
+            Column("msp", "categorical", categories=("1", "2"), nullable=True),
+            Column("income", "numeric", lower=0, upper=1000, bins=4, nullable=True),
+        ),
+        name="nist-like",
+        na_values=("N",),
+    )
+    synthetic = pd.DataFrame(
+        {"age": [54.0, 3.0], "kids": [2.0, np.nan], "msp": ["1", np.nan], "income": [12.5, np.nan]}
+    )
     path = tmp_path / "synthetic.csv"
     path.write_text(synthetic_csv_text(synthetic, schema))
     lines = path.read_text().splitlines()

@@ -27,6 +27,7 @@ def schema_dict(*columns: dict, **top) -> dict:
 
 # -- column validation: every message names the column and the key at fault ----------------
 
+
 def _without(d: dict, key: str) -> dict:
     return {k: v for k, v in d.items() if k != key}
 
@@ -54,10 +55,15 @@ BAD_COLUMNS = [
     pytest.param(numeric(edges=[17, float("nan"), 90]), "age", "edges", id="edges-nan"),
     pytest.param(numeric(edges="17,90"), "age", "edges", id="edges-string"),
     pytest.param(numeric(edges=[17]), "age", "edges", id="edges-single"),
-    pytest.param(numeric(lower=0, upper=3, edges=[0, 0.2, 0.8, 3], integer=True), "age", "bins",
-                 id="integer-edges-bin-without-whole-number"),
-    pytest.param(numeric(lower=0.4, upper=1.6, bins=2, integer=True), "age", "bins",
-                 id="integer-bins-bin-without-whole-number"),
+    pytest.param(
+        numeric(lower=0, upper=3, edges=[0, 0.2, 0.8, 3], integer=True),
+        "age",
+        "bins",
+        id="integer-edges-bin-without-whole-number",
+    ),
+    pytest.param(
+        numeric(lower=0.4, upper=1.6, bins=2, integer=True), "age", "bins", id="integer-bins-bin-without-whole-number"
+    ),
     pytest.param(numeric(integer="yes"), "age", "integer", id="integer-not-bool"),
     pytest.param(numeric(nullable=1), "age", "nullable", id="nullable-not-bool"),
     pytest.param(numeric(bounds=[0, 1]), "age", "bounds", id="unknown-key"),
@@ -101,23 +107,27 @@ def test_schema_errors_are_user_errors() -> None:
 
 # -- schema-level validation ----------------------------------------------------------------
 
+
 def test_duplicate_column_names_are_refused_naming_the_column() -> None:
     with pytest.raises(SchemaError, match="duplicate column.*'age'"):
         Schema.from_dict(schema_dict(numeric(), categorical(), numeric(bins=5)))
 
 
-@pytest.mark.parametrize("top, words", [
-    ({"colums": []}, ["colums"]),                                     # unknown key, typo
-    ({"source": "private"}, ["source", "private"]),
-    ({"quasi_identifiers": ["zip"]}, ["quasi-identifier", "zip"]),
-    ({"quasi_identifiers": "age"}, ["quasi_identifiers"]),            # a string is not a list
-    ({"target": "income"}, ["target", "income"]),
-    ({"target": 3}, ["target"]),
-    ({"na_values": "N"}, ["na_values"]),
-    ({"na_values": ["N", None]}, ["na_values"]),
-    ({"columns": {"age": {}}}, ["columns"]),
-    ({"columns": []}, ["at least one column"]),
-])
+@pytest.mark.parametrize(
+    "top, words",
+    [
+        ({"colums": []}, ["colums"]),  # unknown key, typo
+        ({"source": "private"}, ["source", "private"]),
+        ({"quasi_identifiers": ["zip"]}, ["quasi-identifier", "zip"]),
+        ({"quasi_identifiers": "age"}, ["quasi_identifiers"]),  # a string is not a list
+        ({"target": "income"}, ["target", "income"]),
+        ({"target": 3}, ["target"]),
+        ({"na_values": "N"}, ["na_values"]),
+        ({"na_values": ["N", None]}, ["na_values"]),
+        ({"columns": {"age": {}}}, ["columns"]),
+        ({"columns": []}, ["at least one column"]),
+    ],
+)
 def test_bad_schema_is_refused_naming_the_key(top: dict, words: list[str]) -> None:
     raw = schema_dict()
     raw.update(top)
@@ -141,12 +151,13 @@ def test_unknown_column_lookup_names_it(mixed_schema: Schema) -> None:
 
 # -- files ------------------------------------------------------------------------------------
 
+
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="not found"):
         Schema.load(tmp_path / "nope.json")
 
 
-@pytest.mark.parametrize("content", [b"age,sex\n17,Male\n", b"{\"columns\": [", b"\xff\xfe\x00\x01binary", b""])
+@pytest.mark.parametrize("content", [b"age,sex\n17,Male\n", b'{"columns": [', b"\xff\xfe\x00\x01binary", b""])
 def test_load_non_json_file(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "schema.json"
     path.write_bytes(content)
@@ -182,16 +193,40 @@ def test_json_round_trip_through_file(tmp_path: Path, mixed_schema: Schema) -> N
 
 def test_round_trip_keeps_every_key() -> None:
     raw = {
-        "name": "nist", "source": "private-data", "description": "draft", "na_values": ["N"],
-        "quasi_identifiers": ["AGEP"], "target": "SEX",
+        "name": "nist",
+        "source": "private-data",
+        "description": "draft",
+        "na_values": ["N"],
+        "quasi_identifiers": ["AGEP"],
+        "target": "SEX",
         "columns": [
-            {"name": "AGEP", "kind": "numeric", "lower": 0, "upper": 99, "edges": [0, 18, 65, 99],
-             "integer": True, "nullable": False, "description": "age in years"},
-            {"name": "PINCP", "kind": "numeric", "lower": -10000.5, "upper": 1e6, "bins": 20,
-             "integer": False, "nullable": True},
+            {
+                "name": "AGEP",
+                "kind": "numeric",
+                "lower": 0,
+                "upper": 99,
+                "edges": [0, 18, 65, 99],
+                "integer": True,
+                "nullable": False,
+                "description": "age in years",
+            },
+            {
+                "name": "PINCP",
+                "kind": "numeric",
+                "lower": -10000.5,
+                "upper": 1e6,
+                "bins": 20,
+                "integer": False,
+                "nullable": True,
+            },
             {"name": "SEX", "kind": "categorical", "categories": ["1", "2"], "nullable": False},
-            {"name": "PUMA", "kind": "categorical", "categories": ["25-00503", "other"], "other": "other",
-             "nullable": True},
+            {
+                "name": "PUMA",
+                "kind": "categorical",
+                "categories": ["25-00503", "other"],
+                "other": "other",
+                "nullable": True,
+            },
         ],
     }
     schema = Schema.from_dict(raw)
@@ -216,6 +251,7 @@ def test_defaults_when_keys_are_omitted() -> None:
 
 
 # -- binning ----------------------------------------------------------------------------------
+
 
 def test_integer_column_with_small_range_gets_one_bin_per_whole_number() -> None:
     column = Column("children", "numeric", lower=0, upper=5, bins=10, integer=True)
@@ -255,16 +291,19 @@ def test_subset_keeps_provenance_and_drops_foreign_references(mixed_schema: Sche
 
 # -- private-data drafts --------------------------------------------------------------------
 
+
 def _private_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "age": [23, 45, 31, 67, 52, 38],
-        "wage": [12.5, 30.0, 18.25, 0.0, 22.0, 15.0],
-        "kids": [0, 2, 1, 3, 0, 1],
-        "flag": [0, 1, 1, 0, 1, 0],
-        "sex": ["F", "M", "F", "M", "F", "M"],
-        "hours": [40.0, np.nan, 35.0, 20.0, np.nan, 45.0],
-        "city": ["b", "a", None, "c", "a", "b"],
-    })
+    return pd.DataFrame(
+        {
+            "age": [23, 45, 31, 67, 52, 38],
+            "wage": [12.5, 30.0, 18.25, 0.0, 22.0, 15.0],
+            "kids": [0, 2, 1, 3, 0, 1],
+            "flag": [0, 1, 1, 0, 1, 0],
+            "sex": ["F", "M", "F", "M", "F", "M"],
+            "hours": [40.0, np.nan, 35.0, 20.0, np.nan, 45.0],
+            "city": ["b", "a", None, "c", "a", "b"],
+        }
+    )
 
 
 def test_draft_is_marked_private_and_infers_kinds() -> None:
@@ -335,6 +374,7 @@ def test_draft_of_real_adult_table(adult_csv: Path) -> None:
 
 # -- the public-domain guard -----------------------------------------------------------------
 
+
 def test_require_public_refuses_private_data_schema() -> None:
     draft = draft_schema(_private_frame(), name="hr")
     with pytest.raises(SchemaError) as info:
@@ -355,10 +395,16 @@ def test_editing_source_to_public_lifts_the_guard(tmp_path: Path) -> None:
     Schema.from_dict(raw).require_public()
 
 
-@pytest.mark.parametrize("decimals, words", [
-    (-1, "whole number from 0"), (1.5, "whole number"), (True, "whole number"), ("2", "whole number"),
-    (13, "from 0 to 12"),
-])
+@pytest.mark.parametrize(
+    "decimals, words",
+    [
+        (-1, "whole number from 0"),
+        (1.5, "whole number"),
+        (True, "whole number"),
+        ("2", "whole number"),
+        (13, "from 0 to 12"),
+    ],
+)
 def test_bad_decimals_are_refused_naming_column_and_key(decimals: object, words: str) -> None:
     raw = {"name": "score", "kind": "numeric", "lower": 0, "upper": 1, "bins": 4, "decimals": decimals}
     with pytest.raises(SchemaError, match="score") as info:
@@ -370,8 +416,9 @@ def test_decimals_must_fit_the_column() -> None:
     with pytest.raises(SchemaError, match="numeric columns only"):
         Column.from_dict({"name": "c", "kind": "categorical", "categories": ["a"], "decimals": 1})
     with pytest.raises(SchemaError, match="integer column"):
-        Column.from_dict({"name": "n", "kind": "numeric", "lower": 0, "upper": 9, "bins": 2, "integer": True,
-                          "decimals": 2})
+        Column.from_dict(
+            {"name": "n", "kind": "numeric", "lower": 0, "upper": 9, "bins": 2, "integer": True, "decimals": 2}
+        )
     with pytest.raises(SchemaError, match="raise 'decimals'"):
         Column.from_dict({"name": "x", "kind": "numeric", "lower": 0.11, "upper": 0.19, "bins": 2, "decimals": 1})
 

@@ -35,6 +35,7 @@ def write(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
 
 # -- read_csv: shape errors ---------------------------------------------------------------------
 
+
 def test_missing_file(tmp_path: Path, schema: Schema) -> None:
     with pytest.raises(DataError, match="not found"):
         read_csv(tmp_path / "absent.csv", schema)
@@ -75,7 +76,7 @@ def test_text_in_numeric_column_names_column_and_file_line(tmp_path: Path, schem
 
 
 def test_line_numbers_survive_blank_lines_and_multiline_fields(tmp_path: Path, schema: Schema) -> None:
-    text = ('\nage,sex,hours,country\n30,F,40,US\n\n   \n31,M,35,"U\nS"\n32,F,1O,US\n')
+    text = '\nage,sex,hours,country\n30,F,40,US\n\n   \n31,M,35,"U\nS"\n32,F,1O,US\n'
     path = write(tmp_path, text)
     with pytest.raises(DataError, match=r"'hours'.* line 8 .*'1O'"):  # letter O typed for zero
         read_csv(path, Schema(columns=(Column("hours", "numeric", lower=1, upper=99, bins=10),)))
@@ -136,6 +137,7 @@ def test_data_errors_are_user_errors() -> None:
 
 # -- coerce on DataFrames ----------------------------------------------------------------------
 
+
 def test_coerce_names_positional_row_for_dataframes(schema: Schema) -> None:
     df = pd.DataFrame({"age": [30, 31, "x"], "sex": ["F", "M", "F"], "hours": [1, 2, 3], "country": ["US"] * 3})
     with pytest.raises(DataError, match="'age'.*row 2 holds 'x'"):
@@ -159,13 +161,16 @@ def test_numeric_categories_match_json_labels() -> None:
 
 # -- conform: clipping and `other` --------------------------------------------------------------
 
+
 def test_clipping_is_counted_and_no_row_is_dropped(schema: Schema) -> None:
-    df = pd.DataFrame({
-        "age": [10, 17, 50, 90, 95, 120],
-        "sex": ["F", "M", "F", "M", "F", "M"],
-        "hours": [0.5, np.nan, 40, 99, 150, 1],
-        "country": ["US"] * 6,
-    })
+    df = pd.DataFrame(
+        {
+            "age": [10, 17, 50, 90, 95, 120],
+            "sex": ["F", "M", "F", "M", "F", "M"],
+            "hours": [0.5, np.nan, 40, 99, 150, 1],
+            "country": ["US"] * 6,
+        }
+    )
     out, report = prepare(df, schema)
     assert len(out) == len(df)
     assert out["age"].tolist() == [17, 17, 50, 90, 90, 90]
@@ -178,8 +183,9 @@ def test_clipping_is_counted_and_no_row_is_dropped(schema: Schema) -> None:
 
 
 def test_unknown_category_goes_to_other_and_is_counted(schema: Schema) -> None:
-    df = pd.DataFrame({"age": [30] * 5, "sex": ["F"] * 5, "hours": [40] * 5,
-                       "country": ["US", "Canada", "MX", "Peru", None]})
+    df = pd.DataFrame(
+        {"age": [30] * 5, "sex": ["F"] * 5, "hours": [40] * 5, "country": ["US", "Canada", "MX", "Peru", None]}
+    )
     out, report = prepare(df, schema)
     assert out["country"].iloc[:4].tolist() == ["US", "Other", "MX", "Other"]
     assert pd.isna(out["country"].iloc[4])  # null is not an unknown category
@@ -200,8 +206,12 @@ def test_domain_report_lists_ignored_columns_and_serialises(schema: Schema) -> N
     df = pd.DataFrame({"age": [100], "sex": ["F"], "hours": [40], "country": ["FR"], "ssn": ["123"]})
     _, report = prepare(df, schema)
     assert report.ignored_columns == ["ssn"]
-    assert report.to_dict() == {"clipped_low": {}, "clipped_high": {"age": 1},
-                                "mapped_to_other": {"country": 1}, "ignored_columns": ["ssn"]}
+    assert report.to_dict() == {
+        "clipped_low": {},
+        "clipped_high": {"age": 1},
+        "mapped_to_other": {"country": 1},
+        "ignored_columns": ["ssn"],
+    }
     assert DomainReport().total_changed == 0
 
 
@@ -213,17 +223,21 @@ def test_in_domain_table_is_unchanged(mixed_schema: Schema, mixed_frame: pd.Data
 
 # -- real data ----------------------------------------------------------------------------------
 
+
 def test_nist_na_values(shared_data: Path) -> None:
     path = shared_data / "nist" / "ma2019.csv"
     if not path.is_file():
         pytest.skip(f"{path} not found")
     expected = pd.read_csv(path, na_values="N", keep_default_na=False)
-    schema = Schema(na_values=("N",), columns=(
-        Column("AGEP", "numeric", lower=0, upper=99, bins=10, integer=True),
-        Column("NOC", "numeric", lower=0, upper=20, bins=21, integer=True, nullable=True),
-        Column("DVET", "categorical", categories=("1", "2", "3", "4", "5", "6"), nullable=True),
-        Column("PUMA", "categorical", categories=("25-00503", "other"), other="other"),
-    ))
+    schema = Schema(
+        na_values=("N",),
+        columns=(
+            Column("AGEP", "numeric", lower=0, upper=99, bins=10, integer=True),
+            Column("NOC", "numeric", lower=0, upper=20, bins=21, integer=True, nullable=True),
+            Column("DVET", "categorical", categories=("1", "2", "3", "4", "5", "6"), nullable=True),
+            Column("PUMA", "categorical", categories=("25-00503", "other"), other="other"),
+        ),
+    )
     df, report = prepare(read_csv(path, schema), schema)
     assert len(df) == len(expected) == 7634
     assert df["NOC"].isna().sum() == expected["NOC"].isna().sum() > 0
@@ -233,12 +247,14 @@ def test_nist_na_values(shared_data: Path) -> None:
 
 
 def test_adult_reads_with_its_columns(adult_csv: Path) -> None:
-    schema = Schema(columns=(
-        Column("age", "numeric", lower=17, upper=90, bins=10, integer=True),
-        Column("capital_gain", "numeric", lower=0, upper=99999, edges=(0, 1, 99999), integer=True),
-        Column("sex", "categorical", categories=("Female", "Male")),
-        Column("income", "categorical", categories=("<=50K", ">50K")),
-    ))
+    schema = Schema(
+        columns=(
+            Column("age", "numeric", lower=17, upper=90, bins=10, integer=True),
+            Column("capital_gain", "numeric", lower=0, upper=99999, edges=(0, 1, 99999), integer=True),
+            Column("sex", "categorical", categories=("Female", "Male")),
+            Column("income", "categorical", categories=("<=50K", ">50K")),
+        )
+    )
     df, report = prepare(read_csv(adult_csv, schema), schema)
     assert len(df) == 30162
     assert report.total_changed == 0

@@ -15,12 +15,14 @@ from dpsynth.utility import marginal_tvd, tstr_auc
 def table(n: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
-    return pd.DataFrame({
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "size": rng.integers(0, 100, n).astype(float),
-        "x": x,
-        "label": np.where(x + 0.5 * rng.normal(size=n) > 0, "yes", "no"),
-    })
+    return pd.DataFrame(
+        {
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "size": rng.integers(0, 100, n).astype(float),
+            "x": x,
+            "label": np.where(x + 0.5 * rng.normal(size=n) > 0, "yes", "no"),
+        }
+    )
 
 
 # -- marginal_tvd ----------------------------------------------------------------------------
@@ -46,8 +48,8 @@ def test_hand_computed_one_way_tvd() -> None:
 def test_two_way_tvd_sees_a_broken_dependency_that_one_way_misses() -> None:
     rng = np.random.default_rng(0)
     a = rng.choice(["p", "q"], 2000)
-    real = pd.DataFrame({"a": a, "b": a})                         # b == a
-    shuffled = pd.DataFrame({"a": a, "b": rng.permutation(a)})    # same one-way marginals, independent
+    real = pd.DataFrame({"a": a, "b": a})  # b == a
+    shuffled = pd.DataFrame({"a": a, "b": rng.permutation(a)})  # same one-way marginals, independent
     assert marginal_tvd(real, shuffled, 1) == pytest.approx(0.0)
     assert marginal_tvd(real, shuffled, 2) == pytest.approx(0.5, abs=0.03)
 
@@ -82,8 +84,15 @@ def test_max_marginals_samples_a_seeded_subset() -> None:
     assert 0 < subset < 1
 
 
-@pytest.mark.parametrize("kwargs, match", [({"way": 0}, "way"), ({"way": 5}, "way"), ({"way": 1, "bins": 0}, "bins"),
-                                           ({"way": 1, "max_marginals": 0}, "max_marginals")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"way": 0}, "way"),
+        ({"way": 5}, "way"),
+        ({"way": 1, "bins": 0}, "bins"),
+        ({"way": 1, "max_marginals": 0}, "max_marginals"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs, match) -> None:
     with pytest.raises(UsageError, match=match):
         marginal_tvd(table(), table(), **kwargs)

@@ -55,8 +55,14 @@ class Decision:
     files: dict[str, str]
 
 
-def decide(directory: Path, ledger: AnyLedger, approver: Identity, decision: str, reason: str,
-           trusted: dict[str, str] | None = None) -> Decision:
+def decide(
+    directory: Path,
+    ledger: AnyLedger,
+    approver: Identity,
+    decision: str,
+    reason: str,
+    trusted: dict[str, str] | None = None,
+) -> Decision:
     """Record ``approved`` / ``rejected`` on the release in ``directory``: ledger record, then signature.
 
     Refuses (``UsageError``) a release that does not await approval, a
@@ -71,30 +77,43 @@ def decide(directory: Path, ledger: AnyLedger, approver: Identity, decision: str
     data, index, signatures = read_bundle(directory)
     problems = check_files(directory, index) + check_signatures(data, index, signatures, trusted)
     if problems:
-        raise VerificationFailed(f"{directory} does not match its signed bundle, so it cannot be reviewed:\n  "
-                                 + "\n  ".join(problems))
+        raise VerificationFailed(
+            f"{directory} does not match its signed bundle, so it cannot be reviewed:\n  " + "\n  ".join(problems)
+        )
     if index.get("status") != AWAITING:
-        raise UsageError(f"{directory}: release status is {index.get('status')!r}, not {AWAITING!r}; only a "
-                         "release whose policy requires approval, and that passed the gate, can be decided")
+        raise UsageError(
+            f"{directory}: release status is {index.get('status')!r}, not {AWAITING!r}; only a "
+            "release whose policy requires approval, and that passed the gate, can be decided"
+        )
     operator = index["operator"]
     if approver.name == operator["name"] or approver.key_id == operator["key_id"]:
-        raise UsageError(f"self-approval refused: {approver.name!r} ran this release (operator "
-                         f"{operator['name']!r}, key {operator['key_id'][:16]}); another person must review it",
-                         parameter="approver")
+        raise UsageError(
+            f"self-approval refused: {approver.name!r} ran this release (operator "
+            f"{operator['name']!r}, key {operator['key_id'][:16]}); another person must review it",
+            parameter="approver",
+        )
     if reason is None or (decision == "rejected" and not reason.strip()):
         raise UsageError("--reason is required to reject a release: say why", parameter="reason")
     spend = index["ledger"]["entry_id"]
     ledger_entries = {e.id: e for s in ledger.summary(index["dataset_id"]) for e in s.entries}
     if spend not in ledger_entries or ledger_entries[spend].hash != index["ledger"]["entry_hash"]:
-        raise UsageError(f"ledger {ledger.location} has no spend {spend} with hash "
-                         f"{index['ledger']['entry_hash'][:16]}: it is not the ledger this release was made with",
-                         parameter="ledger")
+        raise UsageError(
+            f"ledger {ledger.location} has no spend {spend} with hash "
+            f"{index['ledger']['entry_hash'][:16]}: it is not the ledger this release was made with",
+            parameter="ledger",
+        )
     files = {f["name"]: f["sha256"] for f in index["files"]}
     files["bundle.json"] = hashlib.sha256(data).hexdigest()
     record = ledger.record_decision(spend, decision, approver.name, reason, files=files)
-    signed = {"decision": decision, "by": approver.name, "reason": reason,
-              "at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "ledger_entry_id": record.id, "ledger_entry_hash": record.hash, "spend_entry_id": spend}
+    signed = {
+        "decision": decision,
+        "by": approver.name,
+        "reason": reason,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ledger_entry_id": record.id,
+        "ledger_entry_hash": record.hash,
+        "spend_entry_id": spend,
+    }
     add_approver_signature(directory, approver, signed)
     return Decision(decision=decision, by=approver.name, entry_id=spend, ledger_entry_id=record.id, files=files)
 

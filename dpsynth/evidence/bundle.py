@@ -50,8 +50,17 @@ def file_entries(directory: Path) -> list[dict[str, Any]]:
     return out
 
 
-def build_index(directory: Path, *, release_id: str, dataset_id: str, created_at: str, status: str,
-                approval_required: bool, operator: Identity, ledger: dict[str, Any]) -> dict[str, Any]:
+def build_index(
+    directory: Path,
+    *,
+    release_id: str,
+    dataset_id: str,
+    created_at: str,
+    status: str,
+    approval_required: bool,
+    operator: Identity,
+    ledger: dict[str, Any],
+) -> dict[str, Any]:
     """The ``bundle.json`` content for ``directory`` as it is now."""
     return {
         "format": BUNDLE_FORMAT,
@@ -61,15 +70,25 @@ def build_index(directory: Path, *, release_id: str, dataset_id: str, created_at
         "status": status,
         "approval_required": bool(approval_required),
         "operator": {"name": operator.name, "key_id": operator.key_id},
-        "ledger": {"location": ledger["location"], "entry_id": int(ledger["entry_id"]),
-                   "entry_hash": ledger["entry_hash"], "head_hash": ledger["head_hash"]},
+        "ledger": {
+            "location": ledger["location"],
+            "entry_id": int(ledger["entry_id"]),
+            "entry_hash": ledger["entry_hash"],
+            "head_hash": ledger["head_hash"],
+        },
         "files": file_entries(directory),
     }
 
 
 def signature_record(identity: Identity, role: str, signature: str, **extra: Any) -> dict[str, Any]:
-    return {"role": role, "name": identity.name, "key_id": identity.key_id, "public_key": identity.public_hex,
-            **extra, "signature": signature}
+    return {
+        "role": role,
+        "name": identity.name,
+        "key_id": identity.key_id,
+        "public_key": identity.public_hex,
+        **extra,
+        "signature": signature,
+    }
 
 
 def write_signed_bundle(directory: Path, index: dict[str, Any], operator: Identity) -> str:
@@ -77,8 +96,11 @@ def write_signed_bundle(directory: Path, index: dict[str, Any], operator: Identi
     data = canonical(index)
     atomic_write_text(directory / BUNDLE, data.decode("ascii"))
     digest = hashlib.sha256(data).hexdigest()
-    signatures = {"format": SIGNATURES_FORMAT, "bundle_sha256": digest,
-                  "signatures": [signature_record(operator, "operator", operator.sign(data))]}
+    signatures = {
+        "format": SIGNATURES_FORMAT,
+        "bundle_sha256": digest,
+        "signatures": [signature_record(operator, "operator", operator.sign(data))],
+    }
     atomic_write_text(directory / SIGNATURES, json.dumps(signatures, indent=2, sort_keys=True) + "\n")
     return digest
 
@@ -90,8 +112,10 @@ def read_bundle(directory: Path) -> tuple[bytes, dict[str, Any], dict[str, Any]]
     paths = {name: directory / name for name in EVIDENCE_FILES}
     for name, path in paths.items():
         if not path.is_file():
-            raise UsageError(f"{directory} has no {name}: it is not a signed release (releases made by "
-                             "`dpsynth release --as NAME` carry one)")
+            raise UsageError(
+                f"{directory} has no {name}: it is not a signed release (releases made by "
+                "`dpsynth release --as NAME` carry one)"
+            )
     data = paths[BUNDLE].read_bytes()
     try:
         index = json.loads(data)
@@ -113,10 +137,20 @@ def add_approver_signature(directory: Path, approver: Identity, decision: dict[s
     data, _, signatures = read_bundle(directory)
     digest = hashlib.sha256(data).hexdigest()
     signature = approver.sign(decision_message(digest, decision))
-    signatures.setdefault("signatures", []).append(
-        signature_record(approver, "approver", signature, decision=decision))
+    signatures.setdefault("signatures", []).append(signature_record(approver, "approver", signature, decision=decision))
     atomic_write_text(directory / SIGNATURES, json.dumps(signatures, indent=2, sort_keys=True) + "\n")
 
 
-__all__ = ["BUNDLE", "EVIDENCE_FILES", "SIGNATURES", "add_approver_signature", "build_index", "canonical",
-           "decision_message", "file_entries", "read_bundle", "sha256_file", "write_signed_bundle"]
+__all__ = [
+    "BUNDLE",
+    "EVIDENCE_FILES",
+    "SIGNATURES",
+    "add_approver_signature",
+    "build_index",
+    "canonical",
+    "decision_message",
+    "file_entries",
+    "read_bundle",
+    "sha256_file",
+    "write_signed_bundle",
+]

@@ -40,8 +40,10 @@ def default_key_dir() -> Path:
 def check_name(name: str) -> str:
     """An identity name: 1-64 letters, digits, ``.``, ``_`` or ``-``, starting with a letter or digit."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise UsageError(f"identity name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or "
-                         f"digit), got {name!r}")
+        raise UsageError(
+            f"identity name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or "
+            f"digit), got {name!r}"
+        )
     return name
 
 
@@ -102,11 +104,14 @@ def new_key(name: str, key_dir: Path | None = None) -> Identity:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_path, public_path = directory / f"{name}.key", directory / f"{name}.pub"
     if private_path.exists() or public_path.exists():
-        raise UsageError(f"a key named {name!r} already exists in {directory}; keys are never overwritten "
-                         "(a signature made with the old key would no longer verify): choose another name")
+        raise UsageError(
+            f"a key named {name!r} already exists in {directory}; keys are never overwritten "
+            "(a signature made with the old key would no longer verify): choose another name"
+        )
     private = Ed25519PrivateKey.generate()
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     # created 0600 from the first byte: never readable by others, even for an instant
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -127,12 +132,17 @@ def load_identity(name: str, key_dir: Path | None = None, option: str = "--as") 
     directory = key_dir or default_key_dir()
     path = directory / f"{name}.key"
     if not path.is_file():
-        raise UsageError(f"{option} {name}: no key {path}. Create one with `dpsynth keys new {name}` (or point "
-                         "--keys-dir / $DPSYNTH_KEYS at the directory that holds it)", parameter="operator")
+        raise UsageError(
+            f"{option} {name}: no key {path}. Create one with `dpsynth keys new {name}` (or point "
+            "--keys-dir / $DPSYNTH_KEYS at the directory that holds it)",
+            parameter="operator",
+        )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise UsageError(f"{option} {name}: key file {path} has mode {mode:o}, readable by others; make it private "
-                         f"with `chmod 600 {path}`")
+        raise UsageError(
+            f"{option} {name}: key file {path} has mode {mode:o}, readable by others; make it private "
+            f"with `chmod 600 {path}`"
+        )
     try:
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
@@ -163,5 +173,16 @@ def trusted_keys(directory: Path) -> dict[str, str]:
     return found
 
 
-__all__ = ["Identity", "check_name", "default_key_dir", "export_public", "key_id", "load_identity", "load_public",
-           "new_key", "public_from_hex", "signature_valid", "trusted_keys"]
+__all__ = [
+    "Identity",
+    "check_name",
+    "default_key_dir",
+    "export_public",
+    "key_id",
+    "load_identity",
+    "load_public",
+    "new_key",
+    "public_from_hex",
+    "signature_valid",
+    "trusted_keys",
+]

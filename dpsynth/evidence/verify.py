@@ -93,13 +93,16 @@ def _signer_problems(sig: dict[str, Any], trusted: dict[str, str] | None) -> tup
         if sig.get("name") not in trusted:
             problems.append(f"{who}: {sig.get('name')!r} is not among the trusted keys")
         elif trusted[sig["name"]] != key_id(public):
-            problems.append(f"{who}: signed with key {key_id(public)[:16]}, but the trusted key of "
-                            f"{sig['name']!r} is {trusted[sig['name']][:16]}")
+            problems.append(
+                f"{who}: signed with key {key_id(public)[:16]}, but the trusted key of "
+                f"{sig['name']!r} is {trusted[sig['name']][:16]}"
+            )
     return problems, public
 
 
-def check_signatures(data: bytes, index: dict[str, Any], signatures: dict[str, Any],
-                     trusted: dict[str, str] | None) -> list[str]:
+def check_signatures(
+    data: bytes, index: dict[str, Any], signatures: dict[str, Any], trusted: dict[str, str] | None
+) -> list[str]:
     problems = []
     if index.get("format") != BUNDLE_FORMAT:
         problems.append(f"bundle.json: format {index.get('format')!r}, expected {BUNDLE_FORMAT!r}")
@@ -118,8 +121,10 @@ def check_signatures(data: bytes, index: dict[str, Any], signatures: dict[str, A
         found, public = _signer_problems(sig, trusted)
         problems += found
         if sig.get("name") != operator.get("name") or sig.get("key_id") != operator.get("key_id"):
-            problems.append(f"operator signature by {sig.get('name')!r} (key {str(sig.get('key_id'))[:16]}): the "
-                            f"bundle names operator {operator.get('name')!r} (key {str(operator.get('key_id'))[:16]})")
+            problems.append(
+                f"operator signature by {sig.get('name')!r} (key {str(sig.get('key_id'))[:16]}): the "
+                f"bundle names operator {operator.get('name')!r} (key {str(operator.get('key_id'))[:16]})"
+            )
         if public is not None and not signature_valid(public, str(sig.get("signature")), data):
             problems.append(f"operator signature by {sig.get('name')!r}: invalid for bundle.json")
     for sig in approvers:
@@ -130,8 +135,9 @@ def check_signatures(data: bytes, index: dict[str, Any], signatures: dict[str, A
             problems.append(f"approver signature by {sig.get('name')!r}: the operator cannot approve their own release")
         if decision.get("by") != sig.get("name"):
             problems.append(f"approver signature by {sig.get('name')!r}: the decision names {decision.get('by')!r}")
-        if public is not None and not signature_valid(public, str(sig.get("signature")),
-                                                      decision_message(digest, decision)):
+        if public is not None and not signature_valid(
+            public, str(sig.get("signature")), decision_message(digest, decision)
+        ):
             problems.append(f"approver signature by {sig.get('name')!r}: invalid for this bundle and decision")
     if len(approvers) > 1:
         problems.append(f"bundle.sig.json: {len(approvers)} approver signatures; a release is decided once")
@@ -147,19 +153,27 @@ def check_ledger(index: dict[str, Any], signatures: dict[str, Any], ledger: AnyL
     entries = {e.id: e for s in ledger.summary() for e in s.entries}
     spend = entries.get(spend_id)
     if spend is None or spend.hash != spend_hash or spend.dataset_id != index.get("dataset_id"):
-        return problems + [(f"{where}: holds no spend {spend_id} on dataset {index.get('dataset_id')!r} with hash "
-                            f"{str(spend_hash)[:16]}: this release was not spent from this ledger")]
+        return problems + [
+            (
+                f"{where}: holds no spend {spend_id} on dataset {index.get('dataset_id')!r} with hash "
+                f"{str(spend_hash)[:16]}: this release was not spent from this ledger"
+            )
+        ]
     records = ledger.status_records(spend_id)
     outcomes = [r for r in records if r.status not in ("approved", "rejected")]
     decisions = [r for r in records if r.status in ("approved", "rejected")]
     if [r.status for r in outcomes] != [index.get("status")]:
-        problems.append(f"{where}: spend {spend_id}'s outcome is {[r.status for r in outcomes]}, the bundle says "
-                        f"{index.get('status')!r}")
+        problems.append(
+            f"{where}: spend {spend_id}'s outcome is {[r.status for r in outcomes]}, the bundle says "
+            f"{index.get('status')!r}"
+        )
     approvers = [s for s in signatures.get("signatures", []) if isinstance(s, dict) and s.get("role") == "approver"]
     if index.get("approval_required") and index.get("status") == AWAITING:
         if not decisions:
-            problems.append(f"{where}: no approval record for spend {spend_id}: the release was never approved, or "
-                            "its approval was removed from the ledger")
+            problems.append(
+                f"{where}: no approval record for spend {spend_id}: the release was never approved, or "
+                "its approval was removed from the ledger"
+            )
         if not approvers:
             problems.append("bundle.sig.json: no approver signature, but the policy requires approval")
     for record in decisions:
@@ -169,12 +183,18 @@ def check_ledger(index: dict[str, Any], signatures: dict[str, Any], ledger: AnyL
         decision = sig.get("decision") or {}
         match = [r for r in decisions if r.id == decision.get("ledger_entry_id")]
         if not match:
-            problems.append(f"{where}: the approver's signed decision names ledger entry "
-                            f"{decision.get('ledger_entry_id')}, which is not a decision on spend {spend_id}")
+            problems.append(
+                f"{where}: the approver's signed decision names ledger entry "
+                f"{decision.get('ledger_entry_id')}, which is not a decision on spend {spend_id}"
+            )
             continue
         record, details = match[0], match[0].details or {}
-        if record.hash != decision.get("ledger_entry_hash") or record.status != decision.get("decision") \
-                or details.get("by") != decision.get("by") or details.get("reason") != decision.get("reason"):
+        if (
+            record.hash != decision.get("ledger_entry_hash")
+            or record.status != decision.get("decision")
+            or details.get("by") != decision.get("by")
+            or details.get("reason") != decision.get("reason")
+        ):
             problems.append(f"{where}: decision entry {record.id} differs from the approver's signed decision")
         reviewed = {f["name"]: f["sha256"] for f in index.get("files", []) if isinstance(f, dict)}
         reviewed["bundle.json"] = signatures.get("bundle_sha256")
@@ -183,8 +203,9 @@ def check_ledger(index: dict[str, Any], signatures: dict[str, Any], ledger: AnyL
     return problems
 
 
-def verify_release(directory: Path, ledger: AnyLedger | None = None,
-                   trusted: dict[str, str] | None = None) -> VerifyReport:
+def verify_release(
+    directory: Path, ledger: AnyLedger | None = None, trusted: dict[str, str] | None = None
+) -> VerifyReport:
     """Run every check; raise :class:`VerificationFailed` listing all problems, else report what passed."""
     data, index, signatures = read_bundle(directory)
     problems = check_files(directory, index) + check_signatures(data, index, signatures, trusted)
@@ -200,15 +221,21 @@ def verify_release(directory: Path, ledger: AnyLedger | None = None,
     for sig in approvers:
         decision = sig.get("decision") if isinstance(sig.get("decision"), dict) else {}
         if decision.get("decision") != "approved":
-            problems.append(f"{directory}: {decision.get('decision')} by {sig.get('name')!r} "
-                            f"({decision.get('reason')!r}): not approved")
+            problems.append(
+                f"{directory}: {decision.get('decision')} by {sig.get('name')!r} "
+                f"({decision.get('reason')!r}): not approved"
+            )
     if problems:
-        raise VerificationFailed(f"{directory} FAILED verification ({len(problems)} problem(s)):\n  "
-                                 + "\n  ".join(dict.fromkeys(problems)))
-    names = [f"{s.get('role')} {s.get('name')} ({str(s.get('key_id'))[:16]})"
-             for s in signatures.get("signatures", [])]
-    return VerifyReport(files=len(index["files"]), signatures=names, ledger_checked=ledger is not None,
-                        status="approved" if approvers else status)
+        raise VerificationFailed(
+            f"{directory} FAILED verification ({len(problems)} problem(s)):\n  " + "\n  ".join(dict.fromkeys(problems))
+        )
+    names = [f"{s.get('role')} {s.get('name')} ({str(s.get('key_id'))[:16]})" for s in signatures.get("signatures", [])]
+    return VerifyReport(
+        files=len(index["files"]),
+        signatures=names,
+        ledger_checked=ledger is not None,
+        status="approved" if approvers else status,
+    )
 
 
 __all__ = ["VerifyReport", "check_files", "check_ledger", "check_signatures", "verify_release"]

@@ -30,7 +30,8 @@ promise did not need.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Literal
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 import dp_accounting as dpa
 
@@ -111,12 +112,15 @@ def _mixed_epsilon(event: dpa.DpEvent, delta: float) -> float:
     assert parts is not None
     rdp_part, pld_part = parts
     rdp_acc, pld_acc = rdp_accountant().compose(rdp_part), pld_accountant().compose(pld_part)
-    return min(float(rdp_acc.get_epsilon(share * delta)) + float(pld_acc.get_epsilon((1 - share) * delta))
-               for share in DELTA_SPLITS)
+    return min(
+        float(rdp_acc.get_epsilon(share * delta)) + float(pld_acc.get_epsilon((1 - share) * delta))
+        for share in DELTA_SPLITS
+    )
 
 
-def epsilon_for(event: dpa.DpEvent, delta: float, accountant: Accountant = "auto",
-                with_accountant: bool = False) -> float | tuple[float, str]:
+def epsilon_for(
+    event: dpa.DpEvent, delta: float, accountant: Accountant = "auto", with_accountant: bool = False
+) -> float | tuple[float, str]:
     """Smallest epsilon such that ``event`` is (epsilon, delta)-DP by the chosen accountant.
 
     ``auto`` uses PLD where it supports the whole event and RDP otherwise.
@@ -147,9 +151,15 @@ def accountant_for(event: dpa.DpEvent, accountant: Accountant = "auto") -> str:
     return _pick(event, accountant)[1]
 
 
-def calibrate(make_event: Callable[[float], dpa.DpEvent], epsilon: float, delta: float,
-              lower: float = 1e-3, upper: float = 1e3, rel_tol: float = 1e-4,
-              accountant: Accountant = "auto") -> float:
+def calibrate(
+    make_event: Callable[[float], dpa.DpEvent],
+    epsilon: float,
+    delta: float,
+    lower: float = 1e-3,
+    upper: float = 1e3,
+    rel_tol: float = 1e-4,
+    accountant: Accountant = "auto",
+) -> float:
     """Smallest noise parameter ``x`` in [lower, upper] with ``epsilon_for(make_event(x)) <= epsilon``.
 
     ``make_event`` must be decreasing in privacy loss as ``x`` grows (a noise
@@ -176,7 +186,8 @@ def calibrate(make_event: Callable[[float], dpa.DpEvent], epsilon: float, delta:
             upper, lower = lower, lower / RDP_BRACKET
     if loss(upper) > epsilon:
         raise PrivacyAccountingError(
-            f"cannot reach epsilon={epsilon} at delta={delta}: even noise parameter {upper} costs {loss(upper):.4g}")
+            f"cannot reach epsilon={epsilon} at delta={delta}: even noise parameter {upper} costs {loss(upper):.4g}"
+        )
     if loss(lower) <= epsilon:
         return lower
     lo, hi = lower, upper
@@ -217,8 +228,9 @@ def gaussian_sigma(epsilon: float, delta: float, sensitivity: float = 1.0) -> fl
         raise PrivacyAccountingError(f"a Gaussian mechanism needs delta in (0, 1), got {delta}")
     if not (sensitivity > 0 and math.isfinite(sensitivity)):
         raise PrivacyAccountingError(f"sensitivity must be a positive finite number, got {sensitivity}")
-    multiplier = calibrate(lambda s: dpa.GaussianDpEvent(s), epsilon, delta, lower=1e-2, upper=1e4,
-                           rel_tol=1e-6, accountant="pld")
+    multiplier = calibrate(
+        lambda s: dpa.GaussianDpEvent(s), epsilon, delta, lower=1e-2, upper=1e4, rel_tol=1e-6, accountant="pld"
+    )
     return multiplier * sensitivity
 
 

@@ -58,8 +58,11 @@ def event_to_dict(event: dpa.DpEvent) -> dict[str, Any]:
     if isinstance(event, dpa.ComposedDpEvent):
         return {"type": "composed", "events": [event_to_dict(e) for e in event.events]}
     if isinstance(event, dpa.PoissonSampledDpEvent):
-        return {"type": "poisson_sampled", "sampling_probability": float(event.sampling_probability),
-                "event": event_to_dict(event.event)}
+        return {
+            "type": "poisson_sampled",
+            "sampling_probability": float(event.sampling_probability),
+            "event": event_to_dict(event.event),
+        }
     if isinstance(event, dpa.NoOpDpEvent):
         return {"type": "no_op"}
     if isinstance(event, dpa.NonPrivateDpEvent):
@@ -79,8 +82,9 @@ def event_from_dict(raw: Any, _depth: int = 0) -> dpa.DpEvent:
     if kind == "laplace":
         return dpa.LaplaceDpEvent(_positive(_field(raw, "noise_multiplier"), "noise_multiplier"))
     if kind == "discrete_gaussian":
-        return DiscreteGaussianDpEvent(_positive(_field(raw, "sigma"), "sigma"),
-                                       _count(raw.get("sensitivity", 1), "sensitivity"))
+        return DiscreteGaussianDpEvent(
+            _positive(_field(raw, "sigma"), "sigma"), _count(raw.get("sensitivity", 1), "sensitivity")
+        )
     if kind == "epsilon_delta":
         delta = _positive(_field(raw, "delta"), "delta")
         if delta >= 1:
@@ -124,22 +128,35 @@ class PrivacyCost:
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, mechanism: str, event: dpa.DpEvent, delta: float, **details: Any) -> "PrivacyCost":
+    def of(cls, mechanism: str, event: dpa.DpEvent, delta: float, **details: Any) -> PrivacyCost:
         from dpsynth.privacy.accountant import epsilon_for
 
         epsilon, accountant = epsilon_for(event, delta, with_accountant=True)
-        return cls(mechanism=mechanism, event=event, epsilon=epsilon, delta=delta,
-                   accountant=accountant, details=details)
+        return cls(
+            mechanism=mechanism, event=event, epsilon=epsilon, delta=delta, accountant=accountant, details=details
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mechanism": self.mechanism, "epsilon": self.epsilon, "delta": self.delta,
-                "accountant": self.accountant, "event": event_to_dict(self.event), "details": self.details}
+        return {
+            "mechanism": self.mechanism,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "accountant": self.accountant,
+            "event": event_to_dict(self.event),
+            "details": self.details,
+        }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "PrivacyCost":
+    def from_dict(cls, raw: dict[str, Any]) -> PrivacyCost:
         if not isinstance(raw, dict) or not all(k in raw for k in ("mechanism", "event", "epsilon", "delta")):
             raise PrivacyAccountingError(
-                f"a stored privacy cost needs 'mechanism', 'event', 'epsilon' and 'delta', got {raw!r:.120}")
-        return cls(mechanism=str(raw["mechanism"]), event=event_from_dict(raw["event"]),
-                   epsilon=float(raw["epsilon"]), delta=float(raw["delta"]),
-                   accountant=str(raw.get("accountant", "")), details=dict(raw.get("details", {})))
+                f"a stored privacy cost needs 'mechanism', 'event', 'epsilon' and 'delta', got {raw!r:.120}"
+            )
+        return cls(
+            mechanism=str(raw["mechanism"]),
+            event=event_from_dict(raw["event"]),
+            epsilon=float(raw["epsilon"]),
+            delta=float(raw["delta"]),
+            accountant=str(raw.get("accountant", "")),
+            details=dict(raw.get("details", {})),
+        )

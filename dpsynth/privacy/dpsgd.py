@@ -67,14 +67,16 @@ def dpsgd_event(sample_rate: float, noise_multiplier: float, steps: int) -> dpa.
     return dpa.SelfComposedDpEvent(step, steps)
 
 
-def fit_event(preprocessing: Sequence[dpa.DpEvent], sample_rate: float, noise_multiplier: float,
-              steps: int) -> dpa.DpEvent:
+def fit_event(
+    preprocessing: Sequence[dpa.DpEvent], sample_rate: float, noise_multiplier: float, steps: int
+) -> dpa.DpEvent:
     """The whole fit: preprocessing events, then the DP-SGD steps."""
     return compose([*preprocessing, dpsgd_event(sample_rate, noise_multiplier, steps)])
 
 
-def calibrate_noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: int,
-                               preprocessing: Sequence[dpa.DpEvent] = ()) -> tuple[float, str]:
+def calibrate_noise_multiplier(
+    epsilon: float, delta: float, sample_rate: float, steps: int, preprocessing: Sequence[dpa.DpEvent] = ()
+) -> tuple[float, str]:
     """Smallest DP-SGD noise multiplier for which preprocessing + ``steps`` steps is (epsilon, delta)-DP.
 
     Returns ``(noise_multiplier, accountant)``, the accountant being the one
@@ -97,12 +99,19 @@ def calibrate_noise_multiplier(epsilon: float, delta: float, sample_rate: float,
             raise PrivacyAccountingError(
                 f"could not calibrate DP-SGD noise for epsilon={epsilon}, delta={delta} with sampling rate "
                 f"{sample_rate:.4g} over {steps} steps ({exc}). The budget may be too small for this many "
-                "steps: lower epochs or raise batch_size.") from exc
+                "steps: lower epochs or raise batch_size."
+            ) from exc
     return sigma, accountant_for(make_event(sigma))
 
 
-def steps_within_budget(epsilon: float, delta: float, sample_rate: float, noise_multiplier: float,
-                        max_steps: int, preprocessing: Sequence[dpa.DpEvent] = ()) -> int:
+def steps_within_budget(
+    epsilon: float,
+    delta: float,
+    sample_rate: float,
+    noise_multiplier: float,
+    max_steps: int,
+    preprocessing: Sequence[dpa.DpEvent] = (),
+) -> int:
     """Largest ``t <= max_steps`` such that preprocessing + ``t`` steps is (epsilon, delta)-DP.
 
     Judged by the reporting accountant, so a run that stops here is reported
@@ -154,20 +163,41 @@ class TrainingPlan:
         return self.epochs * self.steps_per_epoch
 
 
-def plan_training(epsilon: float, delta: float, n_rows: int, batch_size: int, epochs: int,
-                  noise_multiplier: float | None, preprocessing: Sequence[dpa.DpEvent] = ()) -> TrainingPlan:
+def plan_training(
+    epsilon: float,
+    delta: float,
+    n_rows: int,
+    batch_size: int,
+    epochs: int,
+    noise_multiplier: float | None,
+    preprocessing: Sequence[dpa.DpEvent] = (),
+) -> TrainingPlan:
     """Calibrate (or take) the noise multiplier; cap the steps at the budget where the noise is given.
 
     A pure function of its public inputs, cached (the ledger's reservation,
     ``planned_cost`` and ``fit`` plan the same fit): calibration takes seconds.
     """
-    return _plan(float(epsilon), float(delta), int(n_rows), int(batch_size), int(epochs),
-                 None if noise_multiplier is None else float(noise_multiplier), tuple(preprocessing))
+    return _plan(
+        float(epsilon),
+        float(delta),
+        int(n_rows),
+        int(batch_size),
+        int(epochs),
+        None if noise_multiplier is None else float(noise_multiplier),
+        tuple(preprocessing),
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(epsilon: float, delta: float, n_rows: int, batch_size: int, epochs: int,
-          noise_multiplier: float | None, preprocessing: tuple[dpa.DpEvent, ...]) -> TrainingPlan:
+def _plan(
+    epsilon: float,
+    delta: float,
+    n_rows: int,
+    batch_size: int,
+    epochs: int,
+    noise_multiplier: float | None,
+    preprocessing: tuple[dpa.DpEvent, ...],
+) -> TrainingPlan:
     q, per_epoch = poisson_sample_rate(n_rows, batch_size)
     planned = epochs * per_epoch
     if noise_multiplier is None:

@@ -35,7 +35,6 @@ uses them everywhere.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import attr
 import dp_accounting as dpa
@@ -70,22 +69,25 @@ class EpsilonDeltaDpEvent(dpa.DpEvent):
 class _PLDAccountant(pld.PLDAccountant):
     """dp-accounting's PLD accountant, plus the two leaves above."""
 
-    def _maybe_compose(self, event: dpa.DpEvent, count: int, do_compose: bool) -> Optional[object]:
+    def _maybe_compose(self, event: dpa.DpEvent, count: int, do_compose: bool) -> object | None:
         if isinstance(event, DiscreteGaussianDpEvent):
             if do_compose:
                 if event.sigma <= 0:
                     self._contains_non_dp_event = True
                 else:
                     single = pld_lib.from_discrete_gaussian_mechanism(
-                        event.sigma, sensitivity=int(event.sensitivity),
-                        value_discretization_interval=self._value_discretization_interval)
+                        event.sigma,
+                        sensitivity=int(event.sensitivity),
+                        value_discretization_interval=self._value_discretization_interval,
+                    )
                     self._pld = self._pld.compose(single.self_compose(count) if count > 1 else single)
             return None
         if isinstance(event, EpsilonDeltaDpEvent):
             if do_compose:
                 params = dp_common.DifferentialPrivacyParameters(float(event.epsilon), float(event.delta))
                 single = pld_lib.from_privacy_parameters(
-                    params, value_discretization_interval=self._value_discretization_interval)
+                    params, value_discretization_interval=self._value_discretization_interval
+                )
                 self._pld = self._pld.compose(single.self_compose(count) if count > 1 else single)
             return None
         return super()._maybe_compose(event, count, do_compose)
@@ -94,11 +96,11 @@ class _PLDAccountant(pld.PLDAccountant):
 class _RdpAccountant(rdp.RdpAccountant):
     """dp-accounting's RDP accountant; a discrete Gaussian enters as its zCDP bound (CKS 2020)."""
 
-    def _maybe_compose(self, event: dpa.DpEvent, count: int, do_compose: bool) -> Optional[object]:
+    def _maybe_compose(self, event: dpa.DpEvent, count: int, do_compose: bool) -> object | None:
         if isinstance(event, DiscreteGaussianDpEvent):
             if event.sigma <= 0:
                 return super()._maybe_compose(dpa.NonPrivateDpEvent(), count, do_compose)
-            rho = float(event.sensitivity) ** 2 / (2.0 * event.sigma ** 2)
+            rho = float(event.sensitivity) ** 2 / (2.0 * event.sigma**2)
             return super()._maybe_compose(dpa.ZCDpEvent(rho), count, do_compose)
         return super()._maybe_compose(event, count, do_compose)
 
@@ -113,7 +115,7 @@ def rdp_accountant() -> rdp.RdpAccountant:
 
 def zcdp_rho(event: DiscreteGaussianDpEvent) -> float:
     """The zCDP parameter of one discrete Gaussian release."""
-    return float(event.sensitivity) ** 2 / (2.0 * event.sigma ** 2) if event.sigma > 0 else math.inf
+    return float(event.sensitivity) ** 2 / (2.0 * event.sigma**2) if event.sigma > 0 else math.inf
 
 
 __all__ = ["DiscreteGaussianDpEvent", "EpsilonDeltaDpEvent", "pld_accountant", "rdp_accountant", "zcdp_rho"]

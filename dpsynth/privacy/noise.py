@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class NoiseSource:
         return int(np.argmax(scores + scale * self._rng.gumbel(size=scores.size)))
 
     # -- DP-SGD --------------------------------------------------------------------------
-    def torch_generator(self, device: "torch.device | str" = "cpu") -> "torch.Generator":
+    def torch_generator(self, device: torch.device | str = "cpu") -> torch.Generator:
         """A fresh torch generator on ``device`` for Opacus' gradient noise; never use it for anything else."""
         import torch
 
@@ -110,7 +111,7 @@ class NoiseSource:
             generator.manual_seed(secrets.randbits(63))
         else:
             self.used.add("torch generator")
-            generator.manual_seed(int(self._rng.integers(0, 2 ** 63 - 1)))
+            generator.manual_seed(int(self._rng.integers(0, 2**63 - 1)))
         return generator
 
     def describe(self) -> str:
@@ -123,8 +124,12 @@ def _as_counts(counts: np.ndarray | Sequence[int]) -> np.ndarray:
     values = np.asarray(counts)
     if values.dtype.kind in "iu":
         return values.astype(np.int64)
-    if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == np.round(values)) \
-            and np.all(np.abs(values) < 2 ** 53):
+    if (
+        values.dtype.kind == "f"
+        and np.all(np.isfinite(values))
+        and np.all(values == np.round(values))
+        and np.all(np.abs(values) < 2**53)
+    ):
         return values.astype(np.int64)
     raise ValueError("discrete_gaussian adds noise to exact integer counts; got non-integral values")
 
@@ -153,8 +158,7 @@ def _opendp_gaussian(sigma: float):
     key = ("gaussian", sigma)
     if key not in _CACHE:
         dp = _opendp()
-        _CACHE[key] = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int),
-                                         scale=sigma)
+        _CACHE[key] = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int), scale=sigma)
     return _CACHE[key]
 
 
@@ -162,9 +166,12 @@ def _opendp_noisy_max(scale: float):
     key = ("noisy-max", scale)
     if key not in _CACHE:
         dp = _opendp()
-        _CACHE[key] = dp.m.make_noisy_max(dp.vector_domain(dp.atom_domain(T=float, nan=False)),
-                                          dp.linf_distance(T=float), dp.zero_concentrated_divergence(),
-                                          scale=scale)
+        _CACHE[key] = dp.m.make_noisy_max(
+            dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+            dp.linf_distance(T=float),
+            dp.zero_concentrated_divergence(),
+            scale=scale,
+        )
     return _CACHE[key]
 
 

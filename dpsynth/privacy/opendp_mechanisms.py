@@ -17,18 +17,24 @@ DpEvent the maps justify.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from dpsynth.errors import PrivacyAccountingError, UsageError
 from dpsynth.privacy.accountant import largest_integer
+
 
 def quantile(candidates: Sequence[float], alpha: float, scale: float):
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    return dp.m.make_private_quantile(dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance(),
-                                      dp.zero_concentrated_divergence(), candidates=list(candidates),
-                                      alpha=float(alpha), scale=float(scale))
+    return dp.m.make_private_quantile(
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+        dp.symmetric_distance(),
+        dp.zero_concentrated_divergence(),
+        candidates=list(candidates),
+        alpha=float(alpha),
+        scale=float(scale),
+    )
 
 
 def quantile_scale(candidates: Sequence[float], alpha: float, rho: float) -> float:
@@ -48,9 +54,12 @@ def histogram(scale: float, threshold: int):
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    return dp.m.make_gaussian_threshold(dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T=int)),
-                                        dp.l02inf_distance(dp.absolute_distance(T=int)),
-                                        scale=float(scale), threshold=int(threshold))
+    return dp.m.make_gaussian_threshold(
+        dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T=int)),
+        dp.l02inf_distance(dp.absolute_distance(T=int)),
+        scale=float(scale),
+        threshold=int(threshold),
+    )
 
 
 def to_approx_dp(measurement, delta: float):
@@ -61,13 +70,14 @@ def to_approx_dp(measurement, delta: float):
 
 def threshold_for(scale: float, d_in: tuple[int, int, int], delta: float) -> int:
     """Smallest threshold whose OpenDP map gives delta <= ``delta`` at ``scale``."""
+
     def too_loose(t: int) -> bool:
         return histogram(scale, t).map(d_in)[1] > delta
 
     hi = 2
     while too_loose(hi):
         hi *= 2
-        if hi > 2 ** 30:
+        if hi > 2**30:
             raise PrivacyAccountingError(f"no threshold reaches delta={delta:.3g} at Gaussian scale {scale:.4g}")
     lo = hi // 2
     if not too_loose(lo):
@@ -82,8 +92,10 @@ def largest_within(loss, target: float, lo_share: float = 1e-6, rel_tol: float =
         lo, hi = hi, hi * 2
     if loss(lo) > target:
         # e.g. the RDP accountant cannot certify a zCDP event below epsilon ~ log(1/delta) / max order
-        raise UsageError(f"--epsilon is too small: the accountant cannot fit this part of the discovery into "
-                         f"epsilon={target:.4g} (at least {loss(lo):.3g} for any noise); use a larger --epsilon")
+        raise UsageError(
+            f"--epsilon is too small: the accountant cannot fit this part of the discovery into "
+            f"epsilon={target:.4g} (at least {loss(lo):.3g} for any noise); use a larger --epsilon"
+        )
     while hi / lo > 1 + rel_tol:
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if loss(mid) <= target else (lo, mid)

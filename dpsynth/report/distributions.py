@@ -110,7 +110,6 @@ class ColumnDistribution:
         return f"{100.0 * count / total:.1f}%" if total else "n/a"
 
 
-
 def _category_counts(series: pd.Series) -> pd.Series:
     counts = series.value_counts(dropna=False, sort=False)
     labels = ["(missing)" if pd.isna(v) else category_label(v) for v in counts.index]
@@ -163,10 +162,14 @@ def categorical_distribution(
         note = f"fewer than {min_cell} real rows: real shares suppressed"
         suppressed = [True] * len(labels)
     return ColumnDistribution(
-        name=name, kind="categorical", labels=labels,
+        name=name,
+        kind="categorical",
+        labels=labels,
         real_counts=np.asarray(real_arr, dtype=np.int64),
         synthetic_counts=None if syn_arr is None else np.asarray(syn_arr, dtype=np.int64),
-        suppressed=np.asarray(suppressed, dtype=bool), min_cell=min_cell, note=note,
+        suppressed=np.asarray(suppressed, dtype=bool),
+        min_cell=min_cell,
+        note=note,
     )
 
 
@@ -182,8 +185,9 @@ def _nice_step(raw: float) -> float:
     return 10.0 ** (exp + 1)
 
 
-def numeric_grid(values: np.ndarray, min_cell: int, bins: int = NUMERIC_BINS,
-                 bounds: tuple[float, float] | None = None) -> np.ndarray:
+def numeric_grid(
+    values: np.ndarray, min_cell: int, bins: int = NUMERIC_BINS, bounds: tuple[float, float] | None = None
+) -> np.ndarray:
     """Bin edges for a numeric column that no single record determines.
 
     The range is the public ``bounds`` when given; otherwise it runs from the
@@ -287,10 +291,17 @@ def numeric_distribution(
         suppressed[:] = True
     labels = [f"[{_fmt_edge(a)}, {_fmt_edge(b)})" for a, b in zip(edges[:-1], edges[1:])]
     return ColumnDistribution(
-        name=name, kind="numeric", labels=labels, real_counts=r_counts.astype(np.int64),
+        name=name,
+        kind="numeric",
+        labels=labels,
+        real_counts=r_counts.astype(np.int64),
         synthetic_counts=None if s_counts is None else s_counts.astype(np.int64),
-        suppressed=suppressed, min_cell=min_cell, edges=edges,
-        real_missing=int((~r_ok).sum()), synthetic_missing=s_missing, note=note,
+        suppressed=suppressed,
+        min_cell=min_cell,
+        edges=edges,
+        real_missing=int((~r_ok).sum()),
+        synthetic_missing=s_missing,
+        note=note,
     )
 
 

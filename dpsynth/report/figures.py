@@ -59,8 +59,11 @@ def _histograms_of(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
     details = result.get("details") or {}
     if not isinstance(details, Mapping):
         return []
-    return [(key, value) for key, value in details.items()
-            if (key == "histogram" or str(key).endswith("_histogram")) and isinstance(value, Mapping)]
+    return [
+        (key, value)
+        for key, value in details.items()
+        if (key == "histogram" or str(key).endswith("_histogram")) and isinstance(value, Mapping)
+    ]
 
 
 # ---------------------------------------------------------------------------- assembly
@@ -110,11 +113,17 @@ def build_figures(
         if synthetic is not None and syn_col is None:
             note = (note + "; " if note else "") + "column absent from the synthetic table"
         any_missing = dist.kind == "numeric" and (dist.real_missing or dist.synthetic_missing)
-        figs.columns.append(ColumnPanel(
-            name=name, kind=kind, image=image, tvd=dist.total_variation(),
-            real_missing=dist.missing_text("real") if any_missing else "",
-            synthetic_missing=(dist.missing_text("synthetic")
-                               if any_missing and dist.synthetic_counts is not None else ""),
-            note=note,
-        ))
+        figs.columns.append(
+            ColumnPanel(
+                name=name,
+                kind=kind,
+                image=image,
+                tvd=dist.total_variation(),
+                real_missing=dist.missing_text("real") if any_missing else "",
+                synthetic_missing=(
+                    dist.missing_text("synthetic") if any_missing and dist.synthetic_counts is not None else ""
+                ),
+                note=note,
+            )
+        )
     return figs

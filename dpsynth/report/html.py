@@ -94,8 +94,9 @@ def describe_failure(result: Mapping[str, Any], confidence: float = 0.95) -> str
     margin = float(x) - float(threshold) if upper else float(threshold) - float(x)
     if judged is not None and value is not None and judged != value:
         side = "upper" if upper else "lower"
-        subject = (f"{name}: {side} {100 * confidence:g}% confidence bound {fmt_number(judged)} "
-                   f"(estimate {fmt_number(value)})")
+        subject = (
+            f"{name}: {side} {100 * confidence:g}% confidence bound {fmt_number(judged)} (estimate {fmt_number(value)})"
+        )
     else:
         subject = f"{name} = {fmt_number(x)}"
     if margin < 0:  # failed for another reason than the value (e.g. a policy rule); say what we know
@@ -114,7 +115,8 @@ def _decision(manifest: Mapping[str, Any], audit: Mapping[str, Any]) -> tuple[st
     decision = manifest.get("decision") or audit.get("decision")
     if decision not in ("PASS", "FAIL"):
         raise UsageError(
-            f"report: a 'decision' of PASS or FAIL is required in the manifest or the audit, got {decision!r}")
+            f"report: a 'decision' of PASS or FAIL is required in the manifest or the audit, got {decision!r}"
+        )
     confidence = float(audit.get("confidence", 0.95) or 0.95)
     results = [r for r in audit.get("results", []) or [] if isinstance(r, Mapping)]
     failures = [str(r.get("message") or "") or describe_failure(r, confidence) for r in results if _failed(r)]
@@ -124,9 +126,11 @@ def _decision(manifest: Mapping[str, Any], audit: Mapping[str, Any]) -> tuple[st
         warnings.append(f"The audit's own decision was {audit_decision}; the release gate decided {decision}.")
     approval = manifest.get("approval") if isinstance(manifest.get("approval"), Mapping) else {}
     if approval.get("status") == "awaiting-approval":
-        warnings.append(f"Awaiting approval: the policy requires a reviewer other than the operator "
-                        f"({approval.get('operator')}); the release is not out until `dpsynth approve` records the "
-                        "decision, and `dpsynth verify` shows it.")
+        warnings.append(
+            f"Awaiting approval: the policy requires a reviewer other than the operator "
+            f"({approval.get('operator')}); the release is not out until `dpsynth approve` records the "
+            "decision, and `dpsynth verify` shows it."
+        )
     return decision, failures, warnings
 
 
@@ -146,22 +150,37 @@ def _budget(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     values = [float(v) for v in (eps, cap, spent, naive) if isinstance(v, int | float)]
     scale = max(values) if values and max(values) > 0 else 1.0
     bars = []
-    for label, value, css in (("This release", eps, "this"),
-                              ("Dataset total (composed, what the ledger charges)", spent, "spent"),
-                              ("Naive sum of all releases (for comparison)", naive, "naive")):
+    for label, value, css in (
+        ("This release", eps, "this"),
+        ("Dataset total (composed, what the ledger charges)", spent, "spent"),
+        ("Naive sum of all releases (for comparison)", naive, "naive"),
+    ):
         if isinstance(value, int | float):
             over = cap is not None and float(value) > float(cap) + 1e-12 and css != "naive"
-            bars.append({"label": label, "value": value, "pct": 100.0 * float(value) / scale,
-                         "css": css + (" over" if over else "")})
+            bars.append(
+                {
+                    "label": label,
+                    "value": value,
+                    "pct": 100.0 * float(value) / scale,
+                    "css": css + (" over" if over else ""),
+                }
+            )
     saved = None
     if isinstance(naive, int | float) and isinstance(spent, int | float) and naive > spent:
         saved = float(naive) - float(spent)
     return {
-        "epsilon": eps, "delta": privacy.get("delta"), "accountant": privacy.get("accountant"),
+        "epsilon": eps,
+        "delta": privacy.get("delta"),
+        "accountant": privacy.get("accountant"),
         "neighbouring": privacy.get("neighbouring"),
         "event": json.dumps(privacy["event"], indent=1, sort_keys=True) if privacy.get("event") else None,
-        "cap": cap, "delta_cap": budget.get("delta_cap"), "spent": spent, "remaining": remaining,
-        "naive": naive, "saved": saved, "bars": bars,
+        "cap": cap,
+        "delta_cap": budget.get("delta_cap"),
+        "spent": spent,
+        "remaining": remaining,
+        "naive": naive,
+        "saved": saved,
+        "bars": bars,
         "cap_pct": None if cap is None else 100.0 * float(cap) / scale,
         "remaining_pct": (None if remaining is None or not cap else 100.0 * float(remaining) / float(cap)),
     }
@@ -179,8 +198,13 @@ def _domain_rows(domain: Mapping[str, Any], min_cell: int) -> tuple[list[dict[st
             for c in (v or {}) if isinstance(v, Mapping) else ():
                 if c not in columns:
                     columns.append(c)
-        rows = [{"column": c, **{k: _small((v or {}).get(c, 0) if isinstance(v, Mapping) else 0, min_cell)
-                                 for k, v in parts.items()}} for c in columns]
+        rows = [
+            {
+                "column": c,
+                **{k: _small((v or {}).get(c, 0) if isinstance(v, Mapping) else 0, min_cell) for k, v in parts.items()},
+            }
+            for c in columns
+        ]
     return rows, [str(c) for c in domain.get("ignored_columns") or []]
 
 
@@ -192,8 +216,7 @@ def _detail_items(details: Mapping[str, Any]) -> list[tuple[str, str]]:
             items.append((str(key), fmt_number(value)))
         elif isinstance(value, str) and len(value) <= 200:
             items.append((str(key), value))
-        elif (isinstance(value, list | tuple) and len(value) == 2
-              and all(isinstance(v, int | float) for v in value)):
+        elif isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
             items.append((str(key), f"[{fmt_number(value[0])}, {fmt_number(value[1])}]"))
     return items
 
@@ -214,14 +237,24 @@ def _result_rows(audit: Mapping[str, Any]) -> list[dict[str, Any]]:
         else:
             verdict, css = "—", "info"
         upper = r.get("direction", "max") == "max"
-        rows.append({
-            "name": r.get("name", ""), "family": r.get("family", ""), "value": r.get("value"),
-            "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "baseline": r.get("baseline"),
-            "threshold": r.get("threshold"), "rule": "≤" if upper else "≥",
-            "judged": r.get("judged_value") if r.get("judged_value") != r.get("value") else None,
-            "verdict": verdict, "css": css, "required": required, "message": r.get("message") or "",
-            "details": _detail_items(r.get("details") or {}),
-        })
+        rows.append(
+            {
+                "name": r.get("name", ""),
+                "family": r.get("family", ""),
+                "value": r.get("value"),
+                "ci_low": r.get("ci_low"),
+                "ci_high": r.get("ci_high"),
+                "baseline": r.get("baseline"),
+                "threshold": r.get("threshold"),
+                "rule": "≤" if upper else "≥",
+                "judged": r.get("judged_value") if r.get("judged_value") != r.get("value") else None,
+                "verdict": verdict,
+                "css": css,
+                "required": required,
+                "message": r.get("message") or "",
+                "details": _detail_items(r.get("details") or {}),
+            }
+        )
     return rows
 
 
@@ -229,8 +262,7 @@ def _mapping_rows(obj: Any) -> list[tuple[str, str]]:
     """(key, value) pairs shown exactly as recorded (JSON form), so parameters can be copied back."""
     if not isinstance(obj, Mapping):
         return []
-    return [(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str))
-            for k, v in obj.items()]
+    return [(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)) for k, v in obj.items()]
 
 
 def build_context(manifest: Mapping[str, Any], audit: Mapping[str, Any], figures: ReportFigures) -> dict[str, Any]:
@@ -245,25 +277,45 @@ def build_context(manifest: Mapping[str, Any], audit: Mapping[str, Any], figures
     is_release = any(k in manifest for k in ("generator", "privacy", "budget"))
     return {
         "kind": "release" if is_release else "audit",
-        "decision": decision, "failures": failures, "reasons": reasons, "warnings": warnings,
-        "dataset_id": manifest.get("dataset_id"), "generator": manifest.get("generator"),
+        "decision": decision,
+        "failures": failures,
+        "reasons": reasons,
+        "warnings": warnings,
+        "dataset_id": manifest.get("dataset_id"),
+        "generator": manifest.get("generator"),
         "parameters": _mapping_rows(manifest.get("parameters")),
         "created_at": manifest.get("created_at"),
         "budget": _budget(manifest),
-        "schema": {"name": schema.get("name"), "source": schema.get("source"), "sha256": schema.get("sha256"),
-                   "leaked": bool(schema.get("leaked_domain", False))} if schema else None,
+        "schema": {
+            "name": schema.get("name"),
+            "source": schema.get("source"),
+            "sha256": schema.get("sha256"),
+            "leaked": bool(schema.get("leaked_domain", False)),
+        }
+        if schema
+        else None,
         "rows": manifest.get("rows") or audit.get("sizes") or {},
-        "audit": {"tier": audit.get("tier"), "confidence": audit.get("confidence", 0.95),
-                  "seed": audit.get("seed"), "seconds": audit.get("seconds"),
-                  "policy": json.dumps(audit["policy"], indent=1, sort_keys=True) if audit.get("policy") else None,
-                  "claimed_epsilon": audit.get("claimed_epsilon")},
+        "audit": {
+            "tier": audit.get("tier"),
+            "confidence": audit.get("confidence", 0.95),
+            "seed": audit.get("seed"),
+            "seconds": audit.get("seconds"),
+            "policy": json.dumps(audit["policy"], indent=1, sort_keys=True) if audit.get("policy") else None,
+            "claimed_epsilon": audit.get("claimed_epsilon"),
+        },
         "results": _result_rows(audit),
-        "domain_rows": domain_rows, "ignored_columns": ignored,
+        "domain_rows": domain_rows,
+        "ignored_columns": ignored,
         "has_domain_report": bool(manifest.get("domain_report")),
-        "repro": {"seed": manifest.get("seed"), "noise_source": manifest.get("noise_source"),
-                  "sha256": manifest.get("synthetic_sha256"), "entry_id": ledger.get("entry_id"),
-                  "entry_hash": ledger.get("entry_hash"), "head_hash": ledger.get("head_hash"),
-                  "versions": _mapping_rows(manifest.get("versions"))},
+        "repro": {
+            "seed": manifest.get("seed"),
+            "noise_source": manifest.get("noise_source"),
+            "sha256": manifest.get("synthetic_sha256"),
+            "entry_id": ledger.get("entry_id"),
+            "entry_hash": ledger.get("entry_hash"),
+            "head_hash": ledger.get("head_hash"),
+            "versions": _mapping_rows(manifest.get("versions")),
+        },
         "fig": figures,
     }
 

@@ -70,14 +70,20 @@ def plot_distribution(dist: ColumnDistribution) -> PlotImage:
     if dist.kind == "categorical":
         y = np.arange(len(dist.labels))[::-1]
         h = 0.4 if syn is not None else 0.7
-        ax.barh(y + (h / 2 if syn is not None else 0), np.nan_to_num(real), height=h,
-                color=REAL_COLOR, label="real")
+        ax.barh(y + (h / 2 if syn is not None else 0), np.nan_to_num(real), height=h, color=REAL_COLOR, label="real")
         if syn is not None:
             ax.barh(y - h / 2, syn, height=h, color=SYNTHETIC_COLOR, label="synthetic")
         for yi, sup in zip(y, dist.suppressed):
             if sup:
-                ax.text(0, yi + (h / 2 if syn is not None else 0), " real suppressed", fontsize=6,
-                        va="center", color="#555555", style="italic")
+                ax.text(
+                    0,
+                    yi + (h / 2 if syn is not None else 0),
+                    " real suppressed",
+                    fontsize=6,
+                    va="center",
+                    color="#555555",
+                    style="italic",
+                )
         ax.set_yticks(y, [_short(lbl, 18) for lbl in dist.labels])
         ax.set_xlabel("share of rows", fontsize=7)
         ax.tick_params(axis="y", labelsize=6)
@@ -86,8 +92,7 @@ def plot_distribution(dist: ColumnDistribution) -> PlotImage:
         edges = dist.edges if dist.edges is not None else np.arange(len(dist.labels) + 1, dtype=float)
         widths = np.diff(edges)
         dens_real = np.nan_to_num(real) / widths
-        ax.bar(edges[:-1], dens_real, width=widths, align="edge", color=REAL_COLOR, label="real",
-               linewidth=0)
+        ax.bar(edges[:-1], dens_real, width=widths, align="edge", color=REAL_COLOR, label="real", linewidth=0)
         if syn is not None:
             ax.stairs(syn / widths, edges, color=SYNTHETIC_COLOR, linewidth=1.4, label="synthetic")
         for a, w, sup in zip(edges[:-1], widths, dist.suppressed):
@@ -152,23 +157,25 @@ def plot_roc(results: Sequence[Mapping[str, Any]]) -> PlotImage | None:
     lin.legend(fontsize=7, frameon=False, loc="lower right")
     names = ", ".join(n for n, _, _ in curves)
     return PlotImage(
-        title="Membership-inference ROC curves", png_base64=_encode(fig),
+        title="Membership-inference ROC curves",
+        png_base64=_encode(fig),
         alt=f"ROC curves of membership attacks: {names}",
         caption="A curve on the dashed diagonal means the attacker cannot tell training records "
-                "from holdout records. The log-log panel shows the low false-positive rates where "
-                "a confident attack on a few records would appear.",
+        "from holdout records. The log-log panel shows the low false-positive rates where "
+        "a confident attack on a few records would appear.",
     )
 
 
 _HIST_CAPTIONS = {
     "dcr": "Distance from each synthetic row to its closest training row, next to the same distance "
-           "for holdout rows (never seen by the generator). If the synthetic curve sits left of "
-           "the holdout curve, synthetic rows are closer to training records than new real data "
-           "would be: a sign of copying.",
+    "for holdout rows (never seen by the generator). If the synthetic curve sits left of "
+    "the holdout curve, synthetic rows are closer to training records than new real data "
+    "would be: a sign of copying.",
     "nndr": "Nearest-neighbour distance ratio (closest / second closest training row). Synthetic "
-            "ratios piled near 0, unlike holdout ratios, mean rows sit on top of one specific "
-            "training record.",
+    "ratios piled near 0, unlike holdout ratios, mean rows sit on top of one specific "
+    "training record.",
 }
+
 
 def plot_distance_histogram(result_name: str, key: str, hist: Mapping[str, Any]) -> PlotImage | None:
     """Synthetic-to-train vs holdout-to-train distance shares on the audit's own bins, or ``None``
@@ -181,8 +188,10 @@ def plot_distance_histogram(result_name: str, key: str, hist: Mapping[str, Any])
     if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0):
         return None
     series = []
-    for part, color, label in (("holdout_to_train", HOLDOUT_COLOR, "holdout → train (baseline)"),
-                               ("synthetic_to_train", SYNTHETIC_COLOR, "synthetic → train")):
+    for part, color, label in (
+        ("holdout_to_train", HOLDOUT_COLOR, "holdout → train (baseline)"),
+        ("synthetic_to_train", SYNTHETIC_COLOR, "synthetic → train"),
+    ):
         try:
             counts = np.asarray(hist.get(part), dtype=float)
         except (TypeError, ValueError):
@@ -205,5 +214,9 @@ def plot_distance_histogram(result_name: str, key: str, hist: Mapping[str, Any])
     title = f"{result_name}: {key.replace('_', ' ')}" if key != "histogram" else result_name
     ax.set_title(_short(title, 48), fontsize=9, loc="left")
     ax.legend(fontsize=6, frameon=False)
-    return PlotImage(title=title, png_base64=_encode(fig), alt=f"{title}: synthetic vs holdout distances",
-                     caption=_HIST_CAPTIONS[kind])
+    return PlotImage(
+        title=title,
+        png_base64=_encode(fig),
+        alt=f"{title}: synthetic vs holdout distances",
+        caption=_HIST_CAPTIONS[kind],
+    )

@@ -40,8 +40,11 @@ def make_synthesizer(name: str, **params) -> Synthesizer:
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise UsageError(f"generator {name!r} has no parameter(s) {', '.join(map(repr, unknown))}; its parameters "
-                         f"are {', '.join(accepted)}", parameter=unknown[0])
+        raise UsageError(
+            f"generator {name!r} has no parameter(s) {', '.join(map(repr, unknown))}; its parameters "
+            f"are {', '.join(accepted)}",
+            parameter=unknown[0],
+        )
     return cls(**params)
 
 

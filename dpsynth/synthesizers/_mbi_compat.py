@@ -72,7 +72,8 @@ def check_mbi(package: ModuleType = mbi) -> None:
             raise ImportError(
                 f"dpsynth needs mbi.{submodule}.{dotted}, which the installed mbi {installed_version()} lacks: "
                 f"dpsynth.synthesizers._mbi_compat was written for mbi=={MBI_VERSION} (pinned in pyproject.toml); "
-                f"install that version (pip install mbi=={MBI_VERSION}) or port _mbi_compat to this one.")
+                f"install that version (pip install mbi=={MBI_VERSION}) or port _mbi_compat to this one."
+            )
 
 
 check_mbi()
@@ -86,8 +87,14 @@ hypothetical_model_size = junction_tree.hypothetical_model_size
 _ESTIMATOR = estimation.MirrorDescent()
 
 
-def mirror_descent(loss_fn: mbi.MarginalLossFn, potentials: mbi.CliqueVector, mu: mbi.CliqueVector,
-                   alpha: float, total: float, iters: int) -> tuple[mbi.CliqueVector, mbi.CliqueVector]:
+def mirror_descent(
+    loss_fn: mbi.MarginalLossFn,
+    potentials: mbi.CliqueVector,
+    mu: mbi.CliqueVector,
+    alpha: float,
+    total: float,
+    iters: int,
+) -> tuple[mbi.CliqueVector, mbi.CliqueVector]:
     """``(potentials, mu)`` after at least ``iters`` of mbi's jitted mirror-descent steps (Armijo line search).
 
     Steps run in fused blocks of ``CALLBACK_EVERY``; ``mu`` is a placeholder
@@ -95,12 +102,28 @@ def mirror_descent(loss_fn: mbi.MarginalLossFn, potentials: mbi.CliqueVector, mu
     marginals of the last iterate but one.
     """
     state = estimation.MirrorDescentState(
-        mu=mu, potentials=potentials, alpha=jax.numpy.asarray(alpha),
-        loss=jax.numpy.asarray(math.inf, dtype=jax.numpy.float64))
+        mu=mu,
+        potentials=potentials,
+        alpha=jax.numpy.asarray(alpha),
+        loss=jax.numpy.asarray(math.inf, dtype=jax.numpy.float64),
+    )
     for _ in range(math.ceil(iters / estimation.CALLBACK_EVERY)):
         state = _ESTIMATOR._multi_step(state, loss_fn, total)
     return state.potentials, state.mu
 
 
-__all__ = ["MBI_VERSION", "Domain", "LinearMeasurement", "mbi", "REQUIRED", "check_mbi", "hypothetical_model_size", "installed_version", "loss_from_measurements",
-           "make_junction_tree", "message_passing_order", "minimum_variance_unbiased_total", "mirror_descent"]
+__all__ = [
+    "MBI_VERSION",
+    "Domain",
+    "LinearMeasurement",
+    "mbi",
+    "REQUIRED",
+    "check_mbi",
+    "hypothetical_model_size",
+    "installed_version",
+    "loss_from_measurements",
+    "make_junction_tree",
+    "message_passing_order",
+    "minimum_variance_unbiased_total",
+    "mirror_descent",
+]

@@ -35,7 +35,8 @@ import itertools
 import logging
 import math
 import time
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import dp_accounting as dpa
 import numpy as np
@@ -61,8 +62,15 @@ ROUNDS_PER_COLUMN = 16  # the paper's T = 16 d
 
 def zcdp_budget(epsilon: float, delta: float) -> float:
     """Largest rho (up to calibration tolerance) whose rho-zCDP guarantee is (epsilon, delta)-DP by RDP."""
-    x = calibrate(lambda x: dpa.ZCDpEvent(1.0 / (2 * x * x)), epsilon, delta, lower=1e-4, upper=1e7,
-                  rel_tol=1e-6, accountant="rdp")
+    x = calibrate(
+        lambda x: dpa.ZCDpEvent(1.0 / (2 * x * x)),
+        epsilon,
+        delta,
+        lower=1e-4,
+        upper=1e7,
+        rel_tol=1e-6,
+        accountant="rdp",
+    )
     return (1.0 / (2 * x * x)) * (1 - 1e-9)  # a hair below, so float rounding in the sums cannot overshoot
 
 
@@ -105,18 +113,31 @@ class AIM(Synthesizer):
 
     name = "aim"
     _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
-        "workload": [None, Satisfies(lambda w: isinstance(w, (list, tuple)) and len(w) > 0,
-                                     "a non-empty list of column tuples, e.g. [('age', 'sex')]")],
+        "workload": [
+            None,
+            Satisfies(
+                lambda w: isinstance(w, (list, tuple)) and len(w) > 0,
+                "a non-empty list of column tuples, e.g. [('age', 'sex')]",
+            ),
+        ],
         "max_model_size": [POSITIVE],
         "max_iters": [Interval(int, 1, None)],
         "max_seconds": [None, POSITIVE],
         "rounds": [None, Interval(int, 1, None)],
     }
 
-    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
-                 workload: Sequence[Sequence[str]] | None = None, max_model_size: float = 80.0,
-                 max_iters: int = 1000, max_seconds: float | None = 150.0, rounds: int | None = None,
-                 secure_noise: bool | None = None) -> None:
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        delta: float = 1e-6,
+        random_state: RandomState = None,
+        workload: Sequence[Sequence[str]] | None = None,
+        max_model_size: float = 80.0,
+        max_iters: int = 1000,
+        max_seconds: float | None = 150.0,
+        rounds: int | None = None,
+        secure_noise: bool | None = None,
+    ) -> None:
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
         self.workload = workload
         self.max_model_size = max_model_size
@@ -128,10 +149,17 @@ class AIM(Synthesizer):
         """The declared constraints, then each workload entry (a constraint on every element)."""
         super()._validate_parameters()
         for entry in self.workload or ():
-            if isinstance(entry, str) or not isinstance(entry, (tuple, list)) or len(entry) == 0 \
-                    or len(set(entry)) != len(entry) or not all(isinstance(c, str) for c in entry):
-                raise UsageError(f"AIM parameter 'workload': entry {entry!r} must be a non-empty tuple of distinct "
-                                 "column names", parameter="workload")
+            if (
+                isinstance(entry, str)
+                or not isinstance(entry, (tuple, list))
+                or len(entry) == 0
+                or len(set(entry)) != len(entry)
+                or not all(isinstance(c, str) for c in entry)
+            ):
+                raise UsageError(
+                    f"AIM parameter 'workload': entry {entry!r} must be a non-empty tuple of distinct column names",
+                    parameter="workload",
+                )
 
     def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
         self.encoder_ = TableEncoder(self.schema_)
@@ -147,7 +175,7 @@ class AIM(Synthesizer):
 
         measurements = mg.measure(codes, domain, [(a,) for a in domain], sigma, self._noise)
         events: list[dpa.DpEvent] = [DiscreteGaussianDpEvent(sigma)] * d
-        rho_used = d / (2 * sigma ** 2)
+        rho_used = d / (2 * sigma**2)
         start = time.monotonic()
         model = self._estimate(domain, measurements)
         round_seconds = time.monotonic() - start  # a fit is most of a round: the first round's estimate
@@ -157,27 +185,34 @@ class AIM(Synthesizer):
             round_start = time.monotonic()
             remaining = rho - rho_used
             if self.max_seconds is not None:
-                sigma, epsilon, out_of_time = _pace(remaining, sigma, epsilon, self.max_seconds - (round_start - start),
-                                                    round_seconds)
+                sigma, epsilon, out_of_time = _pace(
+                    remaining, sigma, epsilon, self.max_seconds - (round_start - start), round_seconds
+                )
                 stop_reason = "time" if out_of_time else stop_reason
-            last = remaining < 2 * (1 / (2 * sigma ** 2) + epsilon ** 2 / 8)
+            last = remaining < 2 * (1 / (2 * sigma**2) + epsilon**2 / 8)
             if last:  # spend exactly what is left, in the same measure/select proportions
                 sigma = math.sqrt(1 / (2 * ALPHA * remaining))
                 epsilon = math.sqrt(8 * (1 - ALPHA) * remaining)
-            rho_used = rho if last else rho_used + 1 / (2 * sigma ** 2) + epsilon ** 2 / 8
+            rho_used = rho if last else rho_used + 1 / (2 * sigma**2) + epsilon**2 / 8
 
             current = mg.ModelMarginals(model)
             allowed = filter_candidates(candidates, model.cliques, domain, self.max_model_size * rho_used / rho)
             clique = worst_approximated(allowed, answers, current, epsilon, sigma, self._noise)
-            events += [dpa.ZCDpEvent(epsilon ** 2 / 8), DiscreteGaussianDpEvent(sigma)]
+            events += [dpa.ZCDpEvent(epsilon**2 / 8), DiscreteGaussianDpEvent(sigma)]
             measurements += mg.measure(codes, domain, [clique], sigma, self._noise)
             before = current.project(clique).ravel()
             model = self._estimate(domain, measurements, warm_start=model)
             after = mg.ModelMarginals(model).project(clique).ravel()
             selected.append({"clique": list(clique), "sigma": sigma, "epsilon_selection": epsilon})
             round_seconds = time.monotonic() - round_start
-            log.info("AIM round %d: measured %s with sigma=%.3g (%.0f%% of rho, %.1f s)", len(selected), clique,
-                     sigma, 100 * rho_used / rho, time.monotonic() - start)
+            log.info(
+                "AIM round %d: measured %s with sigma=%.3g (%.0f%% of rho, %.1f s)",
+                len(selected),
+                clique,
+                sigma,
+                100 * rho_used / rho,
+                time.monotonic() - start,
+            )
             if last:
                 break
             if np.abs(after - before).sum() <= math.sqrt(2 / math.pi) * sigma * before.size:
@@ -187,9 +222,18 @@ class AIM(Synthesizer):
         self.n_rows_estimate_ = max(1, round(float(model.total)))  # mbi's estimate from the noisy counts
         self.measurements_ = measurements  # DP outputs: safe to keep and inspect
         self.selected_ = [tuple(s["clique"]) for s in selected]
-        return PrivacyCost.of(self.name, compose(events, regroup=True), self.delta, rho=rho,
-                              rounds_planned=rounds, rounds=len(selected), stopped=stop_reason,
-                              sigma_initial=initial[0], epsilon_selection_initial=initial[1], selected=selected)
+        return PrivacyCost.of(
+            self.name,
+            compose(events, regroup=True),
+            self.delta,
+            rho=rho,
+            rounds_planned=rounds,
+            rounds=len(selected),
+            stopped=stop_reason,
+            sigma_initial=initial[0],
+            epsilon_selection_initial=initial[1],
+            selected=selected,
+        )
 
     def _rounds(self, n_columns: int) -> int:
         """The paper's T, refused where the d one-way measurements alone would overspend.
@@ -206,7 +250,8 @@ class AIM(Synthesizer):
                 f"rounds={rounds} is too small for {n_columns} columns: AIM measures every one-way marginal at "
                 f"the per-round noise first, which with fewer than ceil(d / {ALPHA}) = {minimum} rounds would "
                 f"use up (or exceed) the budget before any adaptive round. Use rounds >= {minimum}, or leave it "
-                f"unset (default {ROUNDS_PER_COLUMN} x columns = {ROUNDS_PER_COLUMN * n_columns}).")
+                f"unset (default {ROUNDS_PER_COLUMN} x columns = {ROUNDS_PER_COLUMN * n_columns})."
+            )
         return rounds
 
     def _planned_cost(self, n_rows: int, schema) -> PrivacyCost:
@@ -226,20 +271,23 @@ class AIM(Synthesizer):
         for entry in self.workload:
             unknown = [c for c in entry if c not in domain.attributes]
             if unknown:
-                raise UsageError(f"workload entry {tuple(entry)!r} names column(s) {unknown} that are not in the "
-                                 f"schema; columns are {list(domain.attributes)}")
+                raise UsageError(
+                    f"workload entry {tuple(entry)!r} names column(s) {unknown} that are not in the "
+                    f"schema; columns are {list(domain.attributes)}"
+                )
             out.append(domain.canonical(entry))
         return out
 
-    def _estimate(self, domain: mg.Domain, measurements: list[mg.LinearMeasurement],
-                  warm_start=None):
+    def _estimate(self, domain: mg.Domain, measurements: list[mg.LinearMeasurement], warm_start=None):
         combined = combine_repeats(measurements)
-        return mg.estimate(domain, combined, iters=self.max_iters, total=mg.estimate_total(combined),
-                           warm_start=warm_start)
+        return mg.estimate(
+            domain, combined, iters=self.max_iters, total=mg.estimate_total(combined), warm_start=warm_start
+        )
 
 
-def _pace(remaining: float, sigma: float, epsilon: float, seconds_left: float, round_seconds: float
-          ) -> tuple[float, float, bool]:
+def _pace(
+    remaining: float, sigma: float, epsilon: float, seconds_left: float, round_seconds: float
+) -> tuple[float, float, bool]:
     """Round parameters that spend ``remaining`` zCDP within the time left.
 
     If the rounds that fit in ``seconds_left`` (each assumed to last as long
@@ -253,7 +301,7 @@ def _pace(remaining: float, sigma: float, epsilon: float, seconds_left: float, r
     rounds_left = int(seconds_left // max(round_seconds, 1e-3))
     if rounds_left <= 1:
         return math.sqrt(1 / (2 * ALPHA * remaining)), math.sqrt(8 * (1 - ALPHA) * remaining), True
-    per_round = 1 / (2 * sigma ** 2) + epsilon ** 2 / 8
+    per_round = 1 / (2 * sigma**2) + epsilon**2 / 8
     if remaining > rounds_left * per_round:
         share = remaining / rounds_left
         return math.sqrt(1 / (2 * ALPHA * share)), math.sqrt(8 * (1 - ALPHA) * share), False
@@ -266,23 +314,38 @@ def compile_workload(workload: Sequence[mg.Clique], domain: mg.Domain) -> dict[m
     A candidate r weighs ``sum over workload marginals W of |r & W|``: how much
     of the workload measuring r informs.
     """
-    closure = {domain.canonical(subset) for clique in workload
-               for k in range(1, len(clique) + 1) for subset in itertools.combinations(clique, k)}
+    closure = {
+        domain.canonical(subset)
+        for clique in workload
+        for k in range(1, len(clique) + 1)
+        for subset in itertools.combinations(clique, k)
+    }
     return {r: float(sum(len(set(r) & set(w)) for w in workload)) for r in sorted(closure, key=lambda c: (len(c), c))}
 
 
-def filter_candidates(candidates: dict[mg.Clique, float], model_cliques: Sequence[mg.Clique], domain: mg.Domain,
-                      size_limit: float) -> dict[mg.Clique, float]:
+def filter_candidates(
+    candidates: dict[mg.Clique, float], model_cliques: Sequence[mg.Clique], domain: mg.Domain, size_limit: float
+) -> dict[mg.Clique, float]:
     """Candidates whose addition keeps the model under ``size_limit`` MB, or that add nothing to it."""
     model_cliques = [tuple(c) for c in model_cliques]
-    free = {domain.canonical(s) for c in model_cliques for k in range(1, len(c) + 1)
-            for s in itertools.combinations(c, k)}
-    return {r: w for r, w in candidates.items()
-            if r in free or compat.hypothetical_model_size(domain, model_cliques + [r]) <= size_limit}
+    free = {
+        domain.canonical(s) for c in model_cliques for k in range(1, len(c) + 1) for s in itertools.combinations(c, k)
+    }
+    return {
+        r: w
+        for r, w in candidates.items()
+        if r in free or compat.hypothetical_model_size(domain, model_cliques + [r]) <= size_limit
+    }
 
 
-def worst_approximated(candidates: dict[mg.Clique, float], answers: dict[mg.Clique, np.ndarray],
-                       model: mg.ModelMarginals, epsilon: float, sigma: float, noise: NoiseSource) -> mg.Clique:
+def worst_approximated(
+    candidates: dict[mg.Clique, float],
+    answers: dict[mg.Clique, np.ndarray],
+    model: mg.ModelMarginals,
+    epsilon: float,
+    sigma: float,
+    noise: NoiseSource,
+) -> mg.Clique:
     """The exponential mechanism's pick among ``candidates`` (paper, Sec. 4.2).
 
     Quality ``w_r (||M_r(D) - M_r(p_hat)||_1 - sqrt(2/pi) sigma n_r)``: the
@@ -291,10 +354,13 @@ def worst_approximated(candidates: dict[mg.Clique, float], answers: dict[mg.Cliq
     sensitivity is ``max_r w_r``.
     """
     cliques = list(candidates)
-    scores = np.array([
-        candidates[r] * (np.abs(answers[r] - model.project(r).ravel()).sum()
-                         - math.sqrt(2 / math.pi) * sigma * answers[r].size)
-        for r in cliques])
+    scores = np.array(
+        [
+            candidates[r]
+            * (np.abs(answers[r] - model.project(r).ravel()).sum() - math.sqrt(2 / math.pi) * sigma * answers[r].size)
+            for r in cliques
+        ]
+    )
     sensitivity = max(abs(candidates[r]) for r in cliques)
     return cliques[mg.exponential_mechanism(scores, epsilon, sensitivity, noise)]
 
@@ -313,9 +379,7 @@ def combine_repeats(measurements: list[mg.LinearMeasurement]) -> list[mg.LinearM
         if len(group) == 1:
             out.append(group[0])
             continue
-        precision = np.array([1.0 / m.stddev ** 2 for m in group])
+        precision = np.array([1.0 / m.stddev**2 for m in group])
         y = sum(p * np.asarray(m.noisy_measurement, dtype=float) for p, m in zip(precision, group)) / precision.sum()
         out.append(mg.LinearMeasurement(y, clique, stddev=float(1.0 / math.sqrt(precision.sum()))))
     return out
-
-

@@ -52,7 +52,9 @@ def check_privacy_parameters(epsilon: float, delta: float, n_rows: int | None = 
     if n_rows is not None and delta >= 1 / n_rows:
         raise UsageError(
             f"delta={delta:g} is not below 1/n = {1 / n_rows:.3g} for a table of {n_rows} rows: such a delta "
-            "allows releasing a whole record outright. Use a delta well below 1/n (e.g. 1e-6).", parameter="delta")
+            "allows releasing a whole record outright. Use a delta well below 1/n (e.g. 1e-6).",
+            parameter="delta",
+        )
 
 
 def check_within_plan(realised: PrivacyCost, planned: PrivacyCost, delta: float, what: str = "fit") -> None:
@@ -75,7 +77,8 @@ def check_within_plan(realised: PrivacyCost, planned: PrivacyCost, delta: float,
             f"{what} realised a privacy cost of epsilon={spent:.6g} (delta={realised.delta:.3g}) at delta={delta:.3g}, "
             f"above the planned epsilon={allowed:.6g} (delta={planned.delta:.3g}) that was reserved; the model is "
             "discarded and nothing is released. This is a bug in the generator or an unsupported parameter "
-            "combination: report it.")
+            "combination: report it."
+        )
 
 
 class Synthesizer(ABC):
@@ -96,8 +99,13 @@ class Synthesizer(ABC):
         "secure_noise": [None, bool],
     }
 
-    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
-                 secure_noise: bool | None = None) -> None:
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        delta: float = 1e-6,
+        random_state: RandomState = None,
+        secure_noise: bool | None = None,
+    ) -> None:
         self.epsilon = epsilon
         self.delta = delta
         self.random_state = random_state
@@ -115,7 +123,7 @@ class Synthesizer(ABC):
         return f"{type(self).__name__}({args})"
 
     # -- public API --------------------------------------------------------------------
-    def fit(self, df: pd.DataFrame, schema: Schema, accept_private_schema: bool = False) -> "Synthesizer":
+    def fit(self, df: pd.DataFrame, schema: Schema, accept_private_schema: bool = False) -> Synthesizer:
         """Learn a DP model of ``df`` whose domain comes from ``schema`` only.
 
         Refuses a schema derived from the private data unless
@@ -190,8 +198,11 @@ class Synthesizer(ABC):
         """
         validate_params(self.get_params(), self.parameter_constraints(), owner=type(self).__name__)
         if self.secure_noise is False and not isinstance(self.random_state, (int, np.integer)):
-            raise UsageError(f"{type(self).__name__} parameter 'secure_noise'=False needs an integer random_state "
-                             "to seed the noise from", parameter="secure_noise")
+            raise UsageError(
+                f"{type(self).__name__} parameter 'secure_noise'=False needs an integer random_state "
+                "to seed the noise from",
+                parameter="secure_noise",
+            )
 
     @abstractmethod
     def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:

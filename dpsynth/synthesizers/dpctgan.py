@@ -37,7 +37,8 @@ Where this differs from CTGAN, and why:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -137,22 +138,50 @@ class DPCTGAN(DPSGDSynthesizer):
         "match_marginals": [bool],
     }
 
-    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 12, batch_size: int = 1000,
-                 max_grad_norm: float = 1.0, learning_rate: float = 1e-2, generator_lr: float = 2e-3,
-                 generator_dim: Sequence[int] = (128, 128), discriminator_dim: Sequence[int] = (256,),
-                 embedding_dim: int = 64, conditional: Conditional = "noisy-counts",
-                 count_budget_fraction: float = 0.1, match_marginals: bool = True,
-                 noise_multiplier: float | None = None,
-                 numeric_encoding: NumericEncoding = "bins", random_state: RandomState = None,
-                 max_seconds: float | None = None, device: str = "auto", progress: bool = True,
-                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = 1,
-                 rows_budget_fraction: float = 0.02, secure_noise: bool | None = None) -> None:
-        super().__init__(epsilon=epsilon, delta=delta, epochs=epochs, batch_size=batch_size,
-                         max_grad_norm=max_grad_norm, learning_rate=learning_rate,
-                         noise_multiplier=noise_multiplier, numeric_encoding=numeric_encoding,
-                         random_state=random_state, max_seconds=max_seconds, device=device, progress=progress,
-                         grad_sample_mode=grad_sample_mode, num_threads=num_threads,
-                         rows_budget_fraction=rows_budget_fraction, secure_noise=secure_noise)
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        delta: float = 1e-6,
+        epochs: int = 12,
+        batch_size: int = 1000,
+        max_grad_norm: float = 1.0,
+        learning_rate: float = 1e-2,
+        generator_lr: float = 2e-3,
+        generator_dim: Sequence[int] = (128, 128),
+        discriminator_dim: Sequence[int] = (256,),
+        embedding_dim: int = 64,
+        conditional: Conditional = "noisy-counts",
+        count_budget_fraction: float = 0.1,
+        match_marginals: bool = True,
+        noise_multiplier: float | None = None,
+        numeric_encoding: NumericEncoding = "bins",
+        random_state: RandomState = None,
+        max_seconds: float | None = None,
+        device: str = "auto",
+        progress: bool = True,
+        grad_sample_mode: GradSampleMode = "ghost",
+        num_threads: int | None = 1,
+        rows_budget_fraction: float = 0.02,
+        secure_noise: bool | None = None,
+    ) -> None:
+        super().__init__(
+            epsilon=epsilon,
+            delta=delta,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_grad_norm=max_grad_norm,
+            learning_rate=learning_rate,
+            noise_multiplier=noise_multiplier,
+            numeric_encoding=numeric_encoding,
+            random_state=random_state,
+            max_seconds=max_seconds,
+            device=device,
+            progress=progress,
+            grad_sample_mode=grad_sample_mode,
+            num_threads=num_threads,
+            rows_budget_fraction=rows_budget_fraction,
+            secure_noise=secure_noise,
+        )
         self.generator_lr = generator_lr
         self.generator_dim = generator_dim
         self.discriminator_dim = discriminator_dim
@@ -196,31 +225,36 @@ class DPCTGAN(DPSGDSynthesizer):
         self.cond_frequencies_ = frequencies
 
     def _planned_details(self, events: list[DiscreteGaussianDpEvent]) -> dict[str, Any]:
-        return {"conditional": self.conditional,
-                "count_noise_multiplier": events[0].sigma if events else None}
+        return {"conditional": self.conditional, "count_noise_multiplier": events[0].sigma if events else None}
 
     def _cost_details(self) -> dict[str, Any]:
-        return {"conditional": self.conditional, "count_noise_multiplier": self.count_noise_multiplier_,
-                "count_columns": [s.column for s in self.cond_spans_]}
+        return {
+            "conditional": self.conditional,
+            "count_noise_multiplier": self.count_noise_multiplier_,
+            "count_columns": [s.column for s in self.cond_spans_],
+        }
 
     # -- networks ----------------------------------------------------------------------------------
     def _build(self, transformer: TabularTransformer, device: torch.device):
         spans = self.cond_spans_
         self.cond_dim_ = sum(s.width for s in spans)
         # position -> column number in the conditional vector, and data column of each position
-        self._cond_owner = torch.as_tensor(np.repeat(np.arange(len(spans)), [s.width for s in spans]),
-                                           device=device)
+        self._cond_owner = torch.as_tensor(np.repeat(np.arange(len(spans)), [s.width for s in spans]), device=device)
         self._cond_index = torch.as_tensor(
             np.concatenate([np.arange(s.start, s.stop) for s in spans]) if spans else np.zeros(0, dtype=np.int64),
-            device=device)
+            device=device,
+        )
         self._cond_offsets = np.cumsum([0] + [s.width for s in spans])[:-1]
         self._cond_probs = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in self.cond_frequencies_]
-        self.generator_ = Generator(int(self.embedding_dim) + self.cond_dim_, hidden_widths(self.generator_dim),
-                                    transformer.dim).to(device)
-        discriminator = Discriminator(transformer.dim + self.cond_dim_,
-                                      hidden_widths(self.discriminator_dim)).to(device)
-        self._g_optimizer = torch.optim.Adam(self.generator_.parameters(), lr=float(self.generator_lr),
-                                             betas=(0.5, 0.9), weight_decay=1e-6)
+        self.generator_ = Generator(
+            int(self.embedding_dim) + self.cond_dim_, hidden_widths(self.generator_dim), transformer.dim
+        ).to(device)
+        discriminator = Discriminator(transformer.dim + self.cond_dim_, hidden_widths(self.discriminator_dim)).to(
+            device
+        )
+        self._g_optimizer = torch.optim.Adam(
+            self.generator_.parameters(), lr=float(self.generator_lr), betas=(0.5, 0.9), weight_decay=1e-6
+        )
         d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=float(self.learning_rate), betas=(0.5, 0.9))
         return discriminator, d_optimizer
 
@@ -244,7 +278,9 @@ class DPCTGAN(DPSGDSynthesizer):
             rows = (column == j).nonzero(as_tuple=True)[0]
             if len(rows):
                 category[rows] = torch.multinomial(probs, len(rows), replacement=True)
-        cond[torch.arange(n, device=device), torch.as_tensor(self._cond_offsets, device=device)[column] + category] = 1.0
+        cond[torch.arange(n, device=device), torch.as_tensor(self._cond_offsets, device=device)[column] + category] = (
+            1.0
+        )
         return cond, column, category
 
     def _condition_loss(self, raw: torch.Tensor, column: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
@@ -255,7 +291,7 @@ class DPCTGAN(DPSGDSynthesizer):
         for j, span in enumerate(self.cond_spans_):
             rows = (column == j).nonzero(as_tuple=True)[0]
             if len(rows):
-                total = total + F.cross_entropy(raw[rows, span.start:span.stop], category[rows], reduction="sum")
+                total = total + F.cross_entropy(raw[rows, span.start : span.stop], category[rows], reduction="sum")
         return total / len(raw)
 
     def _fake(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -303,8 +339,7 @@ class DPCTGAN(DPSGDSynthesizer):
         self._g_optimizer.step()
         discriminator.enable_hooks()
         real_loss = float(loss_real.detach().mean()) if len(real) else 0.0
-        return {"loss_d": real_loss + float(loss_fake.detach()),
-                "loss_g": float(loss_g.detach())}
+        return {"loss_d": real_loss + float(loss_fake.detach()), "loss_g": float(loss_g.detach())}
 
     def _finish(self, module: nn.Module) -> None:
         self.generator_.eval()
@@ -315,8 +350,7 @@ class DPCTGAN(DPSGDSynthesizer):
         if not (self.match_marginals and self.cond_spans_):
             return super()._sample(n, rng)
         pool = super()._sample(min(POOL_FACTOR * n, max(n, MAX_POOL)), rng)
-        weights = rake(pool, {s.column: f for s, f in zip(self.cond_spans_, self.cond_frequencies_)},
-                       self.schema_)
+        weights = rake(pool, {s.column: f for s, f in zip(self.cond_spans_, self.cond_frequencies_)}, self.schema_)
         replace = np.count_nonzero(weights) < n
         keep = rng.choice(len(pool), size=n, replace=replace, p=weights / weights.sum())
         return pool.iloc[keep].reset_index(drop=True)
@@ -338,7 +372,7 @@ def category_counts(x: torch.Tensor, span: Span, chunk: int = 1 << 20) -> np.nda
     """
     counts = np.zeros(span.width, dtype=np.int64)
     for begin in range(0, len(x), chunk):
-        codes = x[begin:begin + chunk, span.start:span.stop].argmax(dim=1).numpy()
+        codes = x[begin : begin + chunk, span.start : span.stop].argmax(dim=1).numpy()
         counts += np.bincount(codes, minlength=span.width)
     return counts
 

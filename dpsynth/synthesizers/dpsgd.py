@@ -112,12 +112,25 @@ class DPSGDSynthesizer(Synthesizer):
 
     name: ClassVar[str] = "dpsgd"
 
-    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 10, batch_size: int = 1000,
-                 max_grad_norm: float = 1.0, learning_rate: float = 1e-3, noise_multiplier: float | None = None,
-                 numeric_encoding: NumericEncoding = "bins", random_state: RandomState = None,
-                 max_seconds: float | None = None, device: str = "auto", progress: bool = True,
-                 grad_sample_mode: GradSampleMode = "ghost", num_threads: int | None = 1,
-                 rows_budget_fraction: float = 0.02, secure_noise: bool | None = None) -> None:
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        delta: float = 1e-6,
+        epochs: int = 10,
+        batch_size: int = 1000,
+        max_grad_norm: float = 1.0,
+        learning_rate: float = 1e-3,
+        noise_multiplier: float | None = None,
+        numeric_encoding: NumericEncoding = "bins",
+        random_state: RandomState = None,
+        max_seconds: float | None = None,
+        device: str = "auto",
+        progress: bool = True,
+        grad_sample_mode: GradSampleMode = "ghost",
+        num_threads: int | None = 1,
+        rows_budget_fraction: float = 0.02,
+        secure_noise: bool | None = None,
+    ) -> None:
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
         self.rows_budget_fraction = rows_budget_fraction
         self.epochs = epochs
@@ -177,10 +190,15 @@ class DPSGDSynthesizer(Synthesizer):
                 warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
                 engine = PrivacyEngine(accountant="prv")  # its hooks only: the plan decided; checked below
                 module, dp_optimizer, *_, loader = engine.make_private(
-                    module=private, optimizer=optimizer, data_loader=DataLoader(TensorDataset(x), batch_size=batch),
-                    noise_multiplier=plan.noise_multiplier, max_grad_norm=float(self.max_grad_norm),
-                    poisson_sampling=True, noise_generator=noise_generator,
-                    grad_sample_mode=self.grad_sample_mode)
+                    module=private,
+                    optimizer=optimizer,
+                    data_loader=DataLoader(TensorDataset(x), batch_size=batch),
+                    noise_multiplier=plan.noise_multiplier,
+                    max_grad_norm=float(self.max_grad_norm),
+                    poisson_sampling=True,
+                    noise_generator=noise_generator,
+                    grad_sample_mode=self.grad_sample_mode,
+                )
             if not math.isclose(loader.sample_rate, plan.sample_rate) or len(loader) != plan.steps_per_epoch:
                 raise PrivacyAccountingError("Opacus' sampling rate differs from the planned one; refusing to train")
             self.expected_batch_size_ = dp_optimizer.expected_batch_size
@@ -191,19 +209,31 @@ class DPSGDSynthesizer(Synthesizer):
         self.training_ = record
         event = fit_event(preprocessing, plan.sample_rate, plan.noise_multiplier, record.steps)
         return PrivacyCost.of(
-            self.name, event, self.delta,
-            target_epsilon=float(self.epsilon), noise_multiplier=plan.noise_multiplier,
-            calibrated_by=plan.calibrated_by, sample_rate=plan.sample_rate, batch_size=batch,
-            max_grad_norm=float(self.max_grad_norm), steps=record.steps, steps_planned=plan.planned_steps,
-            steps_allowed=plan.max_steps, epochs_completed=record.epochs_completed, stopped_by=record.stopped_by,
-            train_seconds=round(record.seconds, 3), rows_noise_sigma=rows_event.sigma, **self._cost_details())
+            self.name,
+            event,
+            self.delta,
+            target_epsilon=float(self.epsilon),
+            noise_multiplier=plan.noise_multiplier,
+            calibrated_by=plan.calibrated_by,
+            sample_rate=plan.sample_rate,
+            batch_size=batch,
+            max_grad_norm=float(self.max_grad_norm),
+            steps=record.steps,
+            steps_planned=plan.planned_steps,
+            steps_allowed=plan.max_steps,
+            epochs_completed=record.epochs_completed,
+            stopped_by=record.stopped_by,
+            train_seconds=round(record.seconds, 3),
+            rows_noise_sigma=rows_event.sigma,
+            **self._cost_details(),
+        )
 
-    def _train(self, module: nn.Module, optimizer, loader, plan: TrainingPlan, device: torch.device,
-               dim: int) -> TrainingRecord:
+    def _train(
+        self, module: nn.Module, optimizer, loader, plan: TrainingPlan, device: torch.device, dim: int
+    ) -> TrainingRecord:
         record = TrainingRecord()
         start = time.monotonic()
-        with epoch_progress(self.progress, f"{self.name} (DP-SGD)", plan.epochs) as update, \
-                warnings.catch_warnings():
+        with epoch_progress(self.progress, f"{self.name} (DP-SGD)", plan.epochs) as update, warnings.catch_warnings():
             # Opacus' hooks fire on module outputs when the inputs need no gradient: expected here
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             for epoch in range(plan.epochs):
@@ -254,8 +284,15 @@ class DPSGDSynthesizer(Synthesizer):
         inputs, so the ledger's reservation and the fit calibrate once.
         """
         preprocessing = [self._row_count_event(), *self._preprocessing_events(schema)]
-        plan = plan_training(self.epsilon, self.delta, n_rows, self._effective_batch(n_rows), int(self.epochs),
-                             self.noise_multiplier, preprocessing)
+        plan = plan_training(
+            self.epsilon,
+            self.delta,
+            n_rows,
+            self._effective_batch(n_rows),
+            int(self.epochs),
+            self.noise_multiplier,
+            preprocessing,
+        )
         return plan, preprocessing
 
     def _planned_cost(self, n_rows: int, schema: Schema) -> PrivacyCost:
@@ -263,10 +300,17 @@ class DPSGDSynthesizer(Synthesizer):
         end with a calibrated noise multiplier, exactly)."""
         plan, preprocessing = self._plan(n_rows, schema)
         event = fit_event(preprocessing, plan.sample_rate, plan.noise_multiplier, plan.max_steps)
-        return PrivacyCost.of(self.name, event, self.delta, target_epsilon=float(self.epsilon),
-                              noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
-                              steps_allowed=plan.max_steps, rows_noise_sigma=preprocessing[0].sigma,
-                              **self._planned_details(preprocessing[1:]))
+        return PrivacyCost.of(
+            self.name,
+            event,
+            self.delta,
+            target_epsilon=float(self.epsilon),
+            noise_multiplier=plan.noise_multiplier,
+            sample_rate=plan.sample_rate,
+            steps_allowed=plan.max_steps,
+            rows_noise_sigma=preprocessing[0].sigma,
+            **self._planned_details(preprocessing[1:]),
+        )
 
     # -- sample ----------------------------------------------------------------------------------
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -358,11 +402,12 @@ def hidden_widths(value: Any) -> tuple[int, ...]:
 HIDDEN_WIDTHS = Satisfies(hidden_widths, "a positive integer or a non-empty sequence of positive integers")
 
 
-def apply_activations(raw: torch.Tensor, spans: Sequence[Span],
-                      softmax: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def apply_activations(
+    raw: torch.Tensor, spans: Sequence[Span], softmax: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """Raw outputs -> activated row vectors: ``softmax`` on categorical blocks, tanh on values."""
     parts = []
     for span in spans:
-        block = raw[:, span.start:span.stop]
+        block = raw[:, span.start : span.stop]
         parts.append(torch.tanh(block) if span.activation == "tanh" else softmax(block))
     return torch.cat(parts, dim=1)

@@ -19,7 +19,8 @@ post-processing of the decoder.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -67,11 +68,11 @@ def row_losses(raw: torch.Tensor, x: torch.Tensor, spans: Sequence[Span], value_
     loss = raw.new_zeros(len(raw))
     for span in spans:
         if span.activation == "softmax":
-            target = x[:, span.start:span.stop].argmax(dim=1)
-            loss = loss + F.cross_entropy(raw[:, span.start:span.stop], target, reduction="none")
+            target = x[:, span.start : span.stop].argmax(dim=1)
+            loss = loss + F.cross_entropy(raw[:, span.start : span.stop], target, reduction="none")
         else:
             diff = x[:, span.start] - torch.tanh(raw[:, span.start])
-            loss = loss + diff.pow(2) / (2 * value_scale ** 2)
+            loss = loss + diff.pow(2) / (2 * value_scale**2)
     return loss
 
 
@@ -93,20 +94,47 @@ class DPVAE(DPSGDSynthesizer):
         "value_scale": [POSITIVE],
     }
 
-    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, epochs: int = 8, batch_size: int = 1000,
-                 max_grad_norm: float = 1.0, learning_rate: float = 2e-2, hidden_dim: Sequence[int] = (64,),
-                 latent_dim: int = 32, loss_factor: float = 2.0, value_scale: float = 0.1,
-                 noise_multiplier: float | None = None, numeric_encoding: NumericEncoding = "bins",
-                 random_state: RandomState = None, max_seconds: float | None = None, device: str = "auto",
-                 progress: bool = True, grad_sample_mode: GradSampleMode = "ghost",
-                 num_threads: int | None = 1, rows_budget_fraction: float = 0.02,
-                 secure_noise: bool | None = None) -> None:
-        super().__init__(epsilon=epsilon, delta=delta, epochs=epochs, batch_size=batch_size,
-                         max_grad_norm=max_grad_norm, learning_rate=learning_rate,
-                         noise_multiplier=noise_multiplier, numeric_encoding=numeric_encoding,
-                         random_state=random_state, max_seconds=max_seconds, device=device, progress=progress,
-                         grad_sample_mode=grad_sample_mode, num_threads=num_threads,
-                         rows_budget_fraction=rows_budget_fraction, secure_noise=secure_noise)
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        delta: float = 1e-6,
+        epochs: int = 8,
+        batch_size: int = 1000,
+        max_grad_norm: float = 1.0,
+        learning_rate: float = 2e-2,
+        hidden_dim: Sequence[int] = (64,),
+        latent_dim: int = 32,
+        loss_factor: float = 2.0,
+        value_scale: float = 0.1,
+        noise_multiplier: float | None = None,
+        numeric_encoding: NumericEncoding = "bins",
+        random_state: RandomState = None,
+        max_seconds: float | None = None,
+        device: str = "auto",
+        progress: bool = True,
+        grad_sample_mode: GradSampleMode = "ghost",
+        num_threads: int | None = 1,
+        rows_budget_fraction: float = 0.02,
+        secure_noise: bool | None = None,
+    ) -> None:
+        super().__init__(
+            epsilon=epsilon,
+            delta=delta,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_grad_norm=max_grad_norm,
+            learning_rate=learning_rate,
+            noise_multiplier=noise_multiplier,
+            numeric_encoding=numeric_encoding,
+            random_state=random_state,
+            max_seconds=max_seconds,
+            device=device,
+            progress=progress,
+            grad_sample_mode=grad_sample_mode,
+            num_threads=num_threads,
+            rows_budget_fraction=rows_budget_fraction,
+            secure_noise=secure_noise,
+        )
         self.hidden_dim = hidden_dim
         self.latent_dim = latent_dim
         self.loss_factor = loss_factor

@@ -39,8 +39,8 @@ float64 costs no measurable time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import jax
 import networkx as nx
@@ -58,10 +58,24 @@ from dpsynth.synthesizers._mbi_compat import Domain, LinearMeasurement, mbi
 Clique = tuple[str, ...]
 Codes = dict[str, np.ndarray]
 
-__all__ = ["CellWeights", "Clique", "Codes", "Domain", "DomainCompression", "LinearMeasurement", "counts",
-           "encode_table",
-           "ModelMarginals", "estimate", "estimate_total", "exponential_mechanism", "marginal", "measure",
-           "project_to_simplex", "sample_records"]
+__all__ = [
+    "CellWeights",
+    "Clique",
+    "Codes",
+    "Domain",
+    "DomainCompression",
+    "LinearMeasurement",
+    "counts",
+    "encode_table",
+    "ModelMarginals",
+    "estimate",
+    "estimate_total",
+    "exponential_mechanism",
+    "marginal",
+    "measure",
+    "project_to_simplex",
+    "sample_records",
+]
 
 
 def encode_table(encoder: TableEncoder, df: pd.DataFrame) -> tuple[Codes, Domain]:
@@ -83,8 +97,9 @@ def marginal(codes: Codes, domain: Domain, clique: Sequence[str]) -> np.ndarray:
     return counts(codes, domain, clique).astype(float)
 
 
-def measure(codes: Codes, domain: Domain, cliques: Sequence[Clique], sigma: float,
-            noise: NoiseSource) -> list[LinearMeasurement]:
+def measure(
+    codes: Codes, domain: Domain, cliques: Sequence[Clique], sigma: float, noise: NoiseSource
+) -> list[LinearMeasurement]:
     """Discrete Gaussian mechanism on each marginal: exact counts + N_Z(0, sigma^2) per cell.
 
     One record changes one cell of a marginal by one, so the L2 sensitivity is
@@ -99,12 +114,13 @@ def measure(codes: Codes, domain: Domain, cliques: Sequence[Clique], sigma: floa
         return []
     noisy = noise.discrete_gaussian(np.concatenate(exact), sigma)
     bounds = np.cumsum([0] + [x.size for x in exact])
-    return [LinearMeasurement(noisy[a:b].astype(float), clique, stddev=float(sigma))
-            for clique, a, b in zip(cliques, bounds[:-1], bounds[1:])]
+    return [
+        LinearMeasurement(noisy[a:b].astype(float), clique, stddev=float(sigma))
+        for clique, a, b in zip(cliques, bounds[:-1], bounds[1:])
+    ]
 
 
-def exponential_mechanism(scores: np.ndarray, epsilon: float, sensitivity: float,
-                          noise: NoiseSource) -> int:
+def exponential_mechanism(scores: np.ndarray, epsilon: float, sensitivity: float, noise: NoiseSource) -> int:
     """Index drawn with probability proportional to ``exp(epsilon * score / (2 sensitivity))``.
 
     epsilon-DP, and epsilon-bounded-range, hence ``epsilon^2 / 8``-zCDP
@@ -142,8 +158,13 @@ def estimate_total(measurements: list[LinearMeasurement]) -> float:
     return float(compat.minimum_variance_unbiased_total(measurements))
 
 
-def estimate(domain: Domain, measurements: list[LinearMeasurement], iters: int, total: float,
-             warm_start: mbi.MarkovRandomField | None = None) -> mbi.MarkovRandomField:
+def estimate(
+    domain: Domain,
+    measurements: list[LinearMeasurement],
+    iters: int,
+    total: float,
+    warm_start: mbi.MarkovRandomField | None = None,
+) -> mbi.MarkovRandomField:
     """Graphical model fitted to the noisy measurements by mbi's mirror descent (post-processing).
 
     ``total`` (the number of records) must itself come from noisy counts
@@ -164,15 +185,19 @@ def estimate(domain: Domain, measurements: list[LinearMeasurement], iters: int, 
     cliques = list(loss_fn.cliques)
     total = float(total)
     potentials, mu = compat.mirror_descent(
-        loss_fn, potentials=_clique_vector(domain, cliques, _expanded_potentials(warm_start, domain, cliques)),
+        loss_fn,
+        potentials=_clique_vector(domain, cliques, _expanded_potentials(warm_start, domain, cliques)),
         mu=_clique_vector(domain, cliques, {}),
         alpha=2.0 / (loss_fn.lipschitz * total),  # mbi's initial step size
-        total=total, iters=iters)
+        total=total,
+        iters=iters,
+    )
     return mbi.MarkovRandomField(potentials=potentials, marginals=mu, total=total)
 
 
-def _expanded_potentials(model: mbi.MarkovRandomField | None, domain: Domain,
-                         cliques: list[Clique]) -> dict[Clique, np.ndarray]:
+def _expanded_potentials(
+    model: mbi.MarkovRandomField | None, domain: Domain, cliques: list[Clique]
+) -> dict[Clique, np.ndarray]:
     """``model``'s log-potentials re-expressed over ``cliques`` (which must cover its cliques): same distribution."""
     tables = {clique: np.zeros(domain.project(clique).shape) for clique in cliques}
     if model is not None:
@@ -206,8 +231,9 @@ class DomainCompression:
     mappings: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def from_one_way(cls, domain: Domain, one_way: list[LinearMeasurement], threshold: float = 3.0
-                     ) -> "DomainCompression":
+    def from_one_way(
+        cls, domain: Domain, one_way: list[LinearMeasurement], threshold: float = 3.0
+    ) -> DomainCompression:
         """Keep value ``i`` of ``a`` iff its noisy count is at least ``threshold`` sigma (MST, Sec. 4)."""
         mappings = {}
         for m in one_way:
@@ -222,8 +248,10 @@ class DomainCompression:
 
     @property
     def domain(self) -> Domain:
-        shape = [int(self.mappings[a].max()) + 1 if a in self.mappings else self.original[a]
-                 for a in self.original.attributes]
+        shape = [
+            int(self.mappings[a].max()) + 1 if a in self.mappings else self.original[a]
+            for a in self.original.attributes
+        ]
         return Domain(self.original.attributes, shape)
 
     def compress_codes(self, codes: Codes) -> Codes:
@@ -238,9 +266,12 @@ class DomainCompression:
         if not any(a in self.mappings for a in m.clique):
             return m
         merged = m.compress(self.mappings, self.original)
-        return LinearMeasurement(merged.noisy_measurement, merged.clique, merged.stddev,
-                                 query=CellWeights(tuple(float(w) for w in merged.query.weights)))
-
+        return LinearMeasurement(
+            merged.noisy_measurement,
+            merged.clique,
+            merged.stddev,
+            query=CellWeights(tuple(float(w) for w in merged.query.weights)),
+        )
 
     def decompress_codes(self, codes: Codes, rng: np.random.Generator) -> Codes:
         """Original codes; a merged code becomes one of its values, uniformly at random."""
@@ -292,8 +323,7 @@ class ModelMarginals:
     def __init__(self, model: mbi.MarkovRandomField) -> None:
         domain = self.domain = model.domain
         self.total = float(model.total)
-        self.tree, self.elimination_order = compat.make_junction_tree(
-            domain, [tuple(c) for c in model.cliques])
+        self.tree, self.elimination_order = compat.make_junction_tree(domain, [tuple(c) for c in model.cliques])
         nodes = list(self.tree.nodes)
         log_potential = {node: np.zeros(domain.project(node).shape) for node in nodes}
         for factor in model.potentials.tables.values():
@@ -332,8 +362,10 @@ class ModelMarginals:
         for u, v in self.tree.subgraph(nodes).edges:
             sep = tuple(a for a in u if a in v)
             separator = _sum_to(self.beliefs[u], u, sep)
-            operands += [np.divide(1.0, separator, out=np.zeros_like(separator), where=separator > 0),
-                         [label[a] for a in sep]]
+            operands += [
+                np.divide(1.0, separator, out=np.zeros_like(separator), where=separator > 0),
+                [label[a] for a in sep],
+            ]
         return self.total * np.einsum(*operands, [label[a] for a in attrs], optimize="greedy")
 
     def _covering_subtree(self, attrs: tuple[str, ...]) -> list[Clique]:
@@ -391,8 +423,11 @@ def sample_records(model: mbi.MarkovRandomField, n: int, rng: np.random.Generato
         neighbours = set().union(*[set(node) for node in nodes if attribute in node])
         parents = sorted(neighbours & data.keys(), key=position.__getitem__)
         joint = marginals.project(tuple(parents) + (attribute,))
-        key = (np.ravel_multi_index(tuple(data[p] for p in parents), joint.shape[:-1]) if parents
-               else np.zeros(n, dtype=np.int64))
+        key = (
+            np.ravel_multi_index(tuple(data[p] for p in parents), joint.shape[:-1])
+            if parents
+            else np.zeros(n, dtype=np.int64)
+        )
         data[attribute] = _stratified_draw(np.clip(joint.reshape(-1, domain[attribute]), 0.0, None), key, rng)
     return {a: data[a] for a in domain.attributes}
 

@@ -52,12 +52,14 @@ def mst_event(scale: float, n_columns: int) -> dpa.DpEvent:
     one_way = dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma1), n_columns)
     if n_columns == 1:
         return one_way
-    return dpa.ComposedDpEvent([
-        one_way,
-        # exponential mechanism, bounded range (Cesar & Rogers 2021)
-        dpa.SelfComposedDpEvent(dpa.ZCDpEvent(epsilon_selection ** 2 / 8), n_columns - 1),
-        dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma2), n_columns - 1),
-    ])
+    return dpa.ComposedDpEvent(
+        [
+            one_way,
+            # exponential mechanism, bounded range (Cesar & Rogers 2021)
+            dpa.SelfComposedDpEvent(dpa.ZCDpEvent(epsilon_selection**2 / 8), n_columns - 1),
+            dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma2), n_columns - 1),
+        ]
+    )
 
 
 def mst_parameters(scale: float, n_columns: int) -> tuple[float, float, float]:
@@ -95,10 +97,20 @@ class MST(Synthesizer):
     """
 
     name = "mst"
-    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {"iters": [Interval(int, 1, None)], "compress": [bool]}
+    _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "iters": [Interval(int, 1, None)],
+        "compress": [bool],
+    }
 
-    def __init__(self, epsilon: float = 1.0, delta: float = 1e-6, random_state: RandomState = None,
-                 iters: int = 2000, compress: bool = True, secure_noise: bool | None = None) -> None:
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        delta: float = 1e-6,
+        random_state: RandomState = None,
+        iters: int = 2000,
+        compress: bool = True,
+        secure_noise: bool | None = None,
+    ) -> None:
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
         self.iters = iters
         self.compress = compress
@@ -111,8 +123,9 @@ class MST(Synthesizer):
         sigma1, sigma2, epsilon_selection = mst_parameters(scale, d)
 
         raw_one_way = mg.measure(codes, domain, [(a,) for a in domain], sigma1, self._noise)
-        compression = (mg.DomainCompression.from_one_way(domain, raw_one_way) if self.compress
-                       else mg.DomainCompression(domain))
+        compression = (
+            mg.DomainCompression.from_one_way(domain, raw_one_way) if self.compress else mg.DomainCompression(domain)
+        )
         codes, domain = compression.compress_codes(codes), compression.domain
         one_way = [compression.compress_measurement(m) for m in raw_one_way]
         edges = select_tree(codes, domain, one_way, mg.estimate_total(raw_one_way), epsilon_selection, self._noise)
@@ -120,16 +133,24 @@ class MST(Synthesizer):
 
         self.compression_ = compression
         self.measurements_ = raw_one_way + two_way  # DP outputs: safe to keep and inspect
-        self.model_ = mg.estimate(domain, one_way + two_way, iters=self.iters,
-                                  total=mg.estimate_total(raw_one_way + two_way))
+        self.model_ = mg.estimate(
+            domain, one_way + two_way, iters=self.iters, total=mg.estimate_total(raw_one_way + two_way)
+        )
         self.selected_edges_ = edges
         self.n_rows_estimate_ = max(1, round(float(self.model_.total)))  # from noisy counts only
-        rho = (1.0 if d == 1 else 3.0) / (2 * scale ** 2)
+        rho = (1.0 if d == 1 else 3.0) / (2 * scale**2)
         return PrivacyCost.of(
-            self.name, mst_event(scale, d), self.delta, rho=rho, noise_scale=scale,
-            sigma_one_way=sigma1, sigma_two_way=sigma2 if d > 1 else None,
+            self.name,
+            mst_event(scale, d),
+            self.delta,
+            rho=rho,
+            noise_scale=scale,
+            sigma_one_way=sigma1,
+            sigma_two_way=sigma2 if d > 1 else None,
             epsilon_selection=epsilon_selection if d > 1 else None,
-            selected_edges=[list(e) for e in edges], compressed_domain=dict(domain.config))
+            selected_edges=[list(e) for e in edges],
+            compressed_domain=dict(domain.config),
+        )
 
     def _planned_cost(self, n_rows: int, schema) -> PrivacyCost:
         """MST's cost depends only on the number of columns and the target: exactly what ``fit`` spends."""
@@ -142,8 +163,14 @@ class MST(Synthesizer):
         return self.encoder_.decode(self.compression_.decompress_codes(codes, rng), rng)
 
 
-def select_tree(codes: mg.Codes, domain: mg.Domain, one_way: list[mg.LinearMeasurement], total: float,
-                epsilon: float, noise: NoiseSource) -> list[mg.Clique]:
+def select_tree(
+    codes: mg.Codes,
+    domain: mg.Domain,
+    one_way: list[mg.LinearMeasurement],
+    total: float,
+    epsilon: float,
+    noise: NoiseSource,
+) -> list[mg.Clique]:
     """Kruskal's algorithm with noisy choices: d-1 pairs that join the columns into a tree.
 
     The current model is the one fitted to the noisy one-way marginals alone:

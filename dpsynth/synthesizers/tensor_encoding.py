@@ -124,7 +124,7 @@ class TabularTransformer:
         n = len(logits)
         chosen: dict[tuple[str, str], np.ndarray] = {}
         for span in self.spans:
-            block = logits[:, span.start:span.stop]
+            block = logits[:, span.start : span.stop]
             if span.activation == "softmax":
                 chosen[(span.column, span.role)] = _sample_softmax(block, rng)
             else:

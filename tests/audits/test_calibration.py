@@ -7,8 +7,15 @@ import pytest
 import audits
 
 FAMILIES = ("distance", "membership", "reidentification")
-NULL = {"dcr_share": 0.5, "nndr_ratio": 1.0, "mia_distance": 0.5, "mia_domias": 0.5,
-        "linkage_risk": 0.0, "singling_out_risk": 0.0, "attribute_inference_risk": 0.0}
+NULL = {
+    "dcr_share": 0.5,
+    "nndr_ratio": 1.0,
+    "mia_distance": 0.5,
+    "mia_domias": 0.5,
+    "linkage_risk": 0.0,
+    "singling_out_risk": 0.0,
+    "attribute_inference_risk": 0.0,
+}
 
 
 def _failed_families(report: audits.AuditReport) -> set[str]:

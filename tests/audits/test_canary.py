@@ -23,7 +23,7 @@ from audits.errors import AuditInputError
 def test_lower_bound_hand_checkable_case():
     # 10 guesses, all correct, delta = 0: reject eps while q^10 < 0.05 with q = e^eps / (1 + e^eps),
     # so q* = 0.05^(1/10) = 0.741134 and eps* = ln(q* / (1 - q*)) = 1.051873.
-    q = 0.05 ** 0.1
+    q = 0.05**0.1
     assert epsilon_lower_bound(m=20, r=10, v=10) == pytest.approx(math.log(q / (1 - q)), abs=1e-6)
     assert math.log(q / (1 - q)) == pytest.approx(1.051873, abs=1e-6)
 
@@ -71,8 +71,13 @@ def test_canaries_occupy_two_way_cells_no_reference_row_has(mixed):
     # A random holdout row shares almost all its pair cells with the reference rows; a canary does not.
     holdout_rows = mixed["holdout"].iloc[300:500].reset_index(drop=True)
     hq = coder.codes(holdout_rows)
-    holdout_private = np.sum([~np.isin(coder.cell_keys(hq, p), coder.cell_keys(rq, p))
-                              for p in itertools.combinations(mixed["spec"].names, 2)], axis=0)
+    holdout_private = np.sum(
+        [
+            ~np.isin(coder.cell_keys(hq, p), coder.cell_keys(rq, p))
+            for p in itertools.combinations(mixed["spec"].names, 2)
+        ],
+        axis=0,
+    )
     assert per_canary.mean() > 3 * max(holdout_private.mean(), 1.0), (per_canary.mean(), holdout_private.mean())
 
 
@@ -123,8 +128,11 @@ def test_honest_generator_gives_a_bound_near_zero(mixed):
         rng = np.random.default_rng(seed)
         cols = {}
         for c in spec.columns:
-            cols[c.name] = (rng.choice(np.array(c.categories, dtype=object), n_rows) if c.kind == "categorical"
-                            else rng.uniform(c.lower, c.upper, n_rows))
+            cols[c.name] = (
+                rng.choice(np.array(c.categories, dtype=object), n_rows)
+                if c.kind == "categorical"
+                else rng.uniform(c.lower, c.upper, n_rows)
+            )
         return pd.DataFrame(cols)
 
     data = AuditData(mixed["train"], mixed["holdout"], mixed["fresh"], spec, seed=0)
@@ -135,11 +143,25 @@ def test_honest_generator_gives_a_bound_near_zero(mixed):
 
 
 def test_broken_dp_claim_fails_the_gate(mixed):
-    report = audits.run(mixed["train"], mixed["holdout"], mixed["holdout"], mixed["spec"], tier="thorough",
-                        generator=_leaky, claimed_epsilon=1.0,
-                        policy=audits.Policy.from_dict({"params": {"shadow_runs": 4, "shadow_targets": 2,
-                                                                   "shadow_reference_rows": 100,
-                                                                   "canary_reference_rows": 300}}))
+    report = audits.run(
+        mixed["train"],
+        mixed["holdout"],
+        mixed["holdout"],
+        mixed["spec"],
+        tier="thorough",
+        generator=_leaky,
+        claimed_epsilon=1.0,
+        policy=audits.Policy.from_dict(
+            {
+                "params": {
+                    "shadow_runs": 4,
+                    "shadow_targets": 2,
+                    "shadow_reference_rows": 100,
+                    "canary_reference_rows": 300,
+                }
+            }
+        ),
+    )
     eps = report.result("epsilon_lower_bound")
     assert eps.passed is False and "DP implementation appears broken" in eps.message
     assert report.decision == "FAIL"

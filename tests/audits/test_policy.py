@@ -34,23 +34,26 @@ def test_file_overrides_merge_over_the_default(tmp_path):
     assert p.tests["mia_distance"].max == 0.6  # untouched defaults stay
 
 
-@pytest.mark.parametrize("text, key", [
-    ("tier = \n", "invalid TOML"),
-    ("colour = 1\n", "'colour'"),
-    ("[tests.dcr_shar]\nmax = 0.5\n", "'tests.dcr_shar'"),
-    ("[tests.dcr_share]\nmaximum = 0.5\n", "'tests.dcr_share.maximum'"),
-    ("[tests.dcr_share]\nmax = \"high\"\n", "'tests.dcr_share.max' must be a number"),
-    ("[tests.dcr_share]\nrequired = 1\n", "'tests.dcr_share.required' must be true or false"),
-    ("tier = \"slow\"\n", "'tier' must be one of"),
-    ("confidence = 2.0\n", "'confidence' must be in"),
-    ("[params]\ncanaries = 2.5\n", "'params.canaries' must be an integer"),
-    ("[params]\nshadow_runs = 2\n", "'params.shadow_runs' must be >= 4"),
-    ("[attacker]\nquasi_identifiers = \"age\"\n", "'attacker.quasi_identifiers'"),
-    ("[tests.exact_copy_rate]\nmargin = -0.1\n", "'tests.exact_copy_rate.margin'"),
-    ("judge = \"maybe\"\n", "'judge' must be one of"),
-    ("[tests.linkage_risk]\njudge = \"upper\"\n", "'tests.linkage_risk.judge' must be one of"),
-    ("correction = \"holm\"\n", "'correction' must be one of"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("tier = \n", "invalid TOML"),
+        ("colour = 1\n", "'colour'"),
+        ("[tests.dcr_shar]\nmax = 0.5\n", "'tests.dcr_shar'"),
+        ("[tests.dcr_share]\nmaximum = 0.5\n", "'tests.dcr_share.maximum'"),
+        ('[tests.dcr_share]\nmax = "high"\n', "'tests.dcr_share.max' must be a number"),
+        ("[tests.dcr_share]\nrequired = 1\n", "'tests.dcr_share.required' must be true or false"),
+        ('tier = "slow"\n', "'tier' must be one of"),
+        ("confidence = 2.0\n", "'confidence' must be in"),
+        ("[params]\ncanaries = 2.5\n", "'params.canaries' must be an integer"),
+        ("[params]\nshadow_runs = 2\n", "'params.shadow_runs' must be >= 4"),
+        ('[attacker]\nquasi_identifiers = "age"\n', "'attacker.quasi_identifiers'"),
+        ("[tests.exact_copy_rate]\nmargin = -0.1\n", "'tests.exact_copy_rate.margin'"),
+        ('judge = "maybe"\n', "'judge' must be one of"),
+        ('[tests.linkage_risk]\njudge = "upper"\n', "'tests.linkage_risk.judge' must be one of"),
+        ('correction = "holm"\n', "'correction' must be one of"),
+    ],
+)
 def test_bad_policy_errors_name_the_key(tmp_path, text, key):
     with pytest.raises(PolicyError) as exc:
         Policy.load(_write(tmp_path, text))
@@ -64,8 +67,16 @@ def test_missing_file_is_a_policy_error(tmp_path):
 
 
 def _result(name, value, lo, hi, direction="max", family="distance", baseline=None, p_value=None):
-    return AuditResult(name=name, family=family, value=value, ci_low=lo, ci_high=hi, direction=direction,
-                       baseline=baseline, p_value=p_value)
+    return AuditResult(
+        name=name,
+        family=family,
+        value=value,
+        ci_low=lo,
+        ci_high=hi,
+        direction=direction,
+        baseline=baseline,
+        p_value=p_value,
+    )
 
 
 def _policy(judge):
@@ -75,15 +86,17 @@ def _policy(judge):
 def test_significant_judge_needs_a_material_and_established_leak():
     p = Policy.default()
     # Beyond the threshold and the interval excludes the no-leak value 0: refused, message says both.
-    leak = p.judge_result(_result("attribute_inference_risk", 0.39, 0.03, 0.63, family="reidentification",
-                                  baseline=0.0))
+    leak = p.judge_result(
+        _result("attribute_inference_risk", 0.39, 0.03, 0.63, family="reidentification", baseline=0.0)
+    )
     assert leak.passed is False and leak.significant is True and leak.judge == "significant"
     assert leak.judged_value == 0.39 and leak.threshold == 0.1
     assert leak.message.startswith("attribute_inference_risk = 0.39 exceeds threshold 0.10 by 0.29")
     assert "excludes the no-leak value 0" in leak.message
     # The reported case: 0.185 with an interval around 0 is noise, not a leak: passes, with a note.
-    noise = p.judge_result(_result("attribute_inference_risk", 0.185, -0.365, 0.522, family="reidentification",
-                                   baseline=0.0))
+    noise = p.judge_result(
+        _result("attribute_inference_risk", 0.185, -0.365, 0.522, family="reidentification", baseline=0.0)
+    )
     assert noise.passed is True and noise.significant is False
     assert noise.message.startswith("note: attribute_inference_risk = 0.18") and "includes the no-leak" in noise.message
     # Significant but immaterial (tiny leak, huge sample): passes, no note.

@@ -11,16 +11,36 @@ from audits import AuditInputError, AuditReport
 from audits.policy import TESTS
 from audits.results import FAMILIES, SCHEMA_VERSION
 
-RESULT_KEYS = {"name", "family", "value", "ci_low", "ci_high", "threshold", "passed", "direction", "details",
-               "baseline", "status", "required", "judged_value", "message", "seconds", "judge", "significant",
-               "p_value"}
+RESULT_KEYS = {
+    "name",
+    "family",
+    "value",
+    "ci_low",
+    "ci_high",
+    "threshold",
+    "passed",
+    "direction",
+    "details",
+    "baseline",
+    "status",
+    "required",
+    "judged_value",
+    "message",
+    "seconds",
+    "judge",
+    "significant",
+    "p_value",
+}
 
 
 @pytest.fixture(scope="module")
 def small(table_maker):
     df = table_maker(1500, 11)
-    return df.iloc[:600].reset_index(drop=True), df.iloc[600:900].reset_index(drop=True), \
-        df.iloc[900:].reset_index(drop=True)
+    return (
+        df.iloc[:600].reset_index(drop=True),
+        df.iloc[600:900].reset_index(drop=True),
+        df.iloc[900:].reset_index(drop=True),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +51,19 @@ def quick_report(small):
 
 def test_json_schema_is_stable(quick_report, tmp_path):
     d = quick_report.to_dict()
-    assert {"schema_version", "decision", "tier", "seed", "seconds", "confidence", "test_confidence",
-            "claimed_epsilon", "sizes", "policy", "results"} <= set(d)
+    assert {
+        "schema_version",
+        "decision",
+        "tier",
+        "seed",
+        "seconds",
+        "confidence",
+        "test_confidence",
+        "claimed_epsilon",
+        "sizes",
+        "policy",
+        "results",
+    } <= set(d)
     assert d["test_confidence"] == pytest.approx(0.995) and d["policy"]["correction"] == "bonferroni"
     assert d["schema_version"] == SCHEMA_VERSION and d["decision"] in ("PASS", "FAIL") and d["tier"] == "quick"
     names = [r["name"] for r in d["results"]]
@@ -85,10 +116,17 @@ def test_lower_tier_than_the_policy_requires_fails(small):
 
 def test_progress_callback_and_schema_dict_spec(small):
     train, holdout, synthetic = small
-    schema = {"name": "t", "source": "public", "quasi_identifiers": ["age", "sex"], "unknown_key": 1,
-              "columns": [{"name": "age", "kind": "numeric", "lower": 18, "upper": 90, "bins": 10, "integer": True},
-                          {"name": "sex", "kind": "categorical", "categories": ["F", "M"]},
-                          {"name": "label", "kind": "categorical", "categories": ["<=50K", ">50K"]}]}
+    schema = {
+        "name": "t",
+        "source": "public",
+        "quasi_identifiers": ["age", "sex"],
+        "unknown_key": 1,
+        "columns": [
+            {"name": "age", "kind": "numeric", "lower": 18, "upper": 90, "bins": 10, "integer": True},
+            {"name": "sex", "kind": "categorical", "categories": ["F", "M"]},
+            {"name": "label", "kind": "categorical", "categories": ["<=50K", ">50K"]},
+        ],
+    }
     seen = []
     report = audits.run(train, holdout, synthetic, schema, progress=lambda n, done, total: seen.append((n, done)))
     assert seen[0] == ("exact_copy_rate", 0) and seen[-1][0] == "done"

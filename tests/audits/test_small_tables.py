@@ -19,11 +19,16 @@ import pytest
 import audits
 from audits import AuditData, attribute_inference_attack
 
-TOY_SPEC = audits.TableSpec.from_schema_dict({"name": "toy", "columns": [
-    {"name": "group", "kind": "categorical", "categories": ["a", "b", "c"]},
-    {"name": "value", "kind": "numeric", "lower": 0, "upper": 100},
-    {"name": "flag", "kind": "categorical", "categories": ["no", "yes"]},
-]})
+TOY_SPEC = audits.TableSpec.from_schema_dict(
+    {
+        "name": "toy",
+        "columns": [
+            {"name": "group", "kind": "categorical", "categories": ["a", "b", "c"]},
+            {"name": "value", "kind": "numeric", "lower": 0, "upper": 100},
+            {"name": "flag", "kind": "categorical", "categories": ["no", "yes"]},
+        ],
+    }
+)
 
 
 def toy_table(n: int, seed: int) -> pd.DataFrame:
@@ -37,8 +42,11 @@ def toy_table(n: int, seed: int) -> pd.DataFrame:
 
 def _split(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """1,200 train / 300 holdout / the rest: an independent sample of the same population."""
-    return (df.iloc[:1200].reset_index(drop=True), df.iloc[1200:1500].reset_index(drop=True),
-            df.iloc[1500:].reset_index(drop=True))
+    return (
+        df.iloc[:1200].reset_index(drop=True),
+        df.iloc[1200:1500].reset_index(drop=True),
+        df.iloc[1500:].reset_index(drop=True),
+    )
 
 
 def _tables(kind: str, seed: int, table_maker) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, audits.TableSpec]:
@@ -73,8 +81,13 @@ def test_leaky_generator_on_a_small_table_is_still_refused(kind, table_maker, le
     report = audits.run(train, holdout, leaky_copy(train, seed=0, scale=1e-4), spec, seed=0)
     assert report.decision == "FAIL"
     failed = {r.name for r in report.failures()}
-    assert {"dcr_share", "nndr_ratio", "mia_distance", "mia_distance_tpr_1pct_fpr",
-            "attribute_inference_risk"} <= failed
+    assert {
+        "dcr_share",
+        "nndr_ratio",
+        "mia_distance",
+        "mia_distance_tpr_1pct_fpr",
+        "attribute_inference_risk",
+    } <= failed
     assert {r.family for r in report.failures()} == {"distance", "membership", "reidentification"}
     assert all(r.significant for r in report.failures())
 

@@ -11,28 +11,39 @@ from audits import MixedEncoder, SpecError, TableSpec
 
 
 def test_from_schema_dict_reads_dpsynth_schema():
-    spec = TableSpec.from_schema_dict({
-        "name": "adult", "source": "public", "quasi_identifiers": ["age", "sex"], "na_values": ["?"],
-        "columns": [
-            {"name": "age", "kind": "numeric", "lower": 17, "upper": 90, "bins": 10, "integer": True},
-            {"name": "hours", "kind": "numeric", "edges": [0, 40, 99]},
-            {"name": "sex", "kind": "categorical", "categories": ["F", "M"], "nullable": True, "other": None},
-            {"name": "code", "kind": "categorical", "categories": [1, 2.0, "x"]},
-        ]})
+    spec = TableSpec.from_schema_dict(
+        {
+            "name": "adult",
+            "source": "public",
+            "quasi_identifiers": ["age", "sex"],
+            "na_values": ["?"],
+            "columns": [
+                {"name": "age", "kind": "numeric", "lower": 17, "upper": 90, "bins": 10, "integer": True},
+                {"name": "hours", "kind": "numeric", "edges": [0, 40, 99]},
+                {"name": "sex", "kind": "categorical", "categories": ["F", "M"], "nullable": True, "other": None},
+                {"name": "code", "kind": "categorical", "categories": [1, 2.0, "x"]},
+            ],
+        }
+    )
     assert spec.names == ["age", "hours", "sex", "code"]
     assert spec.column("hours").lower == 0 and spec.column("hours").upper == 99
     assert spec.column("code").categories == ("1", "2", "x")
     assert spec.quasi_identifiers == ("age", "sex") and spec.secret is None
 
 
-@pytest.mark.parametrize("bad, key", [
-    ({"columns": []}, "'columns'"),
-    ({"columns": [{"name": "a", "kind": "text"}]}, "'kind'"),
-    ({"columns": [{"name": "a", "kind": "numeric", "lower": 0}]}, "'upper'"),
-    ({"columns": [{"name": "a", "kind": "categorical"}]}, "'categories'"),
-    ({"columns": [{"name": "a", "kind": "categorical", "categories": ["x"]}], "quasi_identifiers": ["b"]},
-     "quasi_identifiers"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"columns": []}, "'columns'"),
+        ({"columns": [{"name": "a", "kind": "text"}]}, "'kind'"),
+        ({"columns": [{"name": "a", "kind": "numeric", "lower": 0}]}, "'upper'"),
+        ({"columns": [{"name": "a", "kind": "categorical"}]}, "'categories'"),
+        (
+            {"columns": [{"name": "a", "kind": "categorical", "categories": ["x"]}], "quasi_identifiers": ["b"]},
+            "quasi_identifiers",
+        ),
+    ],
+)
 def test_bad_schema_errors_name_the_problem(bad, key):
     with pytest.raises(SpecError, match=key):
         TableSpec.from_schema_dict(bad)

@@ -9,8 +9,19 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from audits.stats import (
-    WeightedROC, auc_from_curve, auc_p_value, bonferroni_confidence, clopper_pearson_interval, normalised_risk,
-    ratio_interval, risk_values, roc_summary, success_rate, tpr_at_fpr, tpr_at_fpr_rows, tpr_permutation_p_values,
+    WeightedROC,
+    auc_from_curve,
+    auc_p_value,
+    bonferroni_confidence,
+    clopper_pearson_interval,
+    normalised_risk,
+    ratio_interval,
+    risk_values,
+    roc_summary,
+    success_rate,
+    tpr_at_fpr,
+    tpr_at_fpr_rows,
+    tpr_permutation_p_values,
     wilson_interval,
 )
 
@@ -29,9 +40,9 @@ def test_wilson_matches_closed_form_values():
 def test_clopper_pearson_edges():
     # 0 of 10: upper bound 1 - 0.025^(1/10) (closed form of the Beta quantile).
     lo, hi = clopper_pearson_interval(0, 10)
-    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** 0.1, rel=1e-9)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025**0.1, rel=1e-9)
     lo, hi = clopper_pearson_interval(10, 10)
-    assert hi == 1.0 and lo == pytest.approx(0.025 ** 0.1, rel=1e-9)
+    assert hi == 1.0 and lo == pytest.approx(0.025**0.1, rel=1e-9)
     # Clopper-Pearson is never narrower than Wilson.
     w = wilson_interval(7, 30)
     c = clopper_pearson_interval(7, 30)
@@ -40,7 +51,7 @@ def test_clopper_pearson_edges():
 
 def test_success_rate_is_anonymeters_wilson_centre():
     r = success_rate(30, 100)
-    z2 = 1.959963984540054 ** 2
+    z2 = 1.959963984540054**2
     assert r.value == pytest.approx((30 + z2 / 2) / (100 + z2))
 
 
@@ -87,8 +98,9 @@ def test_normalised_risk_signs_and_bounds():
     # Train always succeeds (every record copied): the interval reaches 1.
     copied = normalised_risk(300, 300, 250, 300)
     assert copied.ci_high == 1.0 and copied.ci_low > 0.8
-    np.testing.assert_allclose(risk_values(np.array([600, 100]), 1000, np.array([100, 100]), 1000),
-                               [leak.value, same.value])
+    np.testing.assert_allclose(
+        risk_values(np.array([600, 100]), 1000, np.array([100, 100]), 1000), [leak.value, same.value]
+    )
 
 
 def test_ratio_interval_solves_the_mover_equations():
@@ -98,8 +110,8 @@ def test_ratio_interval_solves_the_mover_equations():
     p1, p2 = x1 / n1, x2 / n2
     l1, u1 = wilson_interval(x1, n1)
     l2, u2 = wilson_interval(x2, n2)
-    assert (p1 - lo * p2) ** 2 == pytest.approx((p1 - l1) ** 2 + lo ** 2 * (u2 - p2) ** 2)
-    assert (p1 - hi * p2) ** 2 == pytest.approx((p1 - u1) ** 2 + hi ** 2 * (l2 - p2) ** 2)
+    assert (p1 - lo * p2) ** 2 == pytest.approx((p1 - l1) ** 2 + lo**2 * (u2 - p2) ** 2)
+    assert (p1 - hi * p2) ** 2 == pytest.approx((p1 - u1) ** 2 + hi**2 * (l2 - p2) ** 2)
     assert lo < p1 / p2 < hi
     assert ratio_interval(5, 100, 0, 100)[1] == math.inf
 
@@ -139,8 +151,9 @@ def test_auc_p_value_is_mann_whitney():
     assert auc_p_value(scores, labels) == pytest.approx(expected)
     assert stats.mannwhitneyu(scores[:40], scores[40:]).statistic == pytest.approx(u)
     # Perfect separation of 8 vs 8 (the shadow attack's size): exact p = 1 / C(16, 8).
-    assert auc_p_value(np.r_[np.ones(8) + np.arange(8), -np.arange(8.0)], np.r_[np.ones(8), np.zeros(8)]) \
-        == pytest.approx(1 / math.comb(16, 8))
+    assert auc_p_value(
+        np.r_[np.ones(8) + np.arange(8), -np.arange(8.0)], np.r_[np.ones(8), np.zeros(8)]
+    ) == pytest.approx(1 / math.comb(16, 8))
 
 
 def test_tpr_at_fpr_rows_matches_the_scalar_reading():
@@ -155,8 +168,9 @@ def test_tpr_at_fpr_rows_matches_the_scalar_reading():
     fprs = np.stack([pad(f) for f, _ in curves])
     tprs = np.stack([pad(t) for _, t in curves])
     for target in (0.0, 0.01, 0.1, 0.5, 1.0):
-        expected = [float(np.interp(target, f, t)) if target not in f else float(t[f == target].max())
-                    for f, t in curves]
+        expected = [
+            float(np.interp(target, f, t)) if target not in f else float(t[f == target].max()) for f, t in curves
+        ]
         np.testing.assert_allclose(tpr_at_fpr_rows(fprs, tprs, target), expected, atol=1e-12)
 
 
@@ -171,8 +185,9 @@ def test_tpr_permutation_p_values_are_calibrated():
         scores = np.round(rng.normal(size=300), 1)
         roc = WeightedROC(scores, labels)
         fpr, tpr = roc.curve()
-        p_values.append(tpr_permutation_p_values(roc, {0.01: tpr_at_fpr(fpr, tpr, 0.01)}, 200,
-                                                 np.random.default_rng(i))[0.01])
+        p_values.append(
+            tpr_permutation_p_values(roc, {0.01: tpr_at_fpr(fpr, tpr, 0.01)}, 200, np.random.default_rng(i))[0.01]
+        )
     p_values = np.array(p_values)
     assert np.mean(p_values < 0.05) <= 0.1 and np.mean(p_values < 0.5) <= 0.65
     # A strong signal gives the smallest p-value the permutations allow.

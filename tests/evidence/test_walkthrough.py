@@ -46,15 +46,51 @@ def walk(tmp_path_factory) -> dict:
         result = invoke("keys", "export", name, "--dir", keys)
         (trusted / f"{name}.pub").write_text(result.stdout)
     steps["init"] = invoke("budget", "init", ledger, "--dataset", "hie", "--epsilon", "3", "--delta", "1e-5")
-    steps["release"] = invoke("release", data, "--schema", schema, "--generator", "mst", "--epsilon", "1",
-                              "--delta", "1e-6", "--ledger", ledger, "--dataset", "hie", "--out", steps["out"],
-                              "--seed", "7", "--param", "iters=200", "--policy", POLICY, "--as", "olivia",
-                              "--keys-dir", keys)
+    steps["release"] = invoke(
+        "release",
+        data,
+        "--schema",
+        schema,
+        "--generator",
+        "mst",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-6",
+        "--ledger",
+        ledger,
+        "--dataset",
+        "hie",
+        "--out",
+        steps["out"],
+        "--seed",
+        "7",
+        "--param",
+        "iters=200",
+        "--policy",
+        POLICY,
+        "--as",
+        "olivia",
+        "--keys-dir",
+        keys,
+    )
     steps["show_awaiting"] = invoke("budget", "show", ledger, "--json")
     steps["verify_awaiting"] = invoke("verify", steps["out"], "--ledger", ledger)
     steps["self_approve"] = invoke("approve", steps["out"], "--ledger", ledger, "--as", "olivia", "--keys-dir", keys)
-    steps["approve"] = invoke("approve", steps["out"], "--ledger", ledger, "--as", "omar", "--keys-dir", keys,
-                              "--reason", "audit figures within policy", "--trusted-keys", trusted)
+    steps["approve"] = invoke(
+        "approve",
+        steps["out"],
+        "--ledger",
+        ledger,
+        "--as",
+        "omar",
+        "--keys-dir",
+        keys,
+        "--reason",
+        "audit figures within policy",
+        "--trusted-keys",
+        trusted,
+    )
     steps["show_approved"] = invoke("budget", "show", ledger, "--json")
     steps["show_table"] = invoke("budget", "show", ledger)
     steps["verify"] = invoke("verify", steps["out"], "--ledger", ledger, "--trusted-keys", trusted)
@@ -79,8 +115,15 @@ def test_walkthrough(walk):
     assert walk["release"].exit_code == 5, walk["release"].output
     assert "AWAITING APPROVAL" in walk["release"].output
     out = walk["out"]
-    assert {p.name for p in out.iterdir()} == {"synthetic.csv", "privacy.json", "manifest.json", "audit.json",
-                                              "report.html", "bundle.json", "bundle.sig.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "synthetic.csv",
+        "privacy.json",
+        "manifest.json",
+        "audit.json",
+        "report.html",
+        "bundle.json",
+        "bundle.sig.json",
+    }
     assert json.loads((out / "privacy.json").read_text())["status"] == "awaiting-approval"
     assert json.loads((out / "manifest.json").read_text())["approval"]["status"] == "awaiting-approval"
     assert [e["status"] for e in json.loads(walk["show_awaiting"].output)[0]["entries"]] == ["awaiting-approval"]
@@ -141,8 +184,11 @@ def test_an_untrusted_approver_fails_verification(walk, tmp_path):
     stranger = new_key("mallory", tmp_path / "k")
     signed = json.loads((out / "bundle.sig.json").read_text())
     approver = next(s for s in signed["signatures"] if s["role"] == "approver")
-    approver.update(key_id=stranger.key_id, public_key=stranger.public_hex,
-                    signature=stranger.sign(decision_message(signed["bundle_sha256"], approver["decision"])))
+    approver.update(
+        key_id=stranger.key_id,
+        public_key=stranger.public_hex,
+        signature=stranger.sign(decision_message(signed["bundle_sha256"], approver["decision"])),
+    )
     (out / "bundle.sig.json").write_text(json.dumps(signed))
     assert verify(out, ledger).exit_code == 0  # self-consistent without trusted keys: say so in the docs
     result = verify(out, ledger, walk["trusted"])
@@ -214,9 +260,26 @@ def test_a_missing_operator_key_refuses_before_any_spend(walk, tmp_path):
     _, ledger = copy(walk, tmp_path)
     with sqlite3.connect(ledger) as con:
         before = con.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-    result = invoke("release", walk["root"] / "hie.csv", "--schema", walk["root"] / "hie.schema.json",
-                    "--epsilon", "1", "--delta", "1e-6", "--ledger", ledger, "--dataset", "hie",
-                    "--out", tmp_path / "r", "--as", "nobody", "--keys-dir", walk["keys"])
+    result = invoke(
+        "release",
+        walk["root"] / "hie.csv",
+        "--schema",
+        walk["root"] / "hie.schema.json",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-6",
+        "--ledger",
+        ledger,
+        "--dataset",
+        "hie",
+        "--out",
+        tmp_path / "r",
+        "--as",
+        "nobody",
+        "--keys-dir",
+        walk["keys"],
+    )
     assert result.exit_code == 2, result.output
     assert "no key" in result.output and "dpsynth keys new nobody" in result.output
     with sqlite3.connect(ledger) as con:
@@ -242,8 +305,18 @@ def test_a_rejected_release_fails_verification(walk, tmp_path):
     signed["signatures"] = [s for s in signed["signatures"] if s["role"] == "operator"]
     (out / "bundle.sig.json").write_text(json.dumps(signed))
     assert verify(out, ledger).exit_code == 6  # awaiting again
-    result = invoke("reject", out, "--ledger", ledger, "--as", "omar", "--keys-dir", walk["keys"],
-                    "--reason", "linkage risk too close to the threshold")
+    result = invoke(
+        "reject",
+        out,
+        "--ledger",
+        ledger,
+        "--as",
+        "omar",
+        "--keys-dir",
+        walk["keys"],
+        "--reason",
+        "linkage risk too close to the threshold",
+    )
     assert result.exit_code == 0, result.output
     result = verify(out, ledger, walk["trusted"])
     assert result.exit_code == 6 and "rejected by 'omar'" in result.output

@@ -42,7 +42,7 @@ def analytic_gaussian_sigma(epsilon: float, delta: float) -> float:
     return brentq(lambda s: analytic_gaussian_delta(epsilon, s) - delta, 1e-3, 1e4, xtol=1e-12, rtol=1e-12)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached_sigma(epsilon: float, delta: float) -> float:
     return gaussian_sigma(epsilon, delta)
 
@@ -103,8 +103,11 @@ def test_composed_epsilon_equals_dp_accountings_pld_accountant() -> None:
 
 
 def test_composed_epsilon_equals_dp_accountings_rdp_accountant() -> None:
-    events = [dpa.GaussianDpEvent(3.0), dpa.LaplaceDpEvent(4.0),
-              dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(0.05, dpa.GaussianDpEvent(2.0)), 10)]
+    events = [
+        dpa.GaussianDpEvent(3.0),
+        dpa.LaplaceDpEvent(4.0),
+        dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(0.05, dpa.GaussianDpEvent(2.0)), 10),
+    ]
     rdp_epsilon = epsilon_for(compose(events), 1e-6, accountant="rdp")
     assert rdp_epsilon == pytest.approx(rdp_directly(events, 1e-6), rel=1e-12)
     # PLD is the tighter of two valid bounds
@@ -115,8 +118,9 @@ def test_gaussian_composition_matches_the_closed_form() -> None:
     # k Gaussians of sigma compose exactly to one Gaussian of sigma / sqrt(k) (Dong, Roth & Su 2019)
     sigma, k, delta = 12.0, 16, 1e-6
     epsilon = epsilon_for(compose([dpa.GaussianDpEvent(sigma)] * k), delta)
-    assert epsilon == pytest.approx(epsilon_for(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(sigma), k), delta),
-                                    rel=1e-3)
+    assert epsilon == pytest.approx(
+        epsilon_for(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(sigma), k), delta), rel=1e-3
+    )
     exact = brentq(lambda e: analytic_gaussian_delta(e, sigma / math.sqrt(k)) - delta, 1e-6, 50)
     assert exact <= epsilon <= exact * 1.002
 
@@ -162,8 +166,7 @@ def dp_sgd(noise: float) -> dpa.DpEvent:
 
 def marginals(scale: float) -> dpa.DpEvent:
     """Ten Gaussian measurements and one Laplace count, all scaled by one noise parameter."""
-    return dpa.ComposedDpEvent([dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(scale), 10),
-                                dpa.LaplaceDpEvent(3 * scale)])
+    return dpa.ComposedDpEvent([dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(scale), 10), dpa.LaplaceDpEvent(3 * scale)])
 
 
 @pytest.mark.parametrize("make_event,accountant", [(dp_sgd, "rdp"), (marginals, "auto")])
@@ -196,31 +199,45 @@ def test_accountant_for_names_the_accountant_epsilon_for_uses() -> None:
 
 
 # -- refusals -------------------------------------------------------------------------------
-@pytest.mark.parametrize("call", [
-    pytest.param(lambda: epsilon_for(dpa.UnsupportedDpEvent(), 1e-6), id="unsupported-event"),
-    pytest.param(lambda: epsilon_for(dpa.PoissonSampledDpEvent(0.1, dpa.ZCDpEvent(0.1)), 1e-6),
-                 id="sampled-zcdp-no-accountant"),
-    pytest.param(lambda: epsilon_for("gaussian", 1e-6), id="not-an-event"),  # type: ignore[arg-type]
-    pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(1.0), 1.0), id="delta-one"),
-    pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(1.0), -1e-6), id="delta-negative"),
-    pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(1.0), float("nan")), id="delta-nan"),
-    pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(1.0), 1e-6, accountant="gdp"),  # type: ignore[arg-type]
-                 id="unknown-accountant"),
-    pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(-1.0), 1e-6), id="negative-noise"),
-    pytest.param(lambda: epsilon_for(dpa.ZCDpEvent(-0.1), 1e-6), id="negative-rho"),
-    pytest.param(lambda: epsilon_for(dpa.PoissonSampledDpEvent(1.5, dpa.GaussianDpEvent(1.0)), 1e-6),
-                 id="probability-above-one"),
-    pytest.param(lambda: epsilon_for(compose([dpa.LaplaceDpEvent(0.0), dpa.ZCDpEvent(0.1)]), 1e-6),
-                 id="zero-laplace-under-rdp"),
-    pytest.param(lambda: calibrate(lambda s: dpa.GaussianDpEvent(s), 0.0, 1e-6), id="calibrate-epsilon-zero"),
-    pytest.param(lambda: calibrate(lambda s: dpa.GaussianDpEvent(s), float("inf"), 1e-6), id="calibrate-epsilon-inf"),
-    pytest.param(lambda: calibrate(lambda s: dpa.GaussianDpEvent(s), 1e-3, 1e-12, upper=10.0),
-                 id="calibrate-unreachable"),
-    pytest.param(lambda: gaussian_sigma(1.0, 0.0), id="sigma-delta-zero"),
-    pytest.param(lambda: gaussian_sigma(1.0, 1e-6, sensitivity=0.0), id="sigma-zero-sensitivity"),
-    pytest.param(lambda: zcdp_epsilon(0.1, 0.0), id="zcdp-delta-zero"),
-    pytest.param(lambda: zcdp_epsilon(-0.1, 1e-6), id="zcdp-negative-rho"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda: epsilon_for(dpa.UnsupportedDpEvent(), 1e-6), id="unsupported-event"),
+        pytest.param(
+            lambda: epsilon_for(dpa.PoissonSampledDpEvent(0.1, dpa.ZCDpEvent(0.1)), 1e-6),
+            id="sampled-zcdp-no-accountant",
+        ),
+        pytest.param(lambda: epsilon_for("gaussian", 1e-6), id="not-an-event"),  # type: ignore[arg-type]
+        pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(1.0), 1.0), id="delta-one"),
+        pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(1.0), -1e-6), id="delta-negative"),
+        pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(1.0), float("nan")), id="delta-nan"),
+        pytest.param(
+            lambda: epsilon_for(dpa.GaussianDpEvent(1.0), 1e-6, accountant="gdp"),  # type: ignore[arg-type]
+            id="unknown-accountant",
+        ),
+        pytest.param(lambda: epsilon_for(dpa.GaussianDpEvent(-1.0), 1e-6), id="negative-noise"),
+        pytest.param(lambda: epsilon_for(dpa.ZCDpEvent(-0.1), 1e-6), id="negative-rho"),
+        pytest.param(
+            lambda: epsilon_for(dpa.PoissonSampledDpEvent(1.5, dpa.GaussianDpEvent(1.0)), 1e-6),
+            id="probability-above-one",
+        ),
+        pytest.param(
+            lambda: epsilon_for(compose([dpa.LaplaceDpEvent(0.0), dpa.ZCDpEvent(0.1)]), 1e-6),
+            id="zero-laplace-under-rdp",
+        ),
+        pytest.param(lambda: calibrate(lambda s: dpa.GaussianDpEvent(s), 0.0, 1e-6), id="calibrate-epsilon-zero"),
+        pytest.param(
+            lambda: calibrate(lambda s: dpa.GaussianDpEvent(s), float("inf"), 1e-6), id="calibrate-epsilon-inf"
+        ),
+        pytest.param(
+            lambda: calibrate(lambda s: dpa.GaussianDpEvent(s), 1e-3, 1e-12, upper=10.0), id="calibrate-unreachable"
+        ),
+        pytest.param(lambda: gaussian_sigma(1.0, 0.0), id="sigma-delta-zero"),
+        pytest.param(lambda: gaussian_sigma(1.0, 1e-6, sensitivity=0.0), id="sigma-zero-sensitivity"),
+        pytest.param(lambda: zcdp_epsilon(0.1, 0.0), id="zcdp-delta-zero"),
+        pytest.param(lambda: zcdp_epsilon(-0.1, 1e-6), id="zcdp-negative-rho"),
+    ],
+)
 def test_invalid_or_unsupported_inputs_raise_privacy_accounting_error(call) -> None:
     with pytest.raises(PrivacyAccountingError):
         call()

@@ -41,8 +41,12 @@ def test_every_allow_listed_type_round_trips_through_json(kind: str) -> None:
 
 def test_nested_event_as_emitted_by_dp_sgd_round_trips() -> None:
     step = dpa.PoissonSampledDpEvent(0.004, dpa.GaussianDpEvent(1.05))
-    event = dpa.ComposedDpEvent([dpa.SelfComposedDpEvent(step, 2500), dpa.SelfComposedDpEvent(
-        dpa.ComposedDpEvent([dpa.LaplaceDpEvent(10.0), dpa.ZCDpEvent(0.02)]), 3)])
+    event = dpa.ComposedDpEvent(
+        [
+            dpa.SelfComposedDpEvent(step, 2500),
+            dpa.SelfComposedDpEvent(dpa.ComposedDpEvent([dpa.LaplaceDpEvent(10.0), dpa.ZCDpEvent(0.02)]), 3),
+        ]
+    )
     assert event_from_dict(json.loads(json.dumps(event_to_dict(event)))) == event
 
 
@@ -64,8 +68,10 @@ def test_privacy_cost_of_uses_pld_for_gaussian_events() -> None:
 BAD_EVENTS = [
     pytest.param({"type": "os.system", "command": "true"}, id="unknown-type"),
     pytest.param({"type": "GaussianDpEvent", "noise_multiplier": 1.0}, id="class-name-not-our-type"),
-    pytest.param({"module_name": "dp_accounting.dp_event", "class_name": "GaussianDpEvent", "noise_multiplier": 1.0},
-                 id="dp-accounting-named-tuple-form"),
+    pytest.param(
+        {"module_name": "dp_accounting.dp_event", "class_name": "GaussianDpEvent", "noise_multiplier": 1.0},
+        id="dp-accounting-named-tuple-form",
+    ),
     pytest.param({"type": "gaussian", "noise_multiplier": -1.0}, id="negative-noise"),
     pytest.param({"type": "laplace", "noise_multiplier": -0.1}, id="negative-laplace"),
     pytest.param({"type": "zcdp", "rho": -0.5}, id="negative-rho"),
@@ -76,9 +82,14 @@ BAD_EVENTS = [
     pytest.param({"type": "gaussian", "noise_multiplier": True}, id="bool-as-number"),
     pytest.param({"type": "gaussian", "noise_multiplier": [1.0]}, id="list-as-number"),
     pytest.param({"type": "gaussian"}, id="missing-field"),
-    pytest.param({"type": "poisson_sampled", "sampling_probability": 1.5, "event": {"type": "gaussian",
-                                                                                    "noise_multiplier": 1.0}},
-                 id="probability-above-one"),
+    pytest.param(
+        {
+            "type": "poisson_sampled",
+            "sampling_probability": 1.5,
+            "event": {"type": "gaussian", "noise_multiplier": 1.0},
+        },
+        id="probability-above-one",
+    ),
     pytest.param({"type": "poisson_sampled", "sampling_probability": 0.1}, id="sampled-without-event"),
     pytest.param({"type": "self_composed", "count": 2.0, "event": {"type": "no_op"}}, id="count-float"),
     pytest.param({"type": "self_composed", "count": "3", "event": {"type": "no_op"}}, id="count-string"),
@@ -125,12 +136,15 @@ def test_zero_noise_is_stored_and_counts_as_non_private() -> None:
     assert math.isinf(epsilon_for(event, 1e-6))
 
 
-@pytest.mark.parametrize("raw", [
-    {"event": {"type": "no_op"}, "epsilon": 0.0, "delta": 0.0},
-    {"mechanism": "x", "epsilon": 1.0, "delta": 1e-6},
-    {"mechanism": "x", "event": {"type": "evil"}, "epsilon": 1.0, "delta": 1e-6},
-    "not a dict",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"event": {"type": "no_op"}, "epsilon": 0.0, "delta": 0.0},
+        {"mechanism": "x", "epsilon": 1.0, "delta": 1e-6},
+        {"mechanism": "x", "event": {"type": "evil"}, "epsilon": 1.0, "delta": 1e-6},
+        "not a dict",
+    ],
+)
 def test_privacy_cost_from_dict_refuses_incomplete_or_foreign_records(raw: object) -> None:
     with pytest.raises(PrivacyAccountingError):
         PrivacyCost.from_dict(raw)  # type: ignore[arg-type]

@@ -25,11 +25,13 @@ def exact_discrete_gaussian_delta(sigma: float, epsilon: float, sensitivity: int
     delta = P[X > eps sigma^2 / D - D / 2] - e^eps P[X > eps sigma^2 / D + D / 2], X ~ N_Z(0, sigma^2).
     """
     support = np.arange(-int(60 * sigma) - 50, int(60 * sigma) + 51)
-    log_weight = -support.astype(float) ** 2 / (2 * sigma ** 2)
+    log_weight = -(support.astype(float) ** 2) / (2 * sigma**2)
     pmf = np.exp(log_weight - log_weight.max())
     pmf /= pmf.sum()
-    t = epsilon * sigma ** 2 / sensitivity
-    return float(pmf[support > t - sensitivity / 2].sum() - math.exp(epsilon) * pmf[support > t + sensitivity / 2].sum())
+    t = epsilon * sigma**2 / sensitivity
+    return float(
+        pmf[support > t - sensitivity / 2].sum() - math.exp(epsilon) * pmf[support > t + sensitivity / 2].sum()
+    )
 
 
 def exact_epsilon(sigma: float, delta: float, sensitivity: int = 1) -> float:
@@ -66,7 +68,7 @@ def test_discrete_gaussian_is_not_the_continuous_one() -> None:
 def test_discrete_gaussian_rdp_is_its_zcdp_bound() -> None:
     for sigma, k in [(1.5, 1), (4.0, 7)]:
         event = dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma), k)
-        as_zcdp = dpa.ZCDpEvent(k / (2 * sigma ** 2))
+        as_zcdp = dpa.ZCDpEvent(k / (2 * sigma**2))
         assert epsilon_for(event, 1e-6, accountant="rdp") == pytest.approx(epsilon_for(as_zcdp, 1e-6, "rdp"), rel=1e-9)
 
 
@@ -79,8 +81,7 @@ def test_self_composition_of_discrete_gaussians_composes() -> None:
 
 
 def test_calibration_reaches_the_target_with_discrete_noise() -> None:
-    sigma = calibrate(lambda s: dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(s), 5), 1.0, 1e-6, lower=0.1,
-                      upper=1e4)
+    sigma = calibrate(lambda s: dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(s), 5), 1.0, 1e-6, lower=0.1, upper=1e4)
     assert epsilon_for(dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma), 5), 1e-6) <= 1.0
     assert epsilon_for(dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma * 0.99), 5), 1e-6) > 1.0
 
@@ -89,8 +90,9 @@ def test_epsilon_delta_event_alone_and_mixed_with_zcdp() -> None:
     alone = epsilon_for(EpsilonDeltaDpEvent(0.3, 1e-8), 1e-6, with_accountant=True)
     assert alone[1] == "pld" and alone[0] == pytest.approx(0.3, abs=1e-3)
     zcdp = dpa.ZCDpEvent(0.02)
-    mixed, accountant = epsilon_for(dpa.ComposedDpEvent([EpsilonDeltaDpEvent(0.3, 1e-8), zcdp]), 1e-6,
-                                    with_accountant=True)
+    mixed, accountant = epsilon_for(
+        dpa.ComposedDpEvent([EpsilonDeltaDpEvent(0.3, 1e-8), zcdp]), 1e-6, with_accountant=True
+    )
     assert accountant == "pld+rdp"
     # basic composition: at least each part, at most the parts at the worst split
     assert mixed > epsilon_for(zcdp, 1e-6, "rdp") + 0.3 - 1e-3
@@ -100,10 +102,15 @@ def test_epsilon_delta_event_alone_and_mixed_with_zcdp() -> None:
 
 
 def test_new_events_round_trip_and_bad_values_are_refused() -> None:
-    event = dpa.ComposedDpEvent([dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(4.5, 2), 3),
-                                 EpsilonDeltaDpEvent(0.1, 1e-9)])
+    event = dpa.ComposedDpEvent(
+        [dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(4.5, 2), 3), EpsilonDeltaDpEvent(0.1, 1e-9)]
+    )
     assert event_from_dict(event_to_dict(event)) == event
-    for bad in ({"type": "discrete_gaussian", "sigma": -1}, {"type": "discrete_gaussian", "sigma": 1, "sensitivity": 0},
-                {"type": "epsilon_delta", "epsilon": 1, "delta": 1.5}, {"type": "epsilon_delta", "epsilon": 1}):
+    for bad in (
+        {"type": "discrete_gaussian", "sigma": -1},
+        {"type": "discrete_gaussian", "sigma": 1, "sensitivity": 0},
+        {"type": "epsilon_delta", "epsilon": 1, "delta": 1.5},
+        {"type": "epsilon_delta", "epsilon": 1},
+    ):
         with pytest.raises(PrivacyAccountingError):
             event_from_dict(bad)

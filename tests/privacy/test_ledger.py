@@ -26,12 +26,12 @@ from dpsynth.errors import BudgetExceeded, DpsynthError, LedgerError, UsageError
 from dpsynth.privacy.accountant import epsilon_for
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.ledger import (
+    _COLUMNS,
     GENESIS_HASH,
     DatasetBudget,
     Ledger,
     LedgerEntry,
     VerifyResult,
-    _COLUMNS,
     _entry_hash,
     init_ledger,
 )
@@ -45,9 +45,13 @@ def gaussian_cost(sigma: float, delta: float = 1e-7) -> PrivacyCost:
 
 def mst_like(scale: float = 40.0) -> PrivacyCost:
     """Shaped like an MST fit: Gaussian one- and two-way marginals plus exponential-mechanism selections."""
-    event = dpa.ComposedDpEvent([dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(scale), 14),
-                                 dpa.SelfComposedDpEvent(dpa.ZCDpEvent(1e-4), 13),
-                                 dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(scale * 1.3), 13)])
+    event = dpa.ComposedDpEvent(
+        [
+            dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(scale), 14),
+            dpa.SelfComposedDpEvent(dpa.ZCDpEvent(1e-4), 13),
+            dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(scale * 1.3), 13),
+        ]
+    )
     return PrivacyCost.of("mst", event, 1e-7, rounds=13)
 
 
@@ -75,8 +79,9 @@ def rechain(path: Path) -> None:
     for row in rows:
         row["prev_hash"] = prev
         row["hash"] = _entry_hash(row)
-        con.execute("UPDATE entries SET prev_hash = ?, hash = ? WHERE id = ?",
-                    (row["prev_hash"], row["hash"], row["id"]))
+        con.execute(
+            "UPDATE entries SET prev_hash = ?, hash = ? WHERE id = ?", (row["prev_hash"], row["hash"], row["id"])
+        )
         prev = row["hash"]
     con.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (prev,))
     con.execute("UPDATE meta SET value = ? WHERE key = 'head_id'", (str(rows[-1]["id"]),))
@@ -115,9 +120,19 @@ def test_reinitialising_a_dataset_is_refused(ledger_path: Path) -> None:
     assert budget.epsilon_cap == 3.0 and len(budget.entries) == 1
 
 
-@pytest.mark.parametrize("epsilon_cap,delta_cap", [(0.0, 1e-6), (-1.0, 1e-6), (float("inf"), 1e-6),
-                                                   (float("nan"), 1e-6), (1.0, 0.0), (1.0, 1.0), (1.0, -1e-6),
-                                                   ("1", 1e-6)])
+@pytest.mark.parametrize(
+    "epsilon_cap,delta_cap",
+    [
+        (0.0, 1e-6),
+        (-1.0, 1e-6),
+        (float("inf"), 1e-6),
+        (float("nan"), 1e-6),
+        (1.0, 0.0),
+        (1.0, 1.0),
+        (1.0, -1e-6),
+        ("1", 1e-6),
+    ],
+)
 def test_invalid_caps_are_refused_with_a_usage_error(tmp_path: Path, epsilon_cap, delta_cap) -> None:
     with pytest.raises(UsageError, match="cap"):
         init_ledger(tmp_path / "l.ledger", "adult", epsilon_cap, delta_cap)
@@ -128,8 +143,13 @@ def test_invalid_caps_are_refused_with_a_usage_error(tmp_path: Path, epsilon_cap
 def test_spend_within_the_cap_is_recorded_with_its_event_and_head_hash(ledger_path: Path) -> None:
     ledger = Ledger(ledger_path)
     cost = gaussian_cost(4.0)
-    entry = ledger.reserve("adult", cost, purpose="release to out/", generator="mst",
-                           parameters={"epsilon": np.float64(1.0), "rounds": np.int64(3), "bins": np.arange(2)})
+    entry = ledger.reserve(
+        "adult",
+        cost,
+        purpose="release to out/",
+        generator="mst",
+        parameters={"epsilon": np.float64(1.0), "rounds": np.int64(3), "bins": np.arange(2)},
+    )
     assert isinstance(entry, LedgerEntry)
     assert entry.kind == "spend" and entry.status == "reserved" and entry.id == 2
     assert len(entry.hash) == 64 and entry.hash == ledger.head_hash() == ledger.verify().head_hash
@@ -137,8 +157,14 @@ def test_spend_within_the_cap_is_recorded_with_its_event_and_head_hash(ledger_pa
     assert entry.parameters == {"epsilon": 1.0, "rounds": 3, "bins": [0, 1]}
     assert entry.total_epsilon_after == pytest.approx(epsilon_for(cost.event, DELTA_CAP))
     [shown] = ledger.summary("adult")[0].entries
-    assert (shown.id, shown.mechanism, shown.generator, shown.epsilon, shown.delta, shown.status) == \
-        (entry.id, "gaussian", "mst", cost.epsilon, cost.delta, "reserved")
+    assert (shown.id, shown.mechanism, shown.generator, shown.epsilon, shown.delta, shown.status) == (
+        entry.id,
+        "gaussian",
+        "mst",
+        cost.epsilon,
+        cost.delta,
+        "reserved",
+    )
     assert shown.created_at.endswith("+00:00") and shown.short_hash == entry.hash[:12]
 
 
@@ -153,8 +179,14 @@ def test_spend_over_the_cap_is_refused_with_the_numbers(tmp_path: Path) -> None:
         ledger.reserve("adult", big)
     message = str(refused.value)
     assert refused.value.exit_code == 4
-    for number in ("'adult'", f"epsilon={big.epsilon:.4g}", f"already spent: epsilon={spent:.4g}",
-                   "cap epsilon=1", f"remaining: {1.0 - spent:.4g}", "Nothing was spent"):
+    for number in (
+        "'adult'",
+        f"epsilon={big.epsilon:.4g}",
+        f"already spent: epsilon={spent:.4g}",
+        "cap epsilon=1",
+        f"remaining: {1.0 - spent:.4g}",
+        "Nothing was spent",
+    ):
         assert number.lower() in message.lower(), (number, message)
     assert ledger.head_hash() == head and len(ledger.summary("adult")[0].entries) == 1
 
@@ -174,8 +206,13 @@ def test_delta_over_the_cap_and_unknown_dataset_are_refused(ledger_path: Path) -
 
 def test_total_is_the_composed_epsilon_not_the_sum(ledger_path: Path) -> None:
     ledger = Ledger(ledger_path)
-    events = [dpa.GaussianDpEvent(6.0), dpa.GaussianDpEvent(8.0), dpa.GaussianDpEvent(6.0),
-              dpa.LaplaceDpEvent(20.0), dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(30.0), 5)]
+    events = [
+        dpa.GaussianDpEvent(6.0),
+        dpa.GaussianDpEvent(8.0),
+        dpa.GaussianDpEvent(6.0),
+        dpa.LaplaceDpEvent(20.0),
+        dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(30.0), 5),
+    ]
     costs = [PrivacyCost.of("m", e, 1e-7) for e in events]
     for cost in costs:
         ledger.reserve("adult", cost)
@@ -208,9 +245,12 @@ def test_nested_and_repeated_events_compose_like_the_accountant_on_the_raw_event
     # the ledger groups identical mechanisms before accounting; the result must not change
     ledger = Ledger(ledger_path)
     sampled = dpa.PoissonSampledDpEvent(0.05, dpa.ComposedDpEvent([dpa.GaussianDpEvent(3.0), dpa.GaussianDpEvent(4.0)]))
-    events = [dpa.SelfComposedDpEvent(sampled, 20),
-              dpa.ComposedDpEvent([dpa.GaussianDpEvent(9.0), dpa.ZCDpEvent(0.001)]),
-              dpa.SelfComposedDpEvent(sampled, 20), dpa.GaussianDpEvent(9.0)]
+    events = [
+        dpa.SelfComposedDpEvent(sampled, 20),
+        dpa.ComposedDpEvent([dpa.GaussianDpEvent(9.0), dpa.ZCDpEvent(0.001)]),
+        dpa.SelfComposedDpEvent(sampled, 20),
+        dpa.GaussianDpEvent(9.0),
+    ]
     for event in events:
         ledger.reserve("adult", PrivacyCost.of("m", event, 1e-7))
     direct = rdp.RdpAccountant()
@@ -284,8 +324,10 @@ def test_concurrent_processes_never_pass_the_cap_together(tmp_path: Path) -> Non
     barrier = context.Barrier(RACE_PROCESSES)
     results = context.Queue()
     single = epsilon_for(event, 1e-7)
-    workers = [context.Process(target=_race_worker, args=(str(path), RACE_SIGMA, single, barrier, results))
-               for _ in range(RACE_PROCESSES)]
+    workers = [
+        context.Process(target=_race_worker, args=(str(path), RACE_SIGMA, single, barrier, results))
+        for _ in range(RACE_PROCESSES)
+    ]
     for worker in workers:
         worker.start()
     outcomes = [results.get(timeout=240) for _ in range(RACE_PROCESSES * RACE_SPENDS_EACH)]
@@ -344,16 +386,25 @@ def test_untouched_ledger_verifies(busy_ledger: Path) -> None:
 
 TAMPERING = [
     pytest.param([("UPDATE entries SET epsilon = 0.001 WHERE id = 5",)], [5], id="edit-epsilon"),
-    pytest.param([("UPDATE entries SET event_json = replace(event_json, '6.0', '60.0') WHERE id = 5",)], [5],
-                 id="edit-event-json"),
+    pytest.param(
+        [("UPDATE entries SET event_json = replace(event_json, '6.0', '60.0') WHERE id = 5",)],
+        [5],
+        id="edit-event-json",
+    ),
     pytest.param([("UPDATE entries SET status = 'released' WHERE id = 7",)], [7], id="edit-status"),
     pytest.param([("UPDATE entries SET epsilon_cap = 50.0 WHERE id = 4",)], [4], id="edit-cap"),
     pytest.param([("UPDATE entries SET delta_cap = 0.01 WHERE id = 1",)], [1], id="edit-delta-cap"),
     pytest.param([("DELETE FROM entries WHERE id = 5",)], [5, 6], id="delete-row"),
-    pytest.param([("UPDATE entries SET id = -1 WHERE id = 5",), ("UPDATE entries SET id = 5 WHERE id = 6",),
-                  ("UPDATE entries SET id = 6 WHERE id = -1",)], [5, 6], id="reorder-rows"),
-    pytest.param([("UPDATE entries SET created_at = '2020-01-01T00:00:00+00:00' WHERE id = 2",)], [2],
-                 id="edit-time"),
+    pytest.param(
+        [
+            ("UPDATE entries SET id = -1 WHERE id = 5",),
+            ("UPDATE entries SET id = 5 WHERE id = 6",),
+            ("UPDATE entries SET id = 6 WHERE id = -1",),
+        ],
+        [5, 6],
+        id="reorder-rows",
+    ),
+    pytest.param([("UPDATE entries SET created_at = '2020-01-01T00:00:00+00:00' WHERE id = 2",)], [2], id="edit-time"),
 ]
 
 
@@ -397,12 +448,15 @@ def test_a_fully_rewritten_chain_is_caught_only_by_an_external_anchor(busy_ledge
         ledger.verify(expected_head="abc")
 
 
-@pytest.mark.parametrize("stored", [
-    {"type": "os.system", "command": "touch /tmp/pwned"},
-    {"module_name": "dpsynth_ledger_canary", "class_name": "GaussianDpEvent", "noise_multiplier": 1.0},
-    {"type": "self_composed", "count": 2.5, "event": {"type": "gaussian", "noise_multiplier": 1.0}},
-    "not json at all {",
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"type": "os.system", "command": "touch /tmp/pwned"},
+        {"module_name": "dpsynth_ledger_canary", "class_name": "GaussianDpEvent", "noise_multiplier": 1.0},
+        {"type": "self_composed", "count": 2.5, "event": {"type": "gaussian", "noise_multiplier": 1.0}},
+        "not json at all {",
+    ],
+)
 def test_a_stored_event_outside_the_allow_list_is_refused_on_load(busy_ledger: Path, stored) -> None:
     text = stored if isinstance(stored, str) else json.dumps(stored)
     raw_sql(busy_ledger, ("UPDATE entries SET event_json = ? WHERE id = 6", (text,)))

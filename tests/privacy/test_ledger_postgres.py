@@ -69,10 +69,12 @@ def pg_session() -> Iterator[PgSession]:
     try:
         psycopg.connect(SERVER_URL, connect_timeout=2).close()
     except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL server answers at {urlsplit(SERVER_URL).hostname}:{urlsplit(SERVER_URL).port or 5432} "
-                    "within 2 s "
-                    f"({str(exc).strip().splitlines()[0]}); set DPSYNTH_TEST_POSTGRES to a superuser URL to run "
-                    "the PostgreSQL ledger tests")
+        pytest.skip(
+            f"no PostgreSQL server answers at {urlsplit(SERVER_URL).hostname}:{urlsplit(SERVER_URL).port or 5432} "
+            "within 2 s "
+            f"({str(exc).strip().splitlines()[0]}); set DPSYNTH_TEST_POSTGRES to a superuser URL to run "
+            "the PostgreSQL ledger tests"
+        )
     prefix = f"dpt{os.getpid()}x{secrets.token_hex(3)}"
     groups = {role: f"{prefix}_{role}" for role in ("admin", "operator", "approver")}
     users = {role: f"{prefix}_u_{role}" for role in ("admin", "operator", "approver", "outsider")}
@@ -104,8 +106,11 @@ class PgLedgers:
     session: PgSession
 
     def url(self, role: str) -> str:
-        return url_as(self.session.users[role], self.schema) if role != "server" else \
-            url_as(urlsplit(SERVER_URL).username or "postgres", self.schema)
+        return (
+            url_as(self.session.users[role], self.schema)
+            if role != "server"
+            else url_as(urlsplit(SERVER_URL).username or "postgres", self.schema)
+        )
 
     def connect(self, role: str) -> psycopg.Connection:
         return psycopg.connect(_split_url(self.url(role))[0], autocommit=True)
@@ -119,8 +124,13 @@ def pg(pg_session: PgSession) -> PgLedgers:
     PostgresLedger.install(url_as(urlsplit(SERVER_URL).username or "postgres", schema), roles_prefix=pg_session.prefix)
     admin = PostgresLedger(url_as(pg_session.users["admin"], schema))
     admin.add_dataset("adult", 3.0, DELTA_CAP)
-    return PgLedgers(schema, admin, PostgresLedger(url_as(pg_session.users["operator"], schema)),
-                     PostgresLedger(url_as(pg_session.users["approver"], schema)), pg_session)
+    return PgLedgers(
+        schema,
+        admin,
+        PostgresLedger(url_as(pg_session.users["operator"], schema)),
+        PostgresLedger(url_as(pg_session.users["approver"], schema)),
+        pg_session,
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -142,8 +152,9 @@ def test_spend_mark_decide_and_verify_behave_alike(backend) -> None:
     assert entry.total_epsilon_after == pytest.approx(epsilon_for(cost.event, DELTA_CAP))
     assert entry.hash == operator.head_hash() == admin.verify().head_hash
     operator.mark(entry.id, "released")
-    decision = approver.record_decision(entry.id, "approved", "officer", reason="criteria met",
-                                        files={"synthetic.csv": "ab" * 32})
+    decision = approver.record_decision(
+        entry.id, "approved", "officer", reason="criteria met", files={"synthetic.csv": "ab" * 32}
+    )
     assert decision.details == {"by": "officer", "reason": "criteria met", "files": {"synthetic.csv": "ab" * 32}}
     with pytest.raises(LedgerError, match="already"):
         approver.record_decision(entry.id, "rejected", "officer")
@@ -193,14 +204,19 @@ OPERATOR_WRITES = [
     pytest.param("UPDATE {s}.entries SET epsilon = 0 WHERE id = 2", id="update-spend"),
     pytest.param("UPDATE {s}.entries SET epsilon_cap = 100 WHERE kind = 'dataset'", id="update-cap"),
     pytest.param("DELETE FROM {s}.entries WHERE id = 2", id="delete"),
-    pytest.param("INSERT INTO {s}.entries (id, kind, dataset_id, created_at, prev_hash, hash) "
-                 "VALUES (99, 'dataset', 'x', 'now', 'x', 'y')", id="insert"),
+    pytest.param(
+        "INSERT INTO {s}.entries (id, kind, dataset_id, created_at, prev_hash, hash) "
+        "VALUES (99, 'dataset', 'x', 'now', 'x', 'y')",
+        id="insert",
+    ),
     pytest.param("TRUNCATE {s}.entries", id="truncate"),
     pytest.param("UPDATE {s}.meta SET value = '0' WHERE key = 'head_id'", id="update-meta"),
     pytest.param("DELETE FROM {s}.meta", id="delete-meta"),
     pytest.param("SELECT {s}.append_dataset(3, 'mine', now()::text, 100, 1e-6, 'x', 'y')", id="create-dataset"),
-    pytest.param("SELECT {s}.append_decision(3, 'adult', now()::text, 2, 'approved', '{{\"by\": \"me\"}}', 'x', 'y')",
-                 id="approve"),
+    pytest.param(
+        "SELECT {s}.append_decision(3, 'adult', now()::text, 2, 'approved', '{{\"by\": \"me\"}}', 'x', 'y')",
+        id="approve",
+    ),
     pytest.param("SELECT {s}._link(3, now()::text, 'x', 'y')", id="internal-link"),
     pytest.param("CREATE TABLE {s}.mine (x int)", id="create-table"),
 ]
@@ -234,7 +250,7 @@ def test_the_approver_may_decide_but_not_spend_mark_or_set_caps(pg: PgLedgers) -
     with pytest.raises(LedgerError, match="database refused.*append_dataset"):
         pg.approver.add_dataset("mine", 100.0, DELTA_CAP)
     with pg.connect("approver") as con, pytest.raises(pg_errors.InsufficientPrivilege, match="permission denied for"):
-        con.execute(f'UPDATE "{pg.schema}".entries SET status = \'approved\' WHERE id = 2')
+        con.execute(f"UPDATE \"{pg.schema}\".entries SET status = 'approved' WHERE id = 2")
     pg.approver.record_decision(entry.id, "approved", "officer")
     assert [e.kind for e in pg.admin.summary("adult")[0].entries] == ["spend"] and pg.admin.verify().ok
 
@@ -244,11 +260,14 @@ def test_a_login_without_a_ledger_role_cannot_even_read(pg: PgLedgers) -> None:
         PostgresLedger(pg.url("outsider"))
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE {s}.entries SET epsilon_cap = 100 WHERE id = 1",
-    "DELETE FROM {s}.entries WHERE id = 2",
-    "TRUNCATE {s}.entries",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE {s}.entries SET epsilon_cap = 100 WHERE id = 1",
+        "DELETE FROM {s}.entries WHERE id = 2",
+        "TRUNCATE {s}.entries",
+    ],
+)
 def test_even_the_owner_cannot_update_or_delete_while_the_trigger_stands(pg: PgLedgers, statement: str) -> None:
     pg.operator.reserve("adult", gaussian_cost(5.0))
     with pg.connect("admin") as con, pytest.raises(pg_errors.InsufficientPrivilege, match="append-only"):
@@ -272,34 +291,67 @@ def test_an_owner_who_disables_the_trigger_and_edits_is_caught_by_verify(pg: PgL
 # -- PostgreSQL: what the append functions check without trusting the client --------------------------
 def _spend_row(ledger: PostgresLedger, **overrides) -> dict:
     head = ledger.verify()
-    row = _new_row({"kind": "spend", "dataset_id": "adult", "mechanism": "gaussian", "generator": "", "purpose": "",
-                    "epsilon": 1.0, "delta": 1e-7, "accountant": "pld",
-                    "event_json": '{"noise_multiplier":50.0,"type":"gaussian"}', "details_json": "{}",
-                    "parameters_json": "{}", "total_epsilon_after": 0.1}, head.head_id, head.head_hash)
+    row = _new_row(
+        {
+            "kind": "spend",
+            "dataset_id": "adult",
+            "mechanism": "gaussian",
+            "generator": "",
+            "purpose": "",
+            "epsilon": 1.0,
+            "delta": 1e-7,
+            "accountant": "pld",
+            "event_json": '{"noise_multiplier":50.0,"type":"gaussian"}',
+            "details_json": "{}",
+            "parameters_json": "{}",
+            "total_epsilon_after": 0.1,
+        },
+        head.head_id,
+        head.head_hash,
+    )
     row.update(overrides)
     return row
 
 
-SPEND_ARGS = ("id", "dataset_id", "created_at", "mechanism", "generator", "purpose", "epsilon", "delta", "accountant",
-              "event_json", "details_json", "parameters_json", "total_epsilon_after", "prev_hash", "hash")
+SPEND_ARGS = (
+    "id",
+    "dataset_id",
+    "created_at",
+    "mechanism",
+    "generator",
+    "purpose",
+    "epsilon",
+    "delta",
+    "accountant",
+    "event_json",
+    "details_json",
+    "parameters_json",
+    "total_epsilon_after",
+    "prev_hash",
+    "hash",
+)
 
 
 def _append_spend(pg: PgLedgers, row: dict) -> None:
     with pg.connect("operator") as con:
-        con.execute(f'SELECT "{pg.schema}".append_spend({", ".join(["%s"] * len(SPEND_ARGS))})',
-                    [row[c] for c in SPEND_ARGS])
+        con.execute(
+            f'SELECT "{pg.schema}".append_spend({", ".join(["%s"] * len(SPEND_ARGS))})', [row[c] for c in SPEND_ARGS]
+        )
 
 
-@pytest.mark.parametrize("overrides,error,message", [
-    ({"total_epsilon_after": 3.5}, pg_errors.CheckViolation, "over the cap"),
-    ({"delta": 1e-5}, pg_errors.CheckViolation, "delta cap"),
-    ({"prev_hash": "0" * 64}, pg_errors.SerializationFailure, "does not extend the head"),
-    ({"id": 7}, pg_errors.SerializationFailure, "does not extend the head"),
-    ({"created_at": "2020-01-01T00:00:00+00:00"}, pg_errors.CheckViolation, "server's clock"),
-    ({"hash": "not a hash"}, pg_errors.CheckViolation, "64 hex"),
-    ({"dataset_id": "census"}, pg_errors.ForeignKeyViolation, "no budget"),
-    ({"event_json": "{not json"}, pg_errors.InvalidTextRepresentation, "json"),
-])
+@pytest.mark.parametrize(
+    "overrides,error,message",
+    [
+        ({"total_epsilon_after": 3.5}, pg_errors.CheckViolation, "over the cap"),
+        ({"delta": 1e-5}, pg_errors.CheckViolation, "delta cap"),
+        ({"prev_hash": "0" * 64}, pg_errors.SerializationFailure, "does not extend the head"),
+        ({"id": 7}, pg_errors.SerializationFailure, "does not extend the head"),
+        ({"created_at": "2020-01-01T00:00:00+00:00"}, pg_errors.CheckViolation, "server's clock"),
+        ({"hash": "not a hash"}, pg_errors.CheckViolation, "64 hex"),
+        ({"dataset_id": "census"}, pg_errors.ForeignKeyViolation, "no budget"),
+        ({"event_json": "{not json"}, pg_errors.InvalidTextRepresentation, "json"),
+    ],
+)
 def test_append_spend_refuses_what_it_can_check(pg: PgLedgers, overrides, error, message) -> None:
     with pytest.raises(error, match=message):
         _append_spend(pg, _spend_row(pg.operator, **overrides))
@@ -329,8 +381,10 @@ def test_a_client_that_lies_about_the_composition_is_caught_by_verify(pg: PgLedg
 def test_install_refuses_an_existing_schema_and_urls_hide_passwords(pg: PgLedgers) -> None:
     with pytest.raises(LedgerError, match="already exists"):
         PostgresLedger.install(pg.url("server"), roles_prefix=pg.session.prefix)
-    assert _split_url("postgresql://bob:s3cret@db:5432/x?schema=led&sslmode=require")[1:] == \
-        ("led", "postgresql://bob@db:5432/x?sslmode=require&schema=led")
+    assert _split_url("postgresql://bob:s3cret@db:5432/x?schema=led&sslmode=require")[1:] == (
+        "led",
+        "postgresql://bob@db:5432/x?sslmode=require&schema=led",
+    )
     with pytest.raises(UsageError, match="schema"):
         _split_url("postgresql://db/x?schema=Robert'); DROP TABLE x;--")
     with pytest.raises(LedgerError, match="no ledger at"):
@@ -409,8 +463,33 @@ def test_budget_commands_take_a_postgres_url(pg: PgLedgers) -> None:
     assert verified.exit_code == 0 and "verified: 3 entries" in verified.output
     fresh = f"{pg.schema}_cli"
     pg.session.schemas.append(fresh)
-    created = invoke("budget", "init", url_as(urlsplit(SERVER_URL).username or "postgres", fresh), "--dataset", "a",
-                     "--epsilon", "1", "--delta", "1e-6", "--roles-prefix", pg.session.prefix)
+    created = invoke(
+        "budget",
+        "init",
+        url_as(urlsplit(SERVER_URL).username or "postgres", fresh),
+        "--dataset",
+        "a",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-6",
+        "--roles-prefix",
+        pg.session.prefix,
+    )
     assert created.exit_code == 0 and PostgresLedger(url_as(pg.session.users["operator"], fresh)).datasets() == ["a"]
-    assert invoke("budget", "init", "plain.ledger", "--dataset", "a", "--epsilon", "1", "--delta", "1e-6",
-                  "--roles-prefix", "x").exit_code == 2
+    assert (
+        invoke(
+            "budget",
+            "init",
+            "plain.ledger",
+            "--dataset",
+            "a",
+            "--epsilon",
+            "1",
+            "--delta",
+            "1e-6",
+            "--roles-prefix",
+            "x",
+        ).exit_code
+        == 2
+    )

@@ -21,7 +21,7 @@ def discrete_gaussian_pmf(sigma: float, support: np.ndarray) -> np.ndarray:
     half = int(math.ceil(40 * sigma)) + 1
     x = np.arange(-half, half + 1, dtype=float)
     norm = np.exp(-x * x / (2 * sigma * sigma)).sum()
-    return np.exp(-support.astype(float) ** 2 / (2 * sigma * sigma)) / norm
+    return np.exp(-(support.astype(float) ** 2) / (2 * sigma * sigma)) / norm
 
 
 def test_exact_variance_is_just_below_sigma_squared() -> None:
@@ -73,15 +73,20 @@ def test_counts_are_noised_element_wise_and_must_be_whole() -> None:
 
 
 def test_secure_source_cannot_be_reproduced_and_seeded_source_can() -> None:
-    assert not np.array_equal(NoiseSource().discrete_gaussian(np.zeros(50, int), 10.0),
-                              NoiseSource().discrete_gaussian(np.zeros(50, int), 10.0))
-    np.testing.assert_array_equal(NoiseSource(5).discrete_gaussian(np.zeros(50, int), 10.0),
-                                  NoiseSource(5).discrete_gaussian(np.zeros(50, int), 10.0))
+    assert not np.array_equal(
+        NoiseSource().discrete_gaussian(np.zeros(50, int), 10.0),
+        NoiseSource().discrete_gaussian(np.zeros(50, int), 10.0),
+    )
+    np.testing.assert_array_equal(
+        NoiseSource(5).discrete_gaussian(np.zeros(50, int), 10.0),
+        NoiseSource(5).discrete_gaussian(np.zeros(50, int), 10.0),
+    )
     assert NoiseSource(5).describe() == SEEDED_LABEL
 
 
 def test_secure_source_draws_nothing_from_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """The secure path is OpenDP's CSPRNG: no numpy generator is ever made or used for the noise."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a numpy generator was used for secure noise")
 

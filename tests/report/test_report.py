@@ -31,12 +31,14 @@ def _tables(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A real table with one canary category and one extreme value, and a synthetic table that
     memorised both (the worst case: the report must hide them in either table)."""
     rng = np.random.default_rng(seed)
-    real = pd.DataFrame({
-        "colour": rng.choice(["red", "blue", "green"], size=n, p=[0.5, 0.3, 0.2]).astype(object),
-        "income": np.round(rng.normal(50.0, 12.0, size=n), 3),
-        "age": rng.integers(18, 80, size=n).astype(float),
-        "score": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
-    })
+    real = pd.DataFrame(
+        {
+            "colour": rng.choice(["red", "blue", "green"], size=n, p=[0.5, 0.3, 0.2]).astype(object),
+            "income": np.round(rng.normal(50.0, 12.0, size=n), 3),
+            "age": rng.integers(18, 80, size=n).astype(float),
+            "score": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+        }
+    )
     real.loc[7, "colour"] = CANARY
     real.loc[11, "income"] = EXTREME
     synthetic = real.sample(n, replace=True, random_state=1).reset_index(drop=True)
@@ -49,38 +51,92 @@ def _tables(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _audit(decision: str = "FAIL") -> dict:
     grid = np.linspace(0, 1, 11)
     return {
-        "schema_version": 1, "decision": decision, "tier": "quick", "seed": 0, "confidence": 0.95,
+        "schema_version": 1,
+        "decision": decision,
+        "tier": "quick",
+        "seed": 0,
+        "confidence": 0.95,
         "results": [
-            {"name": "dcr_share", "family": "distance", "value": 0.98 if decision == "FAIL" else 0.5,
-             "ci_low": 0.97, "ci_high": 0.99, "threshold": 0.6, "passed": decision != "FAIL",
-             "direction": "max", "baseline": 0.5, "status": "ok", "required": True,
-             "details": {"n_synthetic_queries": 400,
-                         "dcr_histogram": {"edges": [0.0, 0.1, 0.2, 0.3],
-                                           "synthetic_to_train": [300, 80, 20],
-                                           "holdout_to_train": [100, 150, 150]}}},
-            {"name": "nndr_ratio", "family": "distance", "value": 1.02, "ci_low": 0.98, "ci_high": 1.05,
-             "threshold": 0.85, "passed": True, "direction": "min", "baseline": 1.0},
-            {"name": "mia_distance", "family": "membership", "value": 0.55, "ci_low": 0.51, "ci_high": 0.59,
-             "threshold": 0.6, "passed": True, "direction": "max", "baseline": 0.5,
-             "details": {"roc": {"fpr": grid.tolist(), "tpr": np.sqrt(grid).tolist()}}},
+            {
+                "name": "dcr_share",
+                "family": "distance",
+                "value": 0.98 if decision == "FAIL" else 0.5,
+                "ci_low": 0.97,
+                "ci_high": 0.99,
+                "threshold": 0.6,
+                "passed": decision != "FAIL",
+                "direction": "max",
+                "baseline": 0.5,
+                "status": "ok",
+                "required": True,
+                "details": {
+                    "n_synthetic_queries": 400,
+                    "dcr_histogram": {
+                        "edges": [0.0, 0.1, 0.2, 0.3],
+                        "synthetic_to_train": [300, 80, 20],
+                        "holdout_to_train": [100, 150, 150],
+                    },
+                },
+            },
+            {
+                "name": "nndr_ratio",
+                "family": "distance",
+                "value": 1.02,
+                "ci_low": 0.98,
+                "ci_high": 1.05,
+                "threshold": 0.85,
+                "passed": True,
+                "direction": "min",
+                "baseline": 1.0,
+            },
+            {
+                "name": "mia_distance",
+                "family": "membership",
+                "value": 0.55,
+                "ci_low": 0.51,
+                "ci_high": 0.59,
+                "threshold": 0.6,
+                "passed": True,
+                "direction": "max",
+                "baseline": 0.5,
+                "details": {"roc": {"fpr": grid.tolist(), "tpr": np.sqrt(grid).tolist()}},
+            },
         ],
     }
 
 
 def _manifest(decision: str = "FAIL", leaked: bool = False) -> dict:
     return {
-        "decision": decision, "reasons": [], "dataset_id": "toy", "generator": "mst",
+        "decision": decision,
+        "reasons": [],
+        "dataset_id": "toy",
+        "generator": "mst",
         "parameters": {"epsilon": 1.0, "delta": 1e-6},
-        "privacy": {"epsilon": 1.0, "delta": 1e-6, "accountant": "pld",
-                    "event": {"type": "gaussian", "noise_multiplier": 3.2}},
-        "budget": {"epsilon_cap": 5.0, "delta_cap": 1e-5, "spent_epsilon": 2.5, "remaining_epsilon": 2.5,
-                   "naive_sum_epsilon": 3.0},
+        "privacy": {
+            "epsilon": 1.0,
+            "delta": 1e-6,
+            "accountant": "pld",
+            "event": {"type": "gaussian", "noise_multiplier": 3.2},
+        },
+        "budget": {
+            "epsilon_cap": 5.0,
+            "delta_cap": 1e-5,
+            "spent_epsilon": 2.5,
+            "remaining_epsilon": 2.5,
+            "naive_sum_epsilon": 3.0,
+        },
         "ledger": {"entry_id": 4, "entry_hash": "ab" * 32, "head_hash": "cd" * 32},
         "schema": {"name": "toy", "source": "private-data" if leaked else "public", "leaked_domain": leaked},
-        "domain_report": {"clipped_low": {"age": 0}, "clipped_high": {"income": 3},
-                          "mapped_to_other": {"colour": 42}, "ignored_columns": ["id"]},
+        "domain_report": {
+            "clipped_low": {"age": 0},
+            "clipped_high": {"income": 3},
+            "mapped_to_other": {"colour": 42},
+            "ignored_columns": ["id"],
+        },
         "rows": {"train": 400, "holdout": 200, "synthetic": 400},
-        "seed": 7, "noise_source": "fixed-seed", "versions": {"dpsynth": "0.1.0"},
+        "seed": 7,
+        "noise_source": "fixed-seed",
+        "versions": {"dpsynth": "0.1.0"},
         "created_at": "2025-01-01T00:00:00Z",
         "synthetic_sha256": None if decision == "FAIL" else "ef" * 32,
     }
@@ -164,8 +220,9 @@ def test_missing_share_and_total_variation() -> None:
     real = pd.Series(["a"] * 50 + ["b"] * 50)
     syn = pd.Series(["a"] * 100)
     assert column_distribution("x", real, syn, "categorical").total_variation() == pytest.approx(0.5)
-    num = column_distribution("s", pd.Series([np.nan] * 5 + list(range(100))), pd.Series([1.0] * 10),
-                              "numeric", min_cell=10)
+    num = column_distribution(
+        "s", pd.Series([np.nan] * 5 + list(range(100))), pd.Series([1.0] * 10), "numeric", min_cell=10
+    )
     assert num.real_missing == 5 and num.missing_text("real") == "suppressed (<10)"
     assert num.missing_text("synthetic") == "0.0%"
 
@@ -188,8 +245,10 @@ def test_decision_banner_is_first(fail_html: str) -> None:
     assert body.startswith('<header id="decision" class="banner fail"')
     banner = body.split("</header>", 1)[0]
     assert '<div class="verdict">FAIL</div>' in banner
-    positions = [fail_html.index(f'id="{sid}"') for sid in
-                 ("decision", "budget", "schema", "audit", "attacks", "columns", "domain", "reproducibility")]
+    positions = [
+        fail_html.index(f'id="{sid}"')
+        for sid in ("decision", "budget", "schema", "audit", "attacks", "columns", "domain", "reproducibility")
+    ]
     assert positions == sorted(positions)
 
 
@@ -204,8 +263,14 @@ def test_fail_report_names_failing_test_and_margin(fail_html: str) -> None:
 def test_describe_failure_variants() -> None:
     below = {"name": "nndr_ratio", "value": 0.5, "threshold": 0.85, "direction": "min", "passed": False}
     assert describe_failure(below) == "nndr_ratio = 0.50 is below threshold 0.85 by 0.35"
-    judged = {"name": "mia_distance", "value": 0.58, "judged_value": 0.63, "threshold": 0.6,
-              "direction": "max", "passed": False}
+    judged = {
+        "name": "mia_distance",
+        "value": 0.58,
+        "judged_value": 0.63,
+        "threshold": 0.6,
+        "direction": "max",
+        "passed": False,
+    }
     text = describe_failure(judged)
     assert "upper 95% confidence bound 0.63" in text and "estimate 0.58" in text and "by 0.03" in text
     not_run = {"name": "shadow_mia", "status": "not_run", "value": None, "message": "time budget"}
@@ -304,7 +369,8 @@ def test_write_report_is_atomic_and_deterministic(tmp_path: Path, tables: tuple[
 
 
 def test_crash_during_rename_leaves_old_report_and_no_temp_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
     real, _ = tables
     target = tmp_path / "report.html"
     target.write_text("previous report", encoding="utf-8")

@@ -20,12 +20,16 @@ FAST = {"max_iters": 300, "rounds": 8}
 
 
 def make_schema(source: str = "public") -> Schema:
-    return Schema(name="toy", source=source, columns=(
-        Column("a", "categorical", categories=("w", "x", "y", "z")),
-        Column("b", "categorical", categories=("w", "x", "y", "z")),
-        Column("age", "numeric", lower=17, upper=90, bins=6, integer=True),
-        Column("flag", "categorical", categories=("no", "yes"), nullable=True),
-    ))
+    return Schema(
+        name="toy",
+        source=source,
+        columns=(
+            Column("a", "categorical", categories=("w", "x", "y", "z")),
+            Column("b", "categorical", categories=("w", "x", "y", "z")),
+            Column("age", "numeric", lower=17, upper=90, bins=6, integer=True),
+            Column("flag", "categorical", categories=("no", "yes"), nullable=True),
+        ),
+    )
 
 
 def make_frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -35,8 +39,9 @@ def make_frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     age = rng.integers(17, 91, n).astype(float)
     flag = np.where(rng.random(n) < np.where(age > 50, 0.8, 0.2), "yes", "no").astype(object)
     flag[rng.random(n) < 0.05] = None
-    return pd.DataFrame({"a": a, "b": np.where(rng.random(n) < 0.9, a, rng.choice(list("wxyz"), n)),
-                         "age": age, "flag": flag})
+    return pd.DataFrame(
+        {"a": a, "b": np.where(rng.random(n) < 0.9, a, rng.choice(list("wxyz"), n)), "age": age, "flag": flag}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +93,15 @@ def test_running_out_of_time_still_spends_exactly_the_budget() -> None:
 
 def test_pace_spreads_the_remaining_budget_over_the_rounds_that_fit() -> None:
     sigma, epsilon = 10.0, 0.1
-    per_round = 1 / (2 * sigma ** 2) + epsilon ** 2 / 8
+    per_round = 1 / (2 * sigma**2) + epsilon**2 / 8
     # plenty of time: unchanged
     assert _pace(3 * per_round, sigma, epsilon, 100.0, 1.0) == (sigma, epsilon, False)
     # time for 4 rounds but budget for 10 at this pace: each round gets a quarter of what is left
     s, e, stop = _pace(10 * per_round, sigma, epsilon, 4.5, 1.0)
-    assert not stop and 1 / (2 * s ** 2) + e ** 2 / 8 == pytest.approx(10 * per_round / 4)
+    assert not stop and 1 / (2 * s**2) + e**2 / 8 == pytest.approx(10 * per_round / 4)
     # no time for more than this round: it takes everything
     s, e, stop = _pace(10 * per_round, sigma, epsilon, 0.5, 1.0)
-    assert stop and 1 / (2 * s ** 2) + e ** 2 / 8 == pytest.approx(10 * per_round)
+    assert stop and 1 / (2 * s**2) + e**2 / 8 == pytest.approx(10 * per_round)
 
 
 # -- selection machinery ------------------------------------------------------------------------
@@ -126,10 +131,19 @@ def test_custom_workload_limits_what_is_measured() -> None:
 # -- checks and refusals -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params, name", [
-    ({"workload": [("a", "nope")]}, "workload"), ({"workload": "ab"}, "workload"), ({"workload": []}, "workload"),
-    ({"workload": [("a", "a")]}, "workload"), ({"max_model_size": 0}, "max_model_size"),
-    ({"max_iters": 0}, "max_iters"), ({"max_seconds": -1}, "max_seconds"), ({"rounds": 0}, "rounds")])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"workload": [("a", "nope")]}, "workload"),
+        ({"workload": "ab"}, "workload"),
+        ({"workload": []}, "workload"),
+        ({"workload": [("a", "a")]}, "workload"),
+        ({"max_model_size": 0}, "max_model_size"),
+        ({"max_iters": 0}, "max_iters"),
+        ({"max_seconds": -1}, "max_seconds"),
+        ({"rounds": 0}, "rounds"),
+    ],
+)
 def test_bad_parameters_are_refused_naming_the_parameter(params, name) -> None:
     with pytest.raises(UsageError, match=name):
         AIM(**params).fit(make_frame(200), make_schema())
@@ -144,5 +158,3 @@ def test_output_keeps_the_strong_dependencies_and_a_noisy_total(fitted) -> None:
     assert (synthetic["a"] == synthetic["b"]).mean() > 0.8  # real: 0.925, independent: 0.25
     old, young = synthetic[synthetic["age"] > 55], synthetic[synthetic["age"] < 45]
     assert (old["flag"] == "yes").mean() - (young["flag"] == "yes").mean() > 0.3  # real: 0.8 vs 0.2
-
-

@@ -33,9 +33,14 @@ EPSILON, DELTA, ROWS, SEED = 1.0, 1e-6, 300, 0
 
 #: Invalid values of the parameters every generator shares, and the parameter each must be blamed on.
 BAD_COMMON = [
-    ({"epsilon": 0.0}, "epsilon"), ({"epsilon": math.inf}, "epsilon"), ({"epsilon": True}, "epsilon"),
-    ({"delta": 0.0}, "delta"), ({"delta": 0.5}, "delta"), ({"random_state": -1}, "random_state"),
-    ({"random_state": 1.5}, "random_state"), ({"secure_noise": "yes"}, "secure_noise"),
+    ({"epsilon": 0.0}, "epsilon"),
+    ({"epsilon": math.inf}, "epsilon"),
+    ({"epsilon": True}, "epsilon"),
+    ({"delta": 0.0}, "delta"),
+    ({"delta": 0.5}, "delta"),
+    ({"random_state": -1}, "random_state"),
+    ({"random_state": 1.5}, "random_state"),
+    ({"secure_noise": "yes"}, "secure_noise"),
     ({"secure_noise": False, "random_state": None}, "secure_noise"),
 ]
 
@@ -81,8 +86,7 @@ def test_every_parameter_is_declared_and_a_foreign_value_is_refused_naming_it(na
 
 @pytest.mark.parametrize("name", GENERATORS)
 @pytest.mark.parametrize("params, parameter", BAD_COMMON, ids=[repr(p) for p, _ in BAD_COMMON])
-def test_bad_common_parameters_are_refused_before_fitting_naming_them(name: str, params: dict,
-                                                                      parameter: str) -> None:
+def test_bad_common_parameters_are_refused_before_fitting_naming_them(name: str, params: dict, parameter: str) -> None:
     with pytest.raises(UsageError, match=parameter) as info:
         build(name, **params).fit(make_mixed_frame(100), make_mixed_schema())
     assert info.value.parameter == parameter

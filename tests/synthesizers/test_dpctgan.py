@@ -39,8 +39,9 @@ def fitted(monkeypatch_module) -> tuple[DPCTGAN, dict]:
         return original(self, **kwargs)
 
     monkeypatch_module.setattr(opacus.PrivacyEngine, "make_private", spy)
-    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, random_state=0, **FAST).fit(make_mixed_frame(300),
-                                                                             make_mixed_schema())
+    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, random_state=0, **FAST).fit(
+        make_mixed_frame(300), make_mixed_schema()
+    )
     return model, seen
 
 
@@ -62,7 +63,8 @@ def test_reported_event_is_noisy_counts_then_dpsgd_steps(fitted) -> None:
     assert {c.sigma for c in counts} == {model.count_noise_multiplier_}
     assert dpsgd == dpa.SelfComposedDpEvent(
         dpa.PoissonSampledDpEvent(model.plan_.sample_rate, dpa.GaussianDpEvent(model.plan_.noise_multiplier)),
-        model.training_.steps)
+        model.training_.steps,
+    )
     assert model.training_.steps == model.plan_.planned_steps == 4 * 6  # 300 rows / batch 50, 4 epochs
     assert model.plan_.sample_rate == pytest.approx(50 / 300)
 
@@ -70,13 +72,17 @@ def test_reported_event_is_noisy_counts_then_dpsgd_steps(fitted) -> None:
 def test_whole_fit_meets_target_within_one_percent_by_independent_pld(fitted) -> None:
     model, _ = fitted
     accountant = pld.PLDAccountant(value_discretization_interval=1e-4)
-    accountant.compose(dpa.PoissonSampledDpEvent(model.plan_.sample_rate,
-                                                 dpa.GaussianDpEvent(model.plan_.noise_multiplier)),
-                       model.training_.steps)
+    accountant.compose(
+        dpa.PoissonSampledDpEvent(model.plan_.sample_rate, dpa.GaussianDpEvent(model.plan_.noise_multiplier)),
+        model.training_.steps,
+    )
     total = accountant._pld  # dp-accounting composes the discrete Gaussians' own PLDs below
     for sigma in [model.privacy_cost_.details["rows_noise_sigma"]] + [model.count_noise_multiplier_] * len(CATEGORICAL):
-        total = total.compose(pld.privacy_loss_distribution.from_discrete_gaussian_mechanism(
-            sigma, sensitivity=1, value_discretization_interval=1e-4))
+        total = total.compose(
+            pld.privacy_loss_distribution.from_discrete_gaussian_mechanism(
+                sigma, sensitivity=1, value_discretization_interval=1e-4
+            )
+        )
     independent = total.get_epsilon_for_delta(DELTA)
     assert 0.99 * EPSILON <= independent <= EPSILON
     cost = model.privacy_cost_
@@ -103,8 +109,7 @@ def test_planned_cost_is_known_before_the_data_and_matches_a_full_run(fitted) ->
 
 def test_opacus_receives_the_calibrated_noise_and_clip(fitted) -> None:
     model, seen = fitted
-    assert seen == {"noise_multiplier": model.plan_.noise_multiplier, "max_grad_norm": 1.0,
-                    "poisson_sampling": True}
+    assert seen == {"noise_multiplier": model.plan_.noise_multiplier, "max_grad_norm": 1.0, "poisson_sampling": True}
     assert model.privacy_cost_.details["noise_multiplier"] == model.plan_.noise_multiplier
 
 
@@ -126,22 +131,25 @@ def test_unconditional_fit_spends_nothing_on_counts() -> None:
 
 
 def test_run_that_would_exceed_the_budget_stops_at_it() -> None:
-    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=30, batch_size=50,
-                    random_state=0, progress=False)
+    model = DPCTGAN(
+        epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=30, batch_size=50, random_state=0, progress=False
+    )
     model.fit(make_mixed_frame(300), make_mixed_schema())
     record, cost = model.training_, model.privacy_cost_
     assert record.stopped_by == "budget"
     assert 0 < record.steps < model.plan_.planned_steps
     assert cost.epsilon <= EPSILON
-    one_more = dpa.ComposedDpEvent([*cost.event.events[:-1], dpa.SelfComposedDpEvent(
-        cost.event.events[-1].event, record.steps + 1)])
+    one_more = dpa.ComposedDpEvent(
+        [*cost.event.events[:-1], dpa.SelfComposedDpEvent(cost.event.events[-1].event, record.steps + 1)]
+    )
     assert epsilon_for(one_more, DELTA) > EPSILON  # it stopped at the last affordable step
     assert cost.details["stopped_by"] == "budget" and cost.details["steps"] == record.steps
 
 
 def test_max_seconds_stops_early_and_reports_the_lower_cost() -> None:
-    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, max_seconds=1e-9, random_state=0,
-                    **FAST).fit(make_mixed_frame(300), make_mixed_schema())
+    model = DPCTGAN(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, max_seconds=1e-9, random_state=0, **FAST).fit(
+        make_mixed_frame(300), make_mixed_schema()
+    )
     assert model.training_.stopped_by == "max_seconds" and model.training_.steps == 0
     assert all(isinstance(e, DiscreteGaussianDpEvent) for e in model.privacy_cost_.event.events)  # counts only
     assert model.privacy_cost_.epsilon < 0.2 * EPSILON
@@ -152,15 +160,25 @@ def test_max_seconds_stops_early_and_reports_the_lower_cost() -> None:
 # -- refusals and validation ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params, name", [
-    ({"epochs": 0}, "epochs"), ({"batch_size": 1}, "batch_size"), ({"max_grad_norm": -1.0}, "max_grad_norm"),
-    ({"learning_rate": 0}, "learning_rate"), ({"generator_lr": float("nan")}, "generator_lr"),
-    ({"noise_multiplier": 0.0}, "noise_multiplier"), ({"max_seconds": -5}, "max_seconds"),
-    ({"conditional": "uniform"}, "conditional"), ({"count_budget_fraction": 0.9}, "count_budget_fraction"),
-    ({"generator_dim": ()}, "generator_dim"), ({"discriminator_dim": (0,)}, "discriminator_dim"),
-    ({"numeric_encoding": "gmm"}, "numeric_encoding"), ({"device": "tpu"}, "device"),
-    ({"grad_sample_mode": "ew"}, "grad_sample_mode"),
-])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"generator_lr": float("nan")}, "generator_lr"),
+        ({"noise_multiplier": 0.0}, "noise_multiplier"),
+        ({"max_seconds": -5}, "max_seconds"),
+        ({"conditional": "uniform"}, "conditional"),
+        ({"count_budget_fraction": 0.9}, "count_budget_fraction"),
+        ({"generator_dim": ()}, "generator_dim"),
+        ({"discriminator_dim": (0,)}, "discriminator_dim"),
+        ({"numeric_encoding": "gmm"}, "numeric_encoding"),
+        ({"device": "tpu"}, "device"),
+        ({"grad_sample_mode": "ew"}, "grad_sample_mode"),
+    ],
+)
 def test_invalid_parameters_are_refused_naming_the_parameter(params, name) -> None:
     with pytest.raises(UsageError, match=name):
         DPCTGAN(**{**FAST, **params}).fit(make_mixed_frame(100), make_mixed_schema())
@@ -203,15 +221,20 @@ def test_rake_matches_target_shares_without_touching_the_pool() -> None:
 
     schema = make_mixed_schema()
     pool = make_mixed_frame(5000, seed=3)
-    targets = {"sex": np.array([0.7, 0.3]), "income": np.array([0.4, 0.6]),
-               "education": np.array([0.1, 0.2, 0.2, 0.2, 0.1, 0.1, 0.1])}  # last share: null
+    targets = {
+        "sex": np.array([0.7, 0.3]),
+        "income": np.array([0.4, 0.6]),
+        "education": np.array([0.1, 0.2, 0.2, 0.2, 0.1, 0.1, 0.1]),
+    }  # last share: null
     weights = rake(pool, targets, schema)
     assert (weights >= 0).all() and len(weights) == len(pool)
     for name, target in targets.items():
         column = schema[name]
         labels = list(column.categories) + ([np.nan] if column.nullable else [])
-        shares = [weights[(pool[name].isna() if isinstance(label, float) else pool[name] == label).to_numpy()].sum()
-                  for label in labels]
+        shares = [
+            weights[(pool[name].isna() if isinstance(label, float) else pool[name] == label).to_numpy()].sum()
+            for label in labels
+        ]
         np.testing.assert_allclose(np.asarray(shares) / weights.sum(), target, atol=1e-3)
 
 
@@ -222,7 +245,7 @@ def test_matched_sample_follows_the_noisy_counts(fitted) -> None:
         column = make_mixed_schema()[span.column]
         shares = out[span.column].value_counts(normalize=True, dropna=False)
         got = [shares.get(label, 0.0) for label in column.categories]
-        np.testing.assert_allclose(got, frequencies[:len(column.categories)], atol=0.05)
+        np.testing.assert_allclose(got, frequencies[: len(column.categories)], atol=0.05)
 
 
 # -- exact category counts (issue 7, item 7) ------------------------------------------------------------------
@@ -244,9 +267,9 @@ def test_category_counts_are_exact_integers_above_float32_precision() -> None:
     from dpsynth.schema import Column
     from dpsynth.synthesizers.dpctgan import category_counts
 
-    n = 2 ** 24 + 1
+    n = 2**24 + 1
     x = torch.tensor([[1.0, 0.0, 0.0]]).expand(n, 3)  # a one-hot column, without allocating n rows
-    assert float(x.sum(dim=0)[0]) == 2 ** 24  # what the old float32 sum counted
+    assert float(x.sum(dim=0)[0]) == 2**24  # what the old float32 sum counted
     schema = Schema(columns=(Column("c", "categorical", categories=("p", "q", "r")),), name="big")
     model = DPCTGAN(epsilon=EPSILON, delta=DELTA, **FAST)
     model.schema_ = schema

@@ -29,9 +29,11 @@ from dpsynth.tables import prepare
 from tests.conftest import make_mixed_frame, make_mixed_schema
 
 
-def independent_pld_epsilon(q: float, sigma: float, steps: int, delta: float,
-                            preprocessing: tuple[float, ...] = ()) -> float:
-    """Epsilon of ``preprocessing`` Gaussians then ``steps`` Poisson-subsampled Gaussian steps, by dp-accounting's PLD."""
+def independent_pld_epsilon(
+    q: float, sigma: float, steps: int, delta: float, preprocessing: tuple[float, ...] = ()
+) -> float:
+    """Epsilon of ``preprocessing`` Gaussians, then ``steps`` Poisson-subsampled Gaussian steps, by dp-accounting's
+    PLD."""
     accountant = pld.PLDAccountant()
     for s in preprocessing:
         accountant.compose(dpa.GaussianDpEvent(s))
@@ -111,8 +113,14 @@ def _private(mode: str, noise: float, clip: float, batch: int = 10, seed: int = 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     data = TensorDataset(torch.zeros(100, 5))
     module, dp_optimizer, *_ = PrivacyEngine().make_private(
-        module=model, optimizer=optimizer, data_loader=DataLoader(data, batch_size=batch), noise_multiplier=noise,
-        max_grad_norm=clip, poisson_sampling=True, grad_sample_mode=mode)
+        module=model,
+        optimizer=optimizer,
+        data_loader=DataLoader(data, batch_size=batch),
+        noise_multiplier=noise,
+        max_grad_norm=clip,
+        poisson_sampling=True,
+        grad_sample_mode=mode,
+    )
     return module, dp_optimizer, reference
 
 
@@ -132,9 +140,9 @@ def test_private_backward_clips_each_row_to_max_grad_norm(mode: str) -> None:
     norms = []
     for i in range(len(x)):
         reference.zero_grad()
-        ((reference(x[i:i + 1]).squeeze(1) - y[i:i + 1]) ** 2).sum().backward()
+        ((reference(x[i : i + 1]).squeeze(1) - y[i : i + 1]) ** 2).sum().backward()
         grads = [p.grad for p in reference.parameters()]
-        norm = torch.sqrt(sum((gr ** 2).sum() for gr in grads))
+        norm = torch.sqrt(sum((gr**2).sum() for gr in grads))
         norms.append(float(norm))
         for e, gr in zip(expected, grads):
             e += gr * min(1.0, clip / (float(norm) + 1e-6))
@@ -152,8 +160,14 @@ def test_empty_poisson_batch_still_adds_noise_of_the_right_scale(mode: str) -> N
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     noise, clip = 2.0, 0.7
     module, dp_optimizer, *_ = PrivacyEngine().make_private(
-        module=model, optimizer=optimizer, data_loader=DataLoader(TensorDataset(torch.zeros(100, 200)), batch_size=10),
-        noise_multiplier=noise, max_grad_norm=clip, poisson_sampling=True, grad_sample_mode=mode)
+        module=model,
+        optimizer=optimizer,
+        data_loader=DataLoader(TensorDataset(torch.zeros(100, 200)), batch_size=10),
+        noise_multiplier=noise,
+        max_grad_norm=clip,
+        poisson_sampling=True,
+        grad_sample_mode=mode,
+    )
     dp_optimizer.zero_grad()
     private_backward(module, dp_optimizer, torch.zeros(0), mode)
     dp_optimizer.pre_step()
@@ -167,11 +181,11 @@ def test_empty_poisson_batch_still_adds_noise_of_the_right_scale(mode: str) -> N
 def _as_logits(transformer: TabularTransformer, encoded: np.ndarray) -> np.ndarray:
     logits = np.zeros_like(encoded, dtype=np.float64)
     for span in transformer.spans:
-        block = encoded[:, span.start:span.stop].astype(np.float64)
+        block = encoded[:, span.start : span.stop].astype(np.float64)
         if span.activation == "softmax":
-            logits[:, span.start:span.stop] = block * 60.0
+            logits[:, span.start : span.stop] = block * 60.0
         else:
-            logits[:, span.start:span.stop] = np.arctanh(np.clip(block, -1 + 1e-9, 1 - 1e-9))
+            logits[:, span.start : span.stop] = np.arctanh(np.clip(block, -1 + 1e-9, 1 - 1e-9))
     return logits
 
 

@@ -29,18 +29,26 @@ def test_reported_event_is_the_row_count_then_the_dpsgd_steps(fitted) -> None:
     event, plan = fitted.privacy_cost_.event, fitted.plan_
     sigma = fitted.privacy_cost_.details["rows_noise_sigma"]
     assert sigma == pytest.approx(gaussian_sigma(0.02 * EPSILON, 0.02 * DELTA))
-    assert event == dpa.ComposedDpEvent([DiscreteGaussianDpEvent(sigma), dpa.SelfComposedDpEvent(
-        dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)), 24)])
+    assert event == dpa.ComposedDpEvent(
+        [
+            DiscreteGaussianDpEvent(sigma),
+            dpa.SelfComposedDpEvent(
+                dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)), 24
+            ),
+        ]
+    )
     assert fitted.training_.steps == plan.planned_steps == 24 and fitted.training_.stopped_by == "epochs"
 
 
 def test_calibrated_noise_meets_target_within_one_percent_by_independent_pld(fitted) -> None:
     plan = fitted.plan_
     accountant = pld.PLDAccountant(value_discretization_interval=1e-4)
-    accountant.compose(dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)),
-                       fitted.training_.steps)
+    accountant.compose(
+        dpa.PoissonSampledDpEvent(plan.sample_rate, dpa.GaussianDpEvent(plan.noise_multiplier)), fitted.training_.steps
+    )
     rows = pld.privacy_loss_distribution.from_discrete_gaussian_mechanism(
-        fitted.privacy_cost_.details["rows_noise_sigma"], sensitivity=1, value_discretization_interval=1e-4)
+        fitted.privacy_cost_.details["rows_noise_sigma"], sensitivity=1, value_discretization_interval=1e-4
+    )
     independent = accountant._pld.compose(rows).get_epsilon_for_delta(DELTA)
     assert 0.99 * EPSILON <= independent <= EPSILON
     assert fitted.privacy_cost_.epsilon == pytest.approx(independent, rel=2e-3)
@@ -53,8 +61,9 @@ def test_planned_cost_matches_a_full_run(fitted) -> None:
 
 
 def test_run_that_would_exceed_the_budget_stops_at_it() -> None:
-    model = DPVAE(epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=30, batch_size=50, random_state=0,
-                  progress=False).fit(make_mixed_frame(300), make_mixed_schema())
+    model = DPVAE(
+        epsilon=EPSILON, delta=DELTA, noise_multiplier=4.0, epochs=30, batch_size=50, random_state=0, progress=False
+    ).fit(make_mixed_frame(300), make_mixed_schema())
     steps = model.training_.steps
     assert model.training_.stopped_by == "budget" and 0 < steps < model.plan_.planned_steps
     assert model.privacy_cost_.epsilon <= EPSILON
@@ -65,8 +74,9 @@ def test_run_that_would_exceed_the_budget_stops_at_it() -> None:
 
 def test_hooks_mode_trains_the_same_model_as_ghost_mode() -> None:
     """Both per-sample clipping implementations give the same clipped gradients, hence the same weights."""
-    params = dict(epsilon=EPSILON, delta=DELTA, noise_multiplier=5.0, epochs=2, batch_size=50, random_state=3,
-                  progress=False)
+    params = dict(
+        epsilon=EPSILON, delta=DELTA, noise_multiplier=5.0, epochs=2, batch_size=50, random_state=3, progress=False
+    )
     frame, schema = make_mixed_frame(300), make_mixed_schema()
     ghost = DPVAE(grad_sample_mode="ghost", **params).fit(frame, schema)
     hooks = DPVAE(grad_sample_mode="hooks", **params).fit(frame, schema)
@@ -74,11 +84,18 @@ def test_hooks_mode_trains_the_same_model_as_ghost_mode() -> None:
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("params, name", [
-    ({"hidden_dim": []}, "hidden_dim"), ({"latent_dim": 0}, "latent_dim"), ({"loss_factor": -1}, "loss_factor"),
-    ({"value_scale": 0}, "value_scale"), ({"epochs": 1.5}, "epochs"), ({"num_threads": 0}, "num_threads"),
-    ({"progress": "yes"}, "progress"),
-])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"hidden_dim": []}, "hidden_dim"),
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"loss_factor": -1}, "loss_factor"),
+        ({"value_scale": 0}, "value_scale"),
+        ({"epochs": 1.5}, "epochs"),
+        ({"num_threads": 0}, "num_threads"),
+        ({"progress": "yes"}, "progress"),
+    ],
+)
 def test_invalid_parameters_are_refused_naming_the_parameter(params, name) -> None:
     with pytest.raises(UsageError, match=name):
         DPVAE(**{**FAST, **params}).fit(make_mixed_frame(100), make_mixed_schema())
@@ -98,7 +115,7 @@ def test_reconstruction_loss_is_per_row() -> None:
     x = torch.as_tensor(transformer.transform(prepare(make_mixed_frame(20), schema)[0]))
     raw = torch.randn(20, transformer.dim)
     full = row_losses(raw, x, transformer.spans, 0.1)
-    alone = torch.cat([row_losses(raw[i:i + 1], x[i:i + 1], transformer.spans, 0.1) for i in range(20)])
+    alone = torch.cat([row_losses(raw[i : i + 1], x[i : i + 1], transformer.spans, 0.1) for i in range(20)])
     torch.testing.assert_close(full, alone)
     assert TabularVAE(transformer.dim, (8,), 4)(x)[0].shape == x.shape
 

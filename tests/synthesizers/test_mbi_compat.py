@@ -18,13 +18,13 @@ def test_installed_mbi_is_the_pinned_version_and_has_every_internal() -> None:
     pins = [d for d in dependencies if re.match(r"mbi\b", d)]
     assert pins == [f"mbi=={compat.MBI_VERSION}"], f"pyproject must pin the mbi _mbi_compat was written for: {pins}"
     assert compat.installed_version() == compat.MBI_VERSION, (
-        f"installed mbi {compat.installed_version()} is not the pinned mbi=={compat.MBI_VERSION}")
+        f"installed mbi {compat.installed_version()} is not the pinned mbi=={compat.MBI_VERSION}"
+    )
     compat.check_mbi()
 
 
 @pytest.mark.parametrize("submodule, dotted", compat.REQUIRED, ids=[".".join(r) for r in compat.REQUIRED])
-def test_an_mbi_without_an_internal_is_refused_naming_it_and_the_pinned_version(monkeypatch, submodule,
-                                                                                dotted) -> None:
+def test_an_mbi_without_an_internal_is_refused_naming_it_and_the_pinned_version(monkeypatch, submodule, dotted) -> None:
     *owner_path, attribute = dotted.split(".")
     owner = getattr(compat.mbi, submodule)
     for part in owner_path:
@@ -43,7 +43,9 @@ def test_no_other_module_imports_mbi_or_its_internals() -> None:
         if path.name == "_mbi_compat.py":
             continue
         source = path.read_text()
-        assert not re.search(r"^\s*(import mbi|from mbi\b)", source, re.MULTILINE), f"{path}: import mbi via _mbi_compat"
+        assert not re.search(r"^\s*(import mbi|from mbi\b)", source, re.MULTILINE), (
+            f"{path}: import mbi via _mbi_compat"
+        )
         for _, dotted in compat.REQUIRED:
             name = dotted.split(".")[-1]
             assert name not in source.replace(f"compat.{name}", ""), f"{path} uses mbi's {dotted}"

@@ -29,13 +29,17 @@ BIG = tuple(f"k{i:03d}" for i in range(120))
 
 
 def make_schema(source: str = "public") -> Schema:
-    return Schema(name="toy", source=source, columns=(
-        Column("a", "categorical", categories=("w", "x", "y", "z")),
-        Column("b", "categorical", categories=("w", "x", "y", "z")),
-        Column("age", "numeric", lower=17, upper=90, bins=8, integer=True),
-        Column("score", "numeric", lower=0.0, upper=1.0, bins=5, nullable=True),
-        Column("big", "categorical", categories=BIG),
-    ))
+    return Schema(
+        name="toy",
+        source=source,
+        columns=(
+            Column("a", "categorical", categories=("w", "x", "y", "z")),
+            Column("b", "categorical", categories=("w", "x", "y", "z")),
+            Column("age", "numeric", lower=17, upper=90, bins=8, integer=True),
+            Column("score", "numeric", lower=0.0, upper=1.0, bins=5, nullable=True),
+            Column("big", "categorical", categories=BIG),
+        ),
+    )
 
 
 def make_frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -45,8 +49,9 @@ def make_frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
     b = np.where(rng.random(n) < 0.9, a, rng.choice(list("wxyz"), n))
     score = rng.random(n)
     score[rng.random(n) < 0.1] = np.nan
-    return pd.DataFrame({"a": a, "b": b, "age": rng.integers(17, 91, n).astype(float), "score": score,
-                         "big": rng.choice(BIG, n)})
+    return pd.DataFrame(
+        {"a": a, "b": b, "age": rng.integers(17, 91, n).astype(float), "score": score, "big": rng.choice(BIG, n)}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +126,15 @@ def test_single_column_spends_everything_on_its_one_way_marginal() -> None:
 # -- schema and parameter checks ---------------------------------------------------------
 def test_private_schema_is_fitted_when_accepted_and_marked_leaked() -> None:
     """The refusal is in test_contract.py; accepting it is the caller's choice, recorded on the model."""
-    model = MST(random_state=0, iters=50).fit(make_frame(500), make_schema(source="private-data"),
-                                              accept_private_schema=True)
+    model = MST(random_state=0, iters=50).fit(
+        make_frame(500), make_schema(source="private-data"), accept_private_schema=True
+    )
     assert model.schema_leaked_
 
 
-@pytest.mark.parametrize("params, name", [({"iters": 0}, "iters"), ({"iters": 1.5}, "iters"),
-                                          ({"compress": "yes"}, "compress")])
+@pytest.mark.parametrize(
+    "params, name", [({"iters": 0}, "iters"), ({"iters": 1.5}, "iters"), ({"compress": "yes"}, "compress")]
+)
 def test_bad_parameters_are_refused_naming_the_parameter(params, name) -> None:
     with pytest.raises(UsageError, match=name):
         MST(**params).fit(make_frame(200), make_schema())

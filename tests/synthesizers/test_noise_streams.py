@@ -73,7 +73,6 @@ def test_the_sample_stream_is_never_used_for_noise(name: str, noise_calls) -> No
     assert len(synthetic) == 40
 
 
-
 @pytest.mark.parametrize("name", ["mst", "aim", "dpvae"])  # DP-CTGAN shares DP-VAE's DP-SGD set-up
 def test_fixed_sampling_seed_with_fresh_noise_draws_different_noise(name: str, monkeypatch) -> None:
     seeds: list[int] = []

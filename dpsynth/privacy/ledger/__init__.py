@@ -25,6 +25,22 @@ from dpsynth.privacy.ledger.records import (
 )
 from dpsynth.privacy.ledger.sqlite import DEFAULT_TIMEOUT, Ledger
 
-__all__ = ["_COLUMNS", "_entry_hash", "DECISIONS", "DEFAULT_TIMEOUT", "FINAL_STATUSES", "GENESIS_HASH", "LEDGER_FORMAT",
-           "LEDGER_VERSION", "STATUSES", "AnyLedger", "DatasetBudget", "Ledger", "LedgerEntry", "VerifyResult",
-           "init_ledger", "is_url", "open_ledger"]
+__all__ = [
+    "_COLUMNS",
+    "_entry_hash",
+    "DECISIONS",
+    "DEFAULT_TIMEOUT",
+    "FINAL_STATUSES",
+    "GENESIS_HASH",
+    "LEDGER_FORMAT",
+    "LEDGER_VERSION",
+    "STATUSES",
+    "AnyLedger",
+    "DatasetBudget",
+    "Ledger",
+    "LedgerEntry",
+    "VerifyResult",
+    "init_ledger",
+    "is_url",
+    "open_ledger",
+]

@@ -38,8 +38,14 @@ def open_ledger(location: Location, timeout: float = DEFAULT_TIMEOUT) -> AnyLedg
     return Ledger(Path(location), timeout=timeout)
 
 
-def init_ledger(location: Location, dataset_id: str, epsilon_cap: float, delta_cap: float,
-                timeout: float = DEFAULT_TIMEOUT, roles_prefix: str | None = None) -> AnyLedger:
+def init_ledger(
+    location: Location,
+    dataset_id: str,
+    epsilon_cap: float,
+    delta_cap: float,
+    timeout: float = DEFAULT_TIMEOUT,
+    roles_prefix: str | None = None,
+) -> AnyLedger:
     """``dpsynth budget init``: create the ledger with this dataset, or add the dataset to an existing one.
 
     For a URL, an absent schema is installed first with the roles
@@ -50,11 +56,19 @@ def init_ledger(location: Location, dataset_id: str, epsilon_cap: float, delta_c
     if is_url(location):
         from dpsynth.privacy.ledger.postgres import DEFAULT_ROLES_PREFIX, init_postgres_ledger
 
-        return init_postgres_ledger(os.fspath(location), dataset_id, epsilon_cap, delta_cap,
-                                    roles_prefix=roles_prefix or DEFAULT_ROLES_PREFIX, timeout=timeout)
+        return init_postgres_ledger(
+            os.fspath(location),
+            dataset_id,
+            epsilon_cap,
+            delta_cap,
+            roles_prefix=roles_prefix or DEFAULT_ROLES_PREFIX,
+            timeout=timeout,
+        )
     if roles_prefix is not None:
         from dpsynth.errors import UsageError
 
-        raise UsageError("roles prefix applies to a PostgreSQL ledger (postgresql:// URL) only, not to a "
-                         f"ledger file {location}", parameter="roles_prefix")
+        raise UsageError(
+            f"roles prefix applies to a PostgreSQL ledger (postgresql:// URL) only, not to a ledger file {location}",
+            parameter="roles_prefix",
+        )
     return _init_sqlite(location, dataset_id, epsilon_cap, delta_cap, timeout=timeout)

@@ -47,6 +47,7 @@ from psycopg import sql
 from dpsynth.errors import LedgerError, UsageError
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.ledger.location import is_url
+from dpsynth.privacy.ledger.postgres_schema import schema_sql
 from dpsynth.privacy.ledger.records import (
     _COLUMNS,
     DECISIONS,
@@ -71,7 +72,6 @@ from dpsynth.privacy.ledger.records import (
     _unknown,
     _verify_rows,
 )
-from dpsynth.privacy.ledger.postgres_schema import schema_sql
 
 DEFAULT_SCHEMA = "dpsynth"
 DEFAULT_ROLES_PREFIX = "dpsynth"
@@ -88,8 +88,11 @@ def _split_url(url: str) -> tuple[str, str, str]:
     schemas = [v for k, v in query if k == "schema"]
     schema = schemas[-1] if schemas else DEFAULT_SCHEMA
     if not _IDENTIFIER.match(schema):
-        raise UsageError(f"ledger URL: schema must be a lower-case SQL identifier of at most 40 characters "
-                         f"(letters, digits, _), got {schema!r}", parameter="ledger")
+        raise UsageError(
+            f"ledger URL: schema must be a lower-case SQL identifier of at most 40 characters "
+            f"(letters, digits, _), got {schema!r}",
+            parameter="ledger",
+        )
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
     netloc = parts.netloc.rsplit("@", 1)
@@ -101,8 +104,10 @@ def _split_url(url: str) -> tuple[str, str, str]:
 def role_names(prefix: str) -> dict[str, str]:
     """The three group roles of a ledger installed with ``prefix``: admin, operator, approver."""
     if not isinstance(prefix, str) or not _IDENTIFIER.match(prefix) or len(prefix) > 30:
-        raise UsageError(f"roles prefix must be a lower-case SQL identifier of at most 30 characters, got {prefix!r}",
-                         parameter="roles_prefix")
+        raise UsageError(
+            f"roles prefix must be a lower-case SQL identifier of at most 30 characters, got {prefix!r}",
+            parameter="roles_prefix",
+        )
     return {"admin": f"{prefix}_admin", "operator": f"{prefix}_operator", "approver": f"{prefix}_approver"}
 
 
@@ -128,11 +133,15 @@ class PostgresLedger:
         with self._read() as cur:
             meta = self._meta(cur)
         if meta.get("format") != LEDGER_FORMAT:
-            raise LedgerError(f"schema {self.schema!r} at {self.location} is not a dpsynth ledger "
-                              f"(no '{LEDGER_FORMAT}' format marker)")
+            raise LedgerError(
+                f"schema {self.schema!r} at {self.location} is not a dpsynth ledger "
+                f"(no '{LEDGER_FORMAT}' format marker)"
+            )
         if meta.get("version") != LEDGER_VERSION:
-            raise LedgerError(f"ledger {self.location} has format version {meta.get('version')!r}; this dpsynth "
-                              f"reads version {LEDGER_VERSION}")
+            raise LedgerError(
+                f"ledger {self.location} has format version {meta.get('version')!r}; this dpsynth "
+                f"reads version {LEDGER_VERSION}"
+            )
         self.roles = {k: meta[f"role_{k}"] for k in ("admin", "operator", "approver") if f"role_{k}" in meta}
 
     def __repr__(self) -> str:
@@ -140,8 +149,9 @@ class PostgresLedger:
 
     # -- installation (a database administrator, once) ---------------------------------------
     @classmethod
-    def install(cls, url: str, roles_prefix: str = DEFAULT_ROLES_PREFIX,
-                timeout: float = DEFAULT_TIMEOUT) -> PostgresLedger:
+    def install(
+        cls, url: str, roles_prefix: str = DEFAULT_ROLES_PREFIX, timeout: float = DEFAULT_TIMEOUT
+    ) -> PostgresLedger:
         """Create the ledger's schema, tables, functions and the three group roles; refuses an existing schema.
 
         Run it as a role that may create roles and schemas (a superuser, or
@@ -157,8 +167,10 @@ class PostgresLedger:
             with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT) as con, con.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
                 if cur.fetchone() is not None:
-                    raise LedgerError(f"schema {schema!r} already exists at {location}: open it with "
-                                      "PostgresLedger(url), or choose another ?schema=")
+                    raise LedgerError(
+                        f"schema {schema!r} already exists at {location}: open it with "
+                        "PostgresLedger(url), or choose another ?schema="
+                    )
                 cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
                 superuser = bool(cur.fetchone()[0])
                 for role in roles.values():
@@ -167,23 +179,39 @@ class PostgresLedger:
                         cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
                 if not superuser:
                     cur.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(roles["admin"])))
-                cur.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(schema),
-                                                                                 sql.Identifier(roles["admin"])))
+                cur.execute(
+                    sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+                        sql.Identifier(schema), sql.Identifier(roles["admin"])
+                    )
+                )
                 cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(roles["admin"])))
                 cur.execute(schema_sql(schema, roles))
-                cur.executemany(sql.SQL("INSERT INTO {}.meta (key, value) VALUES (%s, %s)").format(
-                    sql.Identifier(schema)), [
-                    ("format", LEDGER_FORMAT), ("version", LEDGER_VERSION), ("created_at", _now()),
-                    ("head_id", "0"), ("head_hash", GENESIS_HASH),
-                    *((f"role_{k}", v) for k, v in roles.items())])
+                cur.executemany(
+                    sql.SQL("INSERT INTO {}.meta (key, value) VALUES (%s, %s)").format(sql.Identifier(schema)),
+                    [
+                        ("format", LEDGER_FORMAT),
+                        ("version", LEDGER_VERSION),
+                        ("created_at", _now()),
+                        ("head_id", "0"),
+                        ("head_hash", GENESIS_HASH),
+                        *((f"role_{k}", v) for k, v in roles.items()),
+                    ],
+                )
                 cur.execute("RESET ROLE")
         except psycopg.Error as exc:
             raise _pg_error(location, exc, timeout) from exc
         return cls(url, timeout=timeout)
 
     @classmethod
-    def create(cls, url: str, dataset_id: str, epsilon_cap: float, delta_cap: float,
-               roles_prefix: str = DEFAULT_ROLES_PREFIX, timeout: float = DEFAULT_TIMEOUT) -> PostgresLedger:
+    def create(
+        cls,
+        url: str,
+        dataset_id: str,
+        epsilon_cap: float,
+        delta_cap: float,
+        roles_prefix: str = DEFAULT_ROLES_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> PostgresLedger:
         """:meth:`install` the ledger, then add one dataset with its caps."""
         dataset_id = _check_dataset_id(dataset_id)
         _check_caps(epsilon_cap, delta_cap)
@@ -196,20 +224,35 @@ class PostgresLedger:
         dataset_id = _check_dataset_id(dataset_id)
         epsilon_cap, delta_cap = _check_caps(epsilon_cap, delta_cap)
         with self._write() as (cur, head):
-            cur.execute(sql.SQL("SELECT epsilon_cap, delta_cap FROM {}.entries WHERE kind = 'dataset' "
-                                "AND dataset_id = %s").format(sql.Identifier(self.schema)), (dataset_id,))
+            cur.execute(
+                sql.SQL(
+                    "SELECT epsilon_cap, delta_cap FROM {}.entries WHERE kind = 'dataset' AND dataset_id = %s"
+                ).format(sql.Identifier(self.schema)),
+                (dataset_id,),
+            )
             existing = cur.fetchone()
             if existing is not None:
                 raise _already(self.location, dataset_id, existing[0], existing[1])
-            row = _new_row({"kind": "dataset", "dataset_id": dataset_id, "epsilon_cap": epsilon_cap,
-                            "delta_cap": delta_cap}, *head)
-            self._call(cur, "append_dataset", row, ("id", "dataset_id", "created_at", "epsilon_cap", "delta_cap",
-                                                   "prev_hash", "hash"))
+            row = _new_row(
+                {"kind": "dataset", "dataset_id": dataset_id, "epsilon_cap": epsilon_cap, "delta_cap": delta_cap}, *head
+            )
+            self._call(
+                cur,
+                "append_dataset",
+                row,
+                ("id", "dataset_id", "created_at", "epsilon_cap", "delta_cap", "prev_hash", "hash"),
+            )
         return _to_entry(row)
 
     # -- spending (the operator role) ------------------------------------------------------------
-    def reserve(self, dataset_id: str, cost: PrivacyCost, purpose: str = "", generator: str = "",
-                parameters: dict[str, Any] | None = None) -> LedgerEntry:
+    def reserve(
+        self,
+        dataset_id: str,
+        cost: PrivacyCost,
+        purpose: str = "",
+        generator: str = "",
+        parameters: dict[str, Any] | None = None,
+    ) -> LedgerEntry:
         """Record ``cost`` as spent on ``dataset_id``, or raise ``BudgetExceeded``: as :meth:`Ledger.reserve`.
 
         One transaction: lock the head, read and check the chain, compose
@@ -222,10 +265,28 @@ class PostgresLedger:
         with self._write() as (cur, head):
             total = _check_spend(self._rows(cur), self._meta(cur), dataset_id, cost, new_event, self.location)
             row = _new_row({**content, "dataset_id": dataset_id, "total_epsilon_after": total}, *head)
-            self._call(cur, "append_spend", row, (
-                "id", "dataset_id", "created_at", "mechanism", "generator", "purpose", "epsilon", "delta",
-                "accountant", "event_json", "details_json", "parameters_json", "total_epsilon_after",
-                "prev_hash", "hash"))
+            self._call(
+                cur,
+                "append_spend",
+                row,
+                (
+                    "id",
+                    "dataset_id",
+                    "created_at",
+                    "mechanism",
+                    "generator",
+                    "purpose",
+                    "epsilon",
+                    "delta",
+                    "accountant",
+                    "event_json",
+                    "details_json",
+                    "parameters_json",
+                    "total_epsilon_after",
+                    "prev_hash",
+                    "hash",
+                ),
+            )
         return _to_entry(row, status="reserved")
 
     def mark(self, entry_id: int, status: str) -> LedgerEntry:
@@ -234,14 +295,16 @@ class PostgresLedger:
             raise UsageError(f"status must be one of {', '.join(FINAL_STATUSES)}, got {status!r}")
         return self._append_status(entry_id, status, None, FINAL_STATUSES, "append_status", "marked")
 
-    def record_decision(self, entry_id: int, decision: str, by: str, reason: str = "",
-                        files: dict[str, str] | None = None) -> LedgerEntry:
+    def record_decision(
+        self, entry_id: int, decision: str, by: str, reason: str = "", files: dict[str, str] | None = None
+    ) -> LedgerEntry:
         """Append a reviewer's decision on spend ``entry_id`` (the approver role): as :meth:`Ledger.record_decision`."""
         details_json = _decision_details(decision, by, reason, files)
         return self._append_status(entry_id, decision, details_json, DECISIONS, "append_decision", "decided")
 
-    def _append_status(self, entry_id: int, status: str, details_json: str | None, family: tuple[str, ...],
-                       function: str, verb: str) -> LedgerEntry:
+    def _append_status(
+        self, entry_id: int, status: str, details_json: str | None, family: tuple[str, ...], function: str, verb: str
+    ) -> LedgerEntry:
         if isinstance(entry_id, bool) or not isinstance(entry_id, int):
             raise UsageError(f"entry id must be an integer, got {entry_id!r}")
         s = sql.Identifier(self.schema)
@@ -250,12 +313,18 @@ class PostgresLedger:
             spend = cur.fetchone()
             if spend is None or spend[0] != "spend":
                 raise LedgerError(f"ledger {self.location} has no spend with id {entry_id}")
-            cur.execute(sql.SQL("SELECT id, status FROM {}.entries WHERE kind = 'status' AND ref_id = %s "
-                                "AND status = ANY(%s) ORDER BY id LIMIT 1").format(s), (entry_id, list(family)))
+            cur.execute(
+                sql.SQL(
+                    "SELECT id, status FROM {}.entries WHERE kind = 'status' AND ref_id = %s "
+                    "AND status = ANY(%s) ORDER BY id LIMIT 1"
+                ).format(s),
+                (entry_id, list(family)),
+            )
             previous = cur.fetchone()
             if previous is not None:
-                raise LedgerError(f"spend {entry_id} was already {verb} {previous[1]!r} (entry {previous[0]}); "
-                                  "this is recorded once")
+                raise LedgerError(
+                    f"spend {entry_id} was already {verb} {previous[1]!r} (entry {previous[0]}); this is recorded once"
+                )
             content = {"kind": "status", "dataset_id": spend[1], "ref_id": entry_id, "status": status}
             if details_json is not None:
                 content["details_json"] = details_json
@@ -269,8 +338,11 @@ class PostgresLedger:
     def datasets(self) -> list[str]:
         """Dataset ids in the order they were added."""
         with self._read() as cur:
-            cur.execute(sql.SQL("SELECT dataset_id FROM {}.entries WHERE kind = 'dataset' ORDER BY id").format(
-                sql.Identifier(self.schema)))
+            cur.execute(
+                sql.SQL("SELECT dataset_id FROM {}.entries WHERE kind = 'dataset' ORDER BY id").format(
+                    sql.Identifier(self.schema)
+                )
+            )
             return [r[0] for r in cur.fetchall()]
 
     def require_dataset(self, dataset_id: str) -> None:
@@ -282,8 +354,12 @@ class PostgresLedger:
     def caps(self, dataset_id: str) -> tuple[float, float]:
         """``(epsilon_cap, delta_cap)`` of ``dataset_id``; ``LedgerError`` if it has no budget here."""
         with self._read() as cur:
-            cur.execute(sql.SQL("SELECT epsilon_cap, delta_cap FROM {}.entries WHERE kind = 'dataset' "
-                                "AND dataset_id = %s").format(sql.Identifier(self.schema)), (dataset_id,))
+            cur.execute(
+                sql.SQL(
+                    "SELECT epsilon_cap, delta_cap FROM {}.entries WHERE kind = 'dataset' AND dataset_id = %s"
+                ).format(sql.Identifier(self.schema)),
+                (dataset_id,),
+            )
             row = cur.fetchone()
         if row is None:
             raise _unknown(self.location, dataset_id, self.datasets())
@@ -292,8 +368,9 @@ class PostgresLedger:
     def head_hash(self) -> str:
         """Hash of the last record: anchor it outside the ledger (manifest, ticket)."""
         with self._read() as cur:
-            cur.execute(sql.SQL("SELECT hash FROM {}.entries ORDER BY id DESC LIMIT 1").format(
-                sql.Identifier(self.schema)))
+            cur.execute(
+                sql.SQL("SELECT hash FROM {}.entries ORDER BY id DESC LIMIT 1").format(sql.Identifier(self.schema))
+            )
             row = cur.fetchone()
         return row[0] if row else GENESIS_HASH
 
@@ -346,35 +423,52 @@ class PostgresLedger:
         try:
             with _translated(self.location, self.timeout), con.transaction(), con.cursor() as cur:
                 cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(self.timeout * 1000)}ms",))
-                cur.execute(sql.SQL("SELECT head_id, head_hash FROM {}.begin_append()").format(
-                    sql.Identifier(self.schema)))
+                cur.execute(
+                    sql.SQL("SELECT head_id, head_hash FROM {}.begin_append()").format(sql.Identifier(self.schema))
+                )
                 head_id, head_hash = cur.fetchone()
                 yield cur, (int(head_id), head_hash)
         finally:
             con.close()
 
     def _call(self, cur: psycopg.Cursor, function: str, row: dict[str, Any], columns: tuple[str, ...]) -> None:
-        cur.execute(sql.SQL("SELECT {}.{}({})").format(
-            sql.Identifier(self.schema), sql.Identifier(function),
-            sql.SQL(", ").join(sql.Placeholder() for _ in columns)), [row[c] for c in columns])
+        cur.execute(
+            sql.SQL("SELECT {}.{}({})").format(
+                sql.Identifier(self.schema),
+                sql.Identifier(function),
+                sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+            ),
+            [row[c] for c in columns],
+        )
 
     def _rows(self, cur: psycopg.Cursor) -> list[dict[str, Any]]:
-        cur.execute(sql.SQL("SELECT {} FROM {}.entries ORDER BY id").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS), sql.Identifier(self.schema)))
+        cur.execute(
+            sql.SQL("SELECT {} FROM {}.entries ORDER BY id").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS), sql.Identifier(self.schema)
+            )
+        )
         return [dict(zip(_COLUMNS, r, strict=True)) for r in cur.fetchall()]
 
     def _meta(self, cur: psycopg.Cursor) -> dict[str, str]:
         try:
             cur.execute(sql.SQL("SELECT key, value FROM {}.meta").format(sql.Identifier(self.schema)))
         except pg_errors.UndefinedTable as exc:
-            raise LedgerError(f"no ledger at {self.location} (schema {self.schema!r} has no ledger tables): an "
-                              "administrator creates one with `dpsynth budget init URL --dataset ID --epsilon CAP "
-                              "--delta CAP`") from exc
+            raise LedgerError(
+                f"no ledger at {self.location} (schema {self.schema!r} has no ledger tables): an "
+                "administrator creates one with `dpsynth budget init URL --dataset ID --epsilon CAP "
+                "--delta CAP`"
+            ) from exc
         return dict(cur.fetchall())
 
 
-def init_postgres_ledger(url: str, dataset_id: str, epsilon_cap: float, delta_cap: float,
-                         roles_prefix: str = DEFAULT_ROLES_PREFIX, timeout: float = DEFAULT_TIMEOUT) -> PostgresLedger:
+def init_postgres_ledger(
+    url: str,
+    dataset_id: str,
+    epsilon_cap: float,
+    delta_cap: float,
+    roles_prefix: str = DEFAULT_ROLES_PREFIX,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> PostgresLedger:
     """``dpsynth budget init URL``: install the ledger if its schema is absent, then add the dataset (admin)."""
     conninfo, schema, location = _split_url(url)
     try:
@@ -384,8 +478,9 @@ def init_postgres_ledger(url: str, dataset_id: str, epsilon_cap: float, delta_ca
     except psycopg.Error as exc:
         raise LedgerError(f"cannot connect to ledger {location}: {str(exc).strip()}") from exc
     if not installed:
-        return PostgresLedger.create(url, dataset_id, epsilon_cap, delta_cap, roles_prefix=roles_prefix,
-                                     timeout=timeout)
+        return PostgresLedger.create(
+            url, dataset_id, epsilon_cap, delta_cap, roles_prefix=roles_prefix, timeout=timeout
+        )
     ledger = PostgresLedger(url, timeout=timeout)
     ledger.add_dataset(dataset_id, epsilon_cap, delta_cap)
     return ledger
@@ -403,12 +498,16 @@ def _pg_error(location: str, exc: psycopg.Error, timeout: float) -> LedgerError:
     """The server's refusal as a ``LedgerError`` naming the ledger (and, for a permission, what to grant)."""
     message = (exc.diag.message_primary or str(exc)).strip() if exc.diag else str(exc).strip()
     if isinstance(exc, pg_errors.InsufficientPrivilege):
-        return LedgerError(f"ledger {location}: the database refused: {message}. Each ledger role may write only "
-                           "through its own functions: spends and outcomes need the operator role, decisions the "
-                           "approver role, datasets and caps the admin role (docs/ledger.md)")
+        return LedgerError(
+            f"ledger {location}: the database refused: {message}. Each ledger role may write only "
+            "through its own functions: spends and outcomes need the operator role, decisions the "
+            "approver role, datasets and caps the admin role (docs/ledger.md)"
+        )
     if isinstance(exc, pg_errors.LockNotAvailable):
-        return LedgerError(f"ledger {location} stayed locked by another writer for {timeout:g} s; nothing was "
-                           "written. Retry when the other release has finished.")
+        return LedgerError(
+            f"ledger {location} stayed locked by another writer for {timeout:g} s; nothing was "
+            "written. Retry when the other release has finished."
+        )
     if isinstance(exc, pg_errors.UndefinedFunction | pg_errors.InvalidSchemaName):
         return LedgerError(f"no ledger at {location}: {message}")
     return LedgerError(f"ledger {location}: {message}")

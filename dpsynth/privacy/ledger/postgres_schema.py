@@ -129,8 +129,8 @@ BEGIN
             v_delta_cap USING ERRCODE = 'check_violation';
     END IF;
     IF NOT (p_total >= 0 AND p_total <= v_cap) THEN
-        RAISE EXCEPTION 'dpsynth ledger: stated composed total epsilon=% is over the cap % of dataset %', p_total, v_cap,
-            p_dataset_id USING ERRCODE = 'check_violation';
+        RAISE EXCEPTION 'dpsynth ledger: stated composed total epsilon=% is over the cap % of dataset %',
+            p_total, v_cap, p_dataset_id USING ERRCODE = 'check_violation';
     END IF;
     SELECT total_epsilon_after INTO v_previous FROM {s}.entries WHERE kind = 'spend' AND dataset_id = p_dataset_id
         ORDER BY id DESC LIMIT 1;
@@ -202,10 +202,15 @@ def schema_sql(schema: str, roles: dict[str, str]) -> sql.Composed:
     def literals(values: tuple[str, ...]) -> str:
         return ", ".join(f"'{v}'" for v in values)  # our own constants: plain identifiers-safe words
 
-    text = _SCHEMA_SQL.replace("{skew}", str(CLOCK_SKEW)).replace("{slack}", repr(TOTAL_SLACK)) \
-        .replace("{final}", literals(FINAL_STATUSES)).replace("{decisions}", literals(DECISIONS))
-    return sql.SQL(text).format(s=sql.Identifier(schema), admin=sql.Identifier(roles["admin"]),
-                                operator=sql.Identifier(roles["operator"]),
-                                approver=sql.Identifier(roles["approver"]))
-
-
+    text = (
+        _SCHEMA_SQL.replace("{skew}", str(CLOCK_SKEW))
+        .replace("{slack}", repr(TOTAL_SLACK))
+        .replace("{final}", literals(FINAL_STATUSES))
+        .replace("{decisions}", literals(DECISIONS))
+    )
+    return sql.SQL(text).format(
+        s=sql.Identifier(schema),
+        admin=sql.Identifier(roles["admin"]),
+        operator=sql.Identifier(roles["operator"]),
+        approver=sql.Identifier(roles["approver"]),
+    )

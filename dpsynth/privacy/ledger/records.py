@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -47,14 +47,29 @@ DECISIONS = ("approved", "rejected")
 # Columns of the single, append-only ``entries`` table. Every column except
 # ``hash`` enters the record's hash, so no field can change unnoticed.
 _COLUMNS = (
-    "id", "kind", "dataset_id", "created_at",
-    "epsilon_cap", "delta_cap",                                   # kind = dataset
-    "mechanism", "generator", "purpose", "epsilon", "delta",      # kind = spend
-    "accountant", "event_json", "details_json", "parameters_json", "total_epsilon_after",
-    "ref_id", "status",                                           # kind = status
-    "prev_hash", "hash",
+    "id",
+    "kind",
+    "dataset_id",
+    "created_at",
+    "epsilon_cap",
+    "delta_cap",  # kind = dataset
+    "mechanism",
+    "generator",
+    "purpose",
+    "epsilon",
+    "delta",  # kind = spend
+    "accountant",
+    "event_json",
+    "details_json",
+    "parameters_json",
+    "total_epsilon_after",
+    "ref_id",
+    "status",  # kind = status
+    "prev_hash",
+    "hash",
 )
 _REAL_COLUMNS = {"epsilon_cap", "delta_cap", "epsilon", "delta", "total_epsilon_after"}
+
 
 # -- public value types ------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -153,8 +168,9 @@ class VerifyResult:
 # -- canonical form and hashing ----------------------------------------------------------
 def _canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, ASCII, no NaN/inf."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
-                      default=json_default)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=json_default
+    )
 
 
 def _entry_hash(row: dict[str, Any]) -> str:
@@ -164,7 +180,7 @@ def _entry_hash(row: dict[str, Any]) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _composed_epsilon(events: list[dpa.DpEvent], delta: float) -> tuple[float, str]:
@@ -183,18 +199,24 @@ def _cached_epsilon(event_json: str, delta: float) -> tuple[float, str]:
 
 
 def _check_dataset_id(dataset_id: Any) -> str:
-    if not isinstance(dataset_id, str) or not dataset_id.strip() or len(dataset_id) > 200 \
-            or any(ord(c) < 32 for c in dataset_id):
-        raise UsageError(f"dataset id must be a non-empty printable string of at most 200 characters, "
-                         f"got {dataset_id!r}")
+    if (
+        not isinstance(dataset_id, str)
+        or not dataset_id.strip()
+        or len(dataset_id) > 200
+        or any(ord(c) < 32 for c in dataset_id)
+    ):
+        raise UsageError(
+            f"dataset id must be a non-empty printable string of at most 200 characters, got {dataset_id!r}"
+        )
     return dataset_id
 
 
 #: A dataset's caps. delta = 0 is refused: the accountants report an infinite epsilon there even for Laplace noise.
 CAP_CONSTRAINTS: dict[str, list[Constraint]] = {
     "epsilon_cap": [POSITIVE],
-    "delta_cap": [Satisfies(Interval(float, 0, 1, closed="neither").accepts,
-                            "a number in (0, 1), e.g. 1e-6 (well below 1/n)")],
+    "delta_cap": [
+        Satisfies(Interval(float, 0, 1, closed="neither").accepts, "a number in (0, 1), e.g. 1e-6 (well below 1/n)")
+    ],
 }
 
 
@@ -232,11 +254,21 @@ def _chain_problems(rows: list[dict[str, Any]], meta: dict[str, str]) -> list[tu
         i = row["id"]
         if i != prev_id + 1:
             missing = list(range(prev_id + 1, min(i, prev_id + 101)))
-            problems.append(([*missing, i], f"entry {i}: follows entry {prev_id} (ids {prev_id + 1}..{i - 1} are "
-                                            "missing): records were deleted or renumbered"))
+            problems.append(
+                (
+                    [*missing, i],
+                    f"entry {i}: follows entry {prev_id} (ids {prev_id + 1}..{i - 1} are "
+                    "missing): records were deleted or renumbered",
+                )
+            )
         if row["prev_hash"] != prev_hash:
-            problems.append(([i], f"entry {i}: its link to the previous record does not match entry {prev_id}'s "
-                                "hash: a record before it was deleted, inserted, edited or moved"))
+            problems.append(
+                (
+                    [i],
+                    f"entry {i}: its link to the previous record does not match entry {prev_id}'s "
+                    "hash: a record before it was deleted, inserted, edited or moved",
+                )
+            )
         if _entry_hash(row) != row["hash"]:
             problems.append(([i], f"entry {i}: content does not match its hash: the record was edited"))
         problems.extend(([i], f"entry {i}: {m}") for m in _semantic_problems(row, datasets, spends, marked, decided))
@@ -245,14 +277,20 @@ def _chain_problems(rows: list[dict[str, Any]], meta: dict[str, str]) -> list[tu
         problems.append(([rows[0]["id"]], f"entry {rows[0]['id']}: a ledger must begin with a dataset record"))
     head = (str(rows[-1]["id"]), rows[-1]["hash"]) if rows else ("0", GENESIS_HASH)
     if (meta.get("head_id"), meta.get("head_hash")) != head:
-        problems.append(([], f"ledger: the head recorded in the file (entry {meta.get('head_id')}) is not the "
-                               f"last record (entry {head[0]}): records were deleted from the end, or added "
-                               "outside dpsynth"))
+        problems.append(
+            (
+                [],
+                f"ledger: the head recorded in the file (entry {meta.get('head_id')}) is not the "
+                f"last record (entry {head[0]}): records were deleted from the end, or added "
+                "outside dpsynth",
+            )
+        )
     return problems
 
 
-def _semantic_problems(row: dict[str, Any], datasets: dict[str, int], spends: dict[int, str],
-                       marked: set[int], decided: set[int]) -> list[str]:
+def _semantic_problems(
+    row: dict[str, Any], datasets: dict[str, int], spends: dict[int, str], marked: set[int], decided: set[int]
+) -> list[str]:
     """Checks a record against the ones before it; updates the running state."""
     kind, ds = row["kind"], row["dataset_id"]
     if kind == "dataset":
@@ -306,27 +344,43 @@ def _to_entry(row: dict[str, Any], status: str | None = None) -> LedgerEntry:
         return json.loads(row[key]) if row.get(key) is not None else None
 
     return LedgerEntry(
-        id=row["id"], kind=row["kind"], dataset_id=row["dataset_id"], created_at=row["created_at"],
-        hash=row["hash"], prev_hash=row["prev_hash"], epsilon_cap=row["epsilon_cap"], delta_cap=row["delta_cap"],
-        mechanism=row["mechanism"], generator=row["generator"], purpose=row["purpose"], epsilon=row["epsilon"],
-        delta=row["delta"], accountant=row["accountant"], event=parsed("event_json"),
-        details=parsed("details_json"), parameters=parsed("parameters_json"),
-        total_epsilon_after=row["total_epsilon_after"], ref_id=row["ref_id"],
-        status=status if status is not None else row["status"])
+        id=row["id"],
+        kind=row["kind"],
+        dataset_id=row["dataset_id"],
+        created_at=row["created_at"],
+        hash=row["hash"],
+        prev_hash=row["prev_hash"],
+        epsilon_cap=row["epsilon_cap"],
+        delta_cap=row["delta_cap"],
+        mechanism=row["mechanism"],
+        generator=row["generator"],
+        purpose=row["purpose"],
+        epsilon=row["epsilon"],
+        delta=row["delta"],
+        accountant=row["accountant"],
+        event=parsed("event_json"),
+        details=parsed("details_json"),
+        parameters=parsed("parameters_json"),
+        total_epsilon_after=row["total_epsilon_after"],
+        ref_id=row["ref_id"],
+        status=status if status is not None else row["status"],
+    )
 
 
 def _unknown(path: Path, dataset_id: str, known: list[str]) -> LedgerError:
     listed = ", ".join(repr(k) for k in known) or "none"
-    return LedgerError(f"dataset {dataset_id!r} has no budget in ledger {path} (datasets: {listed}); add it with "
-                       f"`dpsynth budget init {path} --dataset {dataset_id} --epsilon CAP --delta CAP`")
+    return LedgerError(
+        f"dataset {dataset_id!r} has no budget in ledger {path} (datasets: {listed}); add it with "
+        f"`dpsynth budget init {path} --dataset {dataset_id} --epsilon CAP --delta CAP`"
+    )
 
 
 def _already(path: Path, dataset_id: str, epsilon_cap: float, delta_cap: float) -> LedgerError:
-    return LedgerError(f"dataset {dataset_id!r} already has a budget in ledger {path} (cap epsilon={epsilon_cap:g}, "
-                       f"delta={delta_cap:g}). A budget is never re-initialised or reset: its spends stand. "
-                       "Use a different dataset id for a different table.")
-
-
+    return LedgerError(
+        f"dataset {dataset_id!r} already has a budget in ledger {path} (cap epsilon={epsilon_cap:g}, "
+        f"delta={delta_cap:g}). A budget is never re-initialised or reset: its spends stand. "
+        "Use a different dataset id for a different table."
+    )
 
 
 # -- what every storage does the same way -------------------------------------------------
@@ -342,8 +396,9 @@ def _new_row(content: dict[str, Any], last_id: int, prev_hash: str) -> dict[str,
     return row
 
 
-def _spend_content(cost: PrivacyCost, purpose: str, generator: str,
-                   parameters: dict[str, Any] | None) -> tuple[dict[str, Any], dpa.DpEvent]:
+def _spend_content(
+    cost: PrivacyCost, purpose: str, generator: str, parameters: dict[str, Any] | None
+) -> tuple[dict[str, Any], dpa.DpEvent]:
     """A spend's record content (without its composed total) and the event as it will be reloaded."""
     if not isinstance(cost, PrivacyCost):
         raise UsageError(f"cost must be a PrivacyCost, got {type(cost).__name__}")
@@ -355,15 +410,29 @@ def _spend_content(cost: PrivacyCost, purpose: str, generator: str,
     # What we count must be exactly what we store and will reload: round-trip it now.
     event_json = _canonical_json(event_to_dict(cost.event))
     new_event = event_from_dict(json.loads(event_json))
-    content = {"kind": "spend", "mechanism": str(cost.mechanism), "generator": generator, "purpose": purpose,
-               "epsilon": float(cost.epsilon), "delta": float(cost.delta), "accountant": str(cost.accountant),
-               "event_json": event_json, "details_json": _to_json_text(cost.details, "cost details"),
-               "parameters_json": _to_json_text(parameters or {}, "parameters")}
+    content = {
+        "kind": "spend",
+        "mechanism": str(cost.mechanism),
+        "generator": generator,
+        "purpose": purpose,
+        "epsilon": float(cost.epsilon),
+        "delta": float(cost.delta),
+        "accountant": str(cost.accountant),
+        "event_json": event_json,
+        "details_json": _to_json_text(cost.details, "cost details"),
+        "parameters_json": _to_json_text(parameters or {}, "parameters"),
+    }
     return content, new_event
 
 
-def _check_spend(rows: list[dict[str, Any]], meta: dict[str, str], dataset_id: str, cost: PrivacyCost,
-                 new_event: dpa.DpEvent, where: Any) -> float:
+def _check_spend(
+    rows: list[dict[str, Any]],
+    meta: dict[str, str],
+    dataset_id: str,
+    cost: PrivacyCost,
+    new_event: dpa.DpEvent,
+    where: Any,
+) -> float:
     """The composed total after the spend, or ``BudgetExceeded`` / ``LedgerError``: the reserve decision.
 
     ``rows`` and ``meta`` must be read under the storage's write lock, and the
@@ -372,15 +441,19 @@ def _check_spend(rows: list[dict[str, Any]], meta: dict[str, str], dataset_id: s
     """
     problems = _chain_problems(rows, meta)
     if problems:
-        raise LedgerError(f"ledger {where} fails verification; no budget is spent from a ledger "
-                          "that may have been altered:\n  " + "\n  ".join(p for _, p in problems[:10])
-                          + "\nRun `dpsynth budget verify` for the full list.")
+        raise LedgerError(
+            f"ledger {where} fails verification; no budget is spent from a ledger "
+            "that may have been altered:\n  "
+            + "\n  ".join(p for _, p in problems[:10])
+            + "\nRun `dpsynth budget verify` for the full list."
+        )
     dataset = _dataset_row(rows, dataset_id, where)
     epsilon_cap, delta_cap = dataset["epsilon_cap"], dataset["delta_cap"]
     if cost.delta > delta_cap:
         raise BudgetExceeded(
             f"dataset {dataset_id!r}: the release needs delta={cost.delta:.3g} but the dataset's delta cap "
-            f"is {delta_cap:.3g}. Nothing was spent. Use a smaller delta.")
+            f"is {delta_cap:.3g}. Nothing was spent. Use a smaller delta."
+        )
     stored = [_load_event(r) for r in rows if r["kind"] == "spend" and r["dataset_id"] == dataset_id]
     total, accountant = _composed_epsilon(stored + [new_event], delta_cap)
     if not total <= epsilon_cap:
@@ -390,7 +463,8 @@ def _check_spend(rows: list[dict[str, Any]], meta: dict[str, str], dataset_id: s
             f"bring the composed total to epsilon={total:.4g} at delta={delta_cap:.3g} ({accountant}), over "
             f"the cap epsilon={epsilon_cap:.4g}. Already spent: epsilon={spent:.4g} by {len(stored)} "
             f"release(s); remaining: {max(0.0, epsilon_cap - spent):.4g}. Nothing was spent. "
-            "Use a smaller epsilon, or a new dataset.")
+            "Use a smaller epsilon, or a new dataset."
+        )
     return float(total)
 
 
@@ -404,8 +478,12 @@ def _decision_details(decision: str, by: str, reason: str, files: dict[str, str]
         raise UsageError(f"reason must be a string, got {type(reason).__name__}")
     files = dict(files or {})
     for name, digest in files.items():
-        if not isinstance(name, str) or not isinstance(digest, str) or len(digest) != 64 \
-                or any(c not in "0123456789abcdef" for c in digest):
+        if (
+            not isinstance(name, str)
+            or not isinstance(digest, str)
+            or len(digest) != 64
+            or any(c not in "0123456789abcdef" for c in digest)
+        ):
             raise UsageError(f"reviewed file {name!r}: expected a sha256 hex digest, got {digest!r}")
     return _to_json_text({"by": by, "reason": reason, "files": files}, "decision details")
 
@@ -430,10 +508,15 @@ def _budget_problems(rows: list[dict[str, Any]]) -> list[tuple[list[int], str]]:
             continue
         if total > ds["epsilon_cap"] * (1 + 1e-9):
             last = spends[-1]["id"]
-            problems.append(([last], f"entry {last}: dataset {ds['dataset_id']!r}'s spends compose to "
-                                     f"epsilon={total:.4g} at delta={ds['delta_cap']:.3g} ({accountant}), over its "
-                                     f"cap epsilon={ds['epsilon_cap']:.4g}: a spend was written past the reserve "
-                                     "check"))
+            problems.append(
+                (
+                    [last],
+                    f"entry {last}: dataset {ds['dataset_id']!r}'s spends compose to "
+                    f"epsilon={total:.4g} at delta={ds['delta_cap']:.3g} ({accountant}), over its "
+                    f"cap epsilon={ds['epsilon_cap']:.4g}: a spend was written past the reserve "
+                    "check",
+                )
+            )
     return problems
 
 
@@ -448,12 +531,18 @@ def _verify_rows(rows: list[dict[str, Any]], meta: dict[str, str], expected_head
         if len(anchor) < 12 or any(c not in "0123456789abcdef" for c in anchor):
             raise UsageError(f"expected head must be a hex hash (at least 12 digits), got {expected_head!r}")
         if not any(r["hash"].startswith(anchor) for r in rows):
-            problems.append(([], f"ledger: the anchored head hash {anchor[:16]}... is not in the chain: "
-                                   "records were removed or the chain was rewritten"))
+            problems.append(
+                (
+                    [],
+                    f"ledger: the anchored head hash {anchor[:16]}... is not in the chain: "
+                    "records were removed or the chain was rewritten",
+                )
+            )
     messages = [p for _, p in problems]
     bad = sorted({i for ids, _ in problems for i in ids})
-    return VerifyResult(ok=not problems, problems=messages, bad_entry_ids=bad, entries=len(rows),
-                        head_id=head_id, head_hash=head_hash)
+    return VerifyResult(
+        ok=not problems, problems=messages, bad_entry_ids=bad, entries=len(rows), head_id=head_id, head_hash=head_hash
+    )
 
 
 def _summaries(rows: list[dict[str, Any]], dataset_id: str | None, where: Any) -> list[DatasetBudget]:
@@ -469,12 +558,21 @@ def _summaries(rows: list[dict[str, Any]], dataset_id: str | None, where: Any) -
     for ds in datasets:
         spends = [r for r in rows if r["kind"] == "spend" and r["dataset_id"] == ds["dataset_id"]]
         spent, accountant = _composed_epsilon([_load_event(r) for r in spends], ds["delta_cap"])
-        out.append(DatasetBudget(
-            dataset_id=ds["dataset_id"], epsilon_cap=ds["epsilon_cap"], delta_cap=ds["delta_cap"],
-            created_at=ds["created_at"], spent_epsilon=float(spent), accountant=accountant,
-            naive_sum_epsilon=float(sum(r["epsilon"] for r in spends)),
-            spent_delta=float(sum(r["delta"] for r in spends)),
-            remaining_epsilon=max(0.0, ds["epsilon_cap"] - float(spent)),
-            entries=[replace(_to_entry(r, status=statuses.get(r["id"], "reserved")), decision=decisions.get(r["id"]))
-                     for r in spends]))
+        out.append(
+            DatasetBudget(
+                dataset_id=ds["dataset_id"],
+                epsilon_cap=ds["epsilon_cap"],
+                delta_cap=ds["delta_cap"],
+                created_at=ds["created_at"],
+                spent_epsilon=float(spent),
+                accountant=accountant,
+                naive_sum_epsilon=float(sum(r["epsilon"] for r in spends)),
+                spent_delta=float(sum(r["delta"] for r in spends)),
+                remaining_epsilon=max(0.0, ds["epsilon_cap"] - float(spent)),
+                entries=[
+                    replace(_to_entry(r, status=statuses.get(r["id"], "reserved")), decision=decisions.get(r["id"]))
+                    for r in spends
+                ],
+            )
+        )
     return out

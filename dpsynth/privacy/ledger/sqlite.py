@@ -30,15 +30,15 @@ Guarantees, and how they are kept:
 Neighbouring relation throughout: add or remove one record.
 """
 
-
 from __future__ import annotations
 
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dpsynth.errors import LedgerError, UsageError
 from dpsynth.params import Interval, validate_params
@@ -100,8 +100,10 @@ class Ledger:
         self.path = Path(path)
         self.timeout = float(timeout)
         if not self.path.is_file():
-            raise LedgerError(f"no ledger at {self.path}: create one with "
-                              "`dpsynth budget init LEDGER --dataset ID --epsilon CAP --delta CAP`")
+            raise LedgerError(
+                f"no ledger at {self.path}: create one with "
+                "`dpsynth budget init LEDGER --dataset ID --epsilon CAP --delta CAP`"
+            )
         con = self._connect(readonly=True)
         try:
             self._check_format(con)
@@ -118,8 +120,14 @@ class Ledger:
 
     # -- creation ------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike[str], dataset_id: str, epsilon_cap: float, delta_cap: float,
-               timeout: float = DEFAULT_TIMEOUT) -> "Ledger":
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        dataset_id: str,
+        epsilon_cap: float,
+        delta_cap: float,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Ledger:
         """Create a new ledger file holding one dataset; refuses if ``path`` exists.
 
         The file is built under a temporary name and linked into place, so
@@ -142,17 +150,26 @@ class Ledger:
         dataset_id = _check_dataset_id(dataset_id)
         epsilon_cap, delta_cap = _check_caps(epsilon_cap, delta_cap)
         with self._write() as con:
-            existing = con.execute("SELECT id, epsilon_cap, delta_cap FROM entries WHERE kind = 'dataset' "
-                                   "AND dataset_id = ?", (dataset_id,)).fetchone()
+            existing = con.execute(
+                "SELECT id, epsilon_cap, delta_cap FROM entries WHERE kind = 'dataset' AND dataset_id = ?",
+                (dataset_id,),
+            ).fetchone()
             if existing is not None:
                 raise _already(self.path, dataset_id, existing[1], existing[2])
-            row = _append(con, {"kind": "dataset", "dataset_id": dataset_id, "epsilon_cap": epsilon_cap,
-                                "delta_cap": delta_cap})
+            row = _append(
+                con, {"kind": "dataset", "dataset_id": dataset_id, "epsilon_cap": epsilon_cap, "delta_cap": delta_cap}
+            )
         return _to_entry(row)
 
     # -- spending ------------------------------------------------------------------------
-    def reserve(self, dataset_id: str, cost: PrivacyCost, purpose: str = "", generator: str = "",
-                parameters: dict[str, Any] | None = None) -> LedgerEntry:
+    def reserve(
+        self,
+        dataset_id: str,
+        cost: PrivacyCost,
+        purpose: str = "",
+        generator: str = "",
+        parameters: dict[str, Any] | None = None,
+    ) -> LedgerEntry:
         """Record ``cost`` as spent on ``dataset_id``, or raise ``BudgetExceeded``.
 
         In one write transaction: verify the chain, compose every stored
@@ -181,17 +198,22 @@ class Ledger:
             spend = con.execute("SELECT kind, dataset_id FROM entries WHERE id = ?", (entry_id,)).fetchone()
             if spend is None or spend[0] != "spend":
                 raise LedgerError(f"ledger {self.path} has no spend with id {entry_id}")
-            previous = con.execute("SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? AND status IN "
-                                   f"({', '.join('?' * len(FINAL_STATUSES))}) ORDER BY id DESC LIMIT 1",
-                                   (entry_id, *FINAL_STATUSES)).fetchone()
+            previous = con.execute(
+                "SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? AND status IN "
+                f"({', '.join('?' * len(FINAL_STATUSES))}) ORDER BY id DESC LIMIT 1",
+                (entry_id, *FINAL_STATUSES),
+            ).fetchone()
             if previous is not None:
-                raise LedgerError(f"spend {entry_id} was already marked {previous[1]!r} (entry {previous[0]}); "
-                                  "an outcome is recorded once")
+                raise LedgerError(
+                    f"spend {entry_id} was already marked {previous[1]!r} (entry {previous[0]}); "
+                    "an outcome is recorded once"
+                )
             row = _append(con, {"kind": "status", "dataset_id": spend[1], "ref_id": entry_id, "status": status})
         return _to_entry(row)
 
-    def record_decision(self, entry_id: int, decision: str, by: str, reason: str = "",
-                        files: dict[str, str] | None = None) -> LedgerEntry:
+    def record_decision(
+        self, entry_id: int, decision: str, by: str, reason: str = "", files: dict[str, str] | None = None
+    ) -> LedgerEntry:
         """Append a reviewer's decision (``approved`` / ``rejected``) on spend ``entry_id``, once.
 
         ``details`` of the record hold who decided, why, and ``files``
@@ -205,13 +227,25 @@ class Ledger:
             spend = con.execute("SELECT kind, dataset_id FROM entries WHERE id = ?", (entry_id,)).fetchone()
             if spend is None or spend[0] != "spend":
                 raise LedgerError(f"ledger {self.path} has no spend with id {entry_id}")
-            previous = con.execute("SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? AND status IN "
-                                   f"({', '.join('?' * len(DECISIONS))})", (entry_id, *DECISIONS)).fetchone()
+            previous = con.execute(
+                "SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? AND status IN "
+                f"({', '.join('?' * len(DECISIONS))})",
+                (entry_id, *DECISIONS),
+            ).fetchone()
             if previous is not None:
-                raise LedgerError(f"spend {entry_id} was already {previous[1]} (entry {previous[0]}); a decision is "
-                                  "recorded once")
-            row = _append(con, {"kind": "status", "dataset_id": spend[1], "ref_id": entry_id, "status": decision,
-                                "details_json": details_json})
+                raise LedgerError(
+                    f"spend {entry_id} was already {previous[1]} (entry {previous[0]}); a decision is recorded once"
+                )
+            row = _append(
+                con,
+                {
+                    "kind": "status",
+                    "dataset_id": spend[1],
+                    "ref_id": entry_id,
+                    "status": decision,
+                    "details_json": details_json,
+                },
+            )
         return _to_entry(row)
 
     # -- reading -------------------------------------------------------------------------
@@ -228,8 +262,9 @@ class Ledger:
     def caps(self, dataset_id: str) -> tuple[float, float]:
         """``(epsilon_cap, delta_cap)`` of ``dataset_id``; ``LedgerError`` if it has no budget here."""
         with self._read() as con:
-            row = con.execute("SELECT epsilon_cap, delta_cap FROM entries WHERE kind = 'dataset' AND dataset_id = ?",
-                              (dataset_id,)).fetchone()
+            row = con.execute(
+                "SELECT epsilon_cap, delta_cap FROM entries WHERE kind = 'dataset' AND dataset_id = ?", (dataset_id,)
+            ).fetchone()
         if row is None:
             raise _unknown(self.path, dataset_id, self.datasets())
         return float(row[0]), float(row[1])
@@ -280,8 +315,9 @@ class Ledger:
         # write); isolation_level=None: we issue BEGIN ourselves.
         mode = "ro" if readonly else "rw"
         try:
-            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True, timeout=self.timeout,
-                                  isolation_level=None)
+            con = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode={mode}", uri=True, timeout=self.timeout, isolation_level=None
+            )
             con.execute("PRAGMA synchronous = FULL")  # a committed spend survives a power cut
             return con
         except sqlite3.Error as exc:
@@ -295,8 +331,10 @@ class Ledger:
         if meta.get("format") != LEDGER_FORMAT:
             raise LedgerError(f"{self.path} is not a dpsynth ledger (no '{LEDGER_FORMAT}' format marker)")
         if meta.get("version") != LEDGER_VERSION:
-            raise LedgerError(f"ledger {self.path} has format version {meta.get('version')!r}; this dpsynth "
-                              f"reads version {LEDGER_VERSION}")
+            raise LedgerError(
+                f"ledger {self.path} has format version {meta.get('version')!r}; this dpsynth "
+                f"reads version {LEDGER_VERSION}"
+            )
 
     @contextmanager
     def _sqlite_errors(self) -> Iterator[None]:
@@ -336,8 +374,14 @@ class Ledger:
         finally:
             con.close()
 
-def init_ledger(path: str | os.PathLike[str], dataset_id: str, epsilon_cap: float, delta_cap: float,
-                timeout: float = DEFAULT_TIMEOUT) -> Ledger:
+
+def init_ledger(
+    path: str | os.PathLike[str],
+    dataset_id: str,
+    epsilon_cap: float,
+    delta_cap: float,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Ledger:
     """``dpsynth budget init``: create the ledger with this dataset, or add the dataset to an existing one.
 
     Refuses (``LedgerError``) a dataset already in the ledger: its caps and
@@ -367,11 +411,19 @@ def _build(path: Path, dataset_id: str, epsilon_cap: float, delta_cap: float) ->
         try:
             con.executescript(_SCHEMA)
             con.execute("BEGIN IMMEDIATE")
-            con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
-                ("format", LEDGER_FORMAT), ("version", LEDGER_VERSION), ("created_at", _now()),
-                ("head_id", "0"), ("head_hash", GENESIS_HASH)])
-            _append(con, {"kind": "dataset", "dataset_id": dataset_id, "epsilon_cap": epsilon_cap,
-                          "delta_cap": delta_cap})
+            con.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("format", LEDGER_FORMAT),
+                    ("version", LEDGER_VERSION),
+                    ("created_at", _now()),
+                    ("head_id", "0"),
+                    ("head_hash", GENESIS_HASH),
+                ],
+            )
+            _append(
+                con, {"kind": "dataset", "dataset_id": dataset_id, "epsilon_cap": epsilon_cap, "delta_cap": delta_cap}
+            )
             con.execute("COMMIT")
         finally:
             con.close()
@@ -380,8 +432,7 @@ def _build(path: Path, dataset_id: str, epsilon_cap: float, delta_cap: float) ->
         try:
             os.link(tmp, path)  # atomic, and fails rather than overwrite
         except FileExistsError:
-            raise LedgerError(f"{path} already exists (created concurrently): open it with Ledger(path)") \
-                from None
+            raise LedgerError(f"{path} already exists (created concurrently): open it with Ledger(path)") from None
         except OSError:  # a file system without hard links: rename (a tiny race on concurrent creation)
             if path.exists():
                 raise LedgerError(f"{path} already exists: open it with Ledger(path)") from None
@@ -407,16 +458,20 @@ def _append(con: sqlite3.Connection, content: dict[str, Any]) -> dict[str, Any]:
     last = con.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
     last_id, prev_hash = last if last else (0, GENESIS_HASH)
     row = _new_row(content, last_id, prev_hash)
-    con.execute(f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                [row[k] for k in _COLUMNS])
-    con.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                    [(str(row["id"]), "head_id"), (row["hash"], "head_hash")])
+    con.execute(
+        f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+        [row[k] for k in _COLUMNS],
+    )
+    con.executemany(
+        "UPDATE meta SET value = ? WHERE key = ?", [(str(row["id"]), "head_id"), (row["hash"], "head_hash")]
+    )
     return row
 
 
 def _sqlite_error(path: Path, exc: sqlite3.OperationalError, timeout: float) -> LedgerError:
     if "locked" in str(exc) or "busy" in str(exc):
-        return LedgerError(f"ledger {path} stayed locked by another process for {timeout:g} s; nothing was "
-                           "written. Retry when the other release has finished.")
+        return LedgerError(
+            f"ledger {path} stayed locked by another process for {timeout:g} s; nothing was "
+            "written. Retry when the other release has finished."
+        )
     return LedgerError(f"ledger {path}: {exc}")
-
