@@ -17,12 +17,13 @@ from audits.data import AuditData
 from audits.distance import dcr_membership_attack, dcr_share, exact_copy_rate, nndr
 from audits.embedding import MixedEncoder
 from audits.errors import AuditError, AuditInputError, PolicyError, SpecError
-from audits.linkage import attribute_inference_attack, linkage_attack, singling_out_attack
+from audits.linkage import attribute_inference_attack, linkage_attack
 from audits.membership import domias_attack
 from audits.policy import Policy
 from audits.results import AuditReport, AuditResult
 from audits.runner import GeneratorFactory, run
 from audits.shadow import shadow_model_attack
+from audits.singling_out import singling_out_attack
 from audits.spec import ColumnSpec, TableSpec
 
 __all__ = [

@@ -35,11 +35,12 @@ from audits.canary import canary_audit
 from audits.data import AuditData
 from audits.distance import dcr_membership_attack, dcr_share, exact_copy_rate, nndr
 from audits.errors import AuditInputError
-from audits.linkage import attribute_inference_attack, linkage_attack, singling_out_attack
+from audits.linkage import attribute_inference_attack, linkage_attack
 from audits.membership import domias_attack
 from audits.policy import TESTS, TIERS, Policy
 from audits.results import AuditReport, AuditResult
 from audits.shadow import shadow_model_attack
+from audits.singling_out import singling_out_attack
 from audits.spec import TableSpec
 
 

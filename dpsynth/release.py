@@ -36,6 +36,7 @@ import pandas as pd
 
 import audits
 from dpsynth._files import atomic_write_json, atomic_write_text, sha256_file, staged_directory
+from dpsynth.disclosure import INTERNAL_NOTICE, public_privacy_statement, row_count_source
 from dpsynth.errors import GateFailed, UsageError
 from dpsynth.evidence.approval import approval_required
 from dpsynth.evidence.bundle import build_index, write_signed_bundle
@@ -392,56 +393,6 @@ def _manifest(
         },
         "versions": _versions(),
         "files": {},
-    }
-
-
-INTERNAL_NOTICE = (
-    "INTERNAL: holds statistics of the private data computed without noise (row counts, domain "
-    "report, audit figures). Do not publish; synthetic.csv and privacy.json are the public files."
-)
-NEIGHBOURING = "add or remove one record"
-
-
-def row_count_source(request: ReleaseRequest) -> str:
-    """Where the synthetic row count came from: a public ``--rows``, or the generator's DP estimate."""
-    return "public (--rows)" if request.rows is not None else "dp-estimate"
-
-
-def public_privacy_statement(
-    request: ReleaseRequest, schema: Schema, synthesizer: Synthesizer, manifest: dict[str, Any]
-) -> dict[str, Any]:
-    """``privacy.json``: what may leave the data owner with synthetic.csv.
-
-    Only public inputs (the request, the schema, the generator's constructor
-    parameters, versions) and DP outputs may appear here, never a number
-    computed from the private rows without noise: the stated epsilon and
-    delta are the request's targets, which the reserved and realised costs
-    are calibrated to stay within (an accountant's exact figure can depend
-    on the row count, e.g. DP-SGD's sampling rate); the seed is not
-    repeated (``noise_source`` says whether one was fixed).
-    """
-    parameters = {k: v for k, v in manifest["parameters"].items() if k != "random_state"}
-    return {
-        "format": "dpsynth-privacy/1",
-        "classification": "public",
-        "release_id": manifest["release_id"],
-        "created_at": manifest["created_at"],
-        "dataset_id": request.dataset_id,
-        "generator": request.generator,
-        "parameters": parameters,
-        "epsilon": float(request.epsilon),
-        "delta": float(request.delta),
-        "guarantee": (
-            f"({request.epsilon:g}, {request.delta:g})-differential privacy of the whole fit, "
-            f"{NEIGHBOURING} of the source table; epsilon and delta are upper bounds"
-        ),
-        "accountant": manifest["privacy"]["accountant"],
-        "neighbouring": NEIGHBOURING,
-        "noise_source": manifest["noise_source"],
-        "row_count": {"rows": manifest["rows"]["synthetic"], "source": row_count_source(request)},
-        "schema": {"name": schema.name, "source": schema.source, "sha256": manifest["schema"]["sha256"]},
-        "synthetic_sha256": None,  # filled in when synthetic.csv is written
-        "dpsynth_version": manifest["versions"].get("dpsynth"),
     }
 
 

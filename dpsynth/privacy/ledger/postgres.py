@@ -46,8 +46,9 @@ from psycopg import sql
 
 from dpsynth.errors import LedgerError, UsageError
 from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.privacy.ledger.chain import _check_spend, _verify_rows
 from dpsynth.privacy.ledger.location import is_url
-from dpsynth.privacy.ledger.postgres_schema import schema_sql
+from dpsynth.privacy.ledger.postgres_schema import role_names, schema_sql
 from dpsynth.privacy.ledger.records import (
     _COLUMNS,
     DECISIONS,
@@ -62,7 +63,6 @@ from dpsynth.privacy.ledger.records import (
     _already,
     _check_caps,
     _check_dataset_id,
-    _check_spend,
     _decision_details,
     _new_row,
     _now,
@@ -70,7 +70,6 @@ from dpsynth.privacy.ledger.records import (
     _summaries,
     _to_entry,
     _unknown,
-    _verify_rows,
 )
 
 DEFAULT_SCHEMA = "dpsynth"
@@ -101,18 +100,6 @@ def _split_url(url: str) -> tuple[str, str, str]:
     return conninfo, schema, urlunsplit((parts.scheme, shown_netloc, parts.path, shown_query, ""))
 
 
-def role_names(prefix: str) -> dict[str, str]:
-    """The three group roles of a ledger installed with ``prefix``: admin, operator, approver."""
-    if not isinstance(prefix, str) or not _IDENTIFIER.match(prefix) or len(prefix) > 30:
-        raise UsageError(
-            f"roles prefix must be a lower-case SQL identifier of at most 30 characters, got {prefix!r}",
-            parameter="roles_prefix",
-        )
-    return {"admin": f"{prefix}_admin", "operator": f"{prefix}_operator", "approver": f"{prefix}_approver"}
-
-
-# -- the schema: tables, append-only trigger, append functions, grants ---------------------------
-# {s} is the schema, {admin}/{operator}/{approver} the roles (all quoted identifiers); run as the admin.
 # -- the ledger ----------------------------------------------------------------------------------
 class PostgresLedger:
     """A privacy-budget ledger in a PostgreSQL schema; ``PostgresLedger(url)`` opens an installed one.

@@ -13,9 +13,25 @@ it, which is what catches a client that states a false total.
 
 from __future__ import annotations
 
+import re
+
 from psycopg import sql
 
+from dpsynth.errors import UsageError
 from dpsynth.privacy.ledger.records import DECISIONS, FINAL_STATUSES
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+
+
+def role_names(prefix: str) -> dict[str, str]:
+    """The three group roles of a ledger installed with ``prefix``: admin, operator, approver."""
+    if not isinstance(prefix, str) or not _IDENTIFIER.match(prefix) or len(prefix) > 30:
+        raise UsageError(
+            f"roles prefix must be a lower-case SQL identifier of at most 30 characters, got {prefix!r}",
+            parameter="roles_prefix",
+        )
+    return {"admin": f"{prefix}_admin", "operator": f"{prefix}_operator", "approver": f"{prefix}_approver"}
+
 
 # Server-side checks tolerate this much clock skew between client and server (seconds), and this
 # much relative decrease of a dataset's composed total (the accountants' discretisation).

@@ -43,6 +43,7 @@ from typing import Any
 from dpsynth.errors import LedgerError, UsageError
 from dpsynth.params import Interval, validate_params
 from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.privacy.ledger.chain import _check_spend, _verify_rows
 from dpsynth.privacy.ledger.records import (
     _COLUMNS,
     DECISIONS,
@@ -57,7 +58,6 @@ from dpsynth.privacy.ledger.records import (
     _already,
     _check_caps,
     _check_dataset_id,
-    _check_spend,
     _decision_details,
     _new_row,
     _now,
@@ -65,7 +65,6 @@ from dpsynth.privacy.ledger.records import (
     _summaries,
     _to_entry,
     _unknown,
-    _verify_rows,
 )
 
 _SCHEMA = """
