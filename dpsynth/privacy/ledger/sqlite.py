@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -193,21 +193,13 @@ class Ledger:
         if status not in FINAL_STATUSES:
             raise UsageError(f"status must be one of {', '.join(FINAL_STATUSES)}, got {status!r}")
         validate_params({"entry_id": entry_id}, {"entry_id": [Interval(int, None, None)]}, owner="ledger")
-        with self._write() as con:
-            spend = con.execute("SELECT kind, dataset_id FROM entries WHERE id = ?", (entry_id,)).fetchone()
-            if spend is None or spend[0] != "spend":
-                raise LedgerError(f"ledger {self.path} has no spend with id {entry_id}")
-            previous = con.execute(
-                "SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? AND status IN "
-                f"({', '.join('?' * len(FINAL_STATUSES))}) ORDER BY id DESC LIMIT 1",
-                (entry_id, *FINAL_STATUSES),
-            ).fetchone()
-            if previous is not None:
-                raise LedgerError(
-                    f"spend {entry_id} was already marked {previous[1]!r} (entry {previous[0]}); "
-                    "an outcome is recorded once"
-                )
-            row = _append(con, {"kind": "status", "dataset_id": spend[1], "ref_id": entry_id, "status": status})
+        row = self._append_status_once(
+            entry_id,
+            status,
+            FINAL_STATUSES,
+            None,
+            lambda prev: f"was already marked {prev[1]!r} (entry {prev[0]}); an outcome is recorded once",
+        )
         return _to_entry(row)
 
     def record_decision(
@@ -220,32 +212,40 @@ class Ledger:
         The spend's budget stays spent whatever the decision.
         """
         details_json = _decision_details(decision, by, reason, files)
-        if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-            raise UsageError(f"entry id must be an integer, got {entry_id!r}")
+        validate_params({"entry_id": entry_id}, {"entry_id": [Interval(int, None, None)]}, owner="ledger")
+        row = self._append_status_once(
+            entry_id,
+            decision,
+            DECISIONS,
+            details_json,
+            lambda prev: f"was already {prev[1]} (entry {prev[0]}); a decision is recorded once",
+        )
+        return _to_entry(row)
+
+    def _append_status_once(
+        self,
+        entry_id: int,
+        status: str,
+        group: tuple[str, ...],
+        details_json: str | None,
+        already: Callable[[tuple], str],
+    ) -> dict[str, Any]:
+        """Append a status record on spend ``entry_id``, refused if one of ``group`` is already recorded."""
         with self._write() as con:
             spend = con.execute("SELECT kind, dataset_id FROM entries WHERE id = ?", (entry_id,)).fetchone()
             if spend is None or spend[0] != "spend":
                 raise LedgerError(f"ledger {self.path} has no spend with id {entry_id}")
             previous = con.execute(
                 "SELECT id, status FROM entries WHERE kind = 'status' AND ref_id = ? AND status IN "
-                f"({', '.join('?' * len(DECISIONS))})",
-                (entry_id, *DECISIONS),
+                f"({', '.join('?' * len(group))}) ORDER BY id DESC LIMIT 1",
+                (entry_id, *group),
             ).fetchone()
             if previous is not None:
-                raise LedgerError(
-                    f"spend {entry_id} was already {previous[1]} (entry {previous[0]}); a decision is recorded once"
-                )
-            row = _append(
-                con,
-                {
-                    "kind": "status",
-                    "dataset_id": spend[1],
-                    "ref_id": entry_id,
-                    "status": decision,
-                    "details_json": details_json,
-                },
-            )
-        return _to_entry(row)
+                raise LedgerError(f"spend {entry_id} {already(previous)}")
+            content = {"kind": "status", "dataset_id": spend[1], "ref_id": entry_id, "status": status}
+            if details_json is not None:
+                content["details_json"] = details_json
+            return _append(con, content)
 
     # -- reading -------------------------------------------------------------------------
     def datasets(self) -> list[str]:
