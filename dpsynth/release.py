@@ -74,6 +74,7 @@ class ReleaseRequest:
     # who runs the release: signs bundle.json with their key (dpsynth.evidence); None: no signed bundle
     operator: str | None = None
     keys_dir: Path | None = None
+    pdf: bool = False  # also write report.pdf (headless Chromium), listed in the bundle like report.html
 
 
 @dataclass
@@ -141,6 +142,10 @@ REQUEST_CONSTRAINTS = {
 def _validate(request: ReleaseRequest) -> None:
     check_privacy_parameters(request.epsilon, request.delta)
     validate_params(vars(request), REQUEST_CONSTRAINTS, owner="release")
+    if request.pdf:
+        from dpsynth.report.browser import find_browser
+
+        find_browser()  # a missing Chromium refuses the release before any budget is spent
     if request.out.exists():
         raise UsageError(
             f"out directory {request.out} already exists; releases are never overwritten: choose a new directory",
@@ -304,7 +309,16 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
             write_signed_bundle(staging, index, operator)
 
     _write_release_dir(
-        request.out, manifest, audit, train, synthetic if decision == "PASS" else None, schema, public, finish=sign
+        request.out,
+        manifest,
+        audit,
+        train,
+        synthetic if decision == "PASS" else None,
+        schema,
+        public,
+        finish=sign,
+        pdf=request.pdf,
+        progress=say,
     )
     ledger.mark(entry.id, status)
     outcome = ReleaseOutcome(decision=decision, out=request.out, manifest=manifest, status=status)
@@ -423,8 +437,13 @@ def _write_release_dir(
     schema: Schema,
     public: dict[str, Any] | None,
     finish: Callable[[Path], None] | None = None,
+    pdf: bool = False,
+    progress: Progress | None = None,
 ) -> None:
-    """Assemble the release in a staged directory renamed into place at the end (``finish`` runs last, in it)."""
+    """Assemble the release in a staged directory renamed into place at the end (``finish`` runs last, in it).
+
+    With ``pdf``, report.pdf is printed from report.html before the bundle is signed, so it is sealed too.
+    """
     from dpsynth.report import write_report
 
     with staged_directory(out) as staging:
@@ -440,8 +459,12 @@ def _write_release_dir(
         atomic_write_json(staging / "audit.json", {"classification": "internal", "notice": INTERNAL_NOTICE, **audit})
         kinds = {c.name: c.kind for c in schema}
         bounds = {c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"}
-        write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
-        for name in ("audit.json", "report.html"):
+        html = write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
+        if pdf:
+            from dpsynth.report.browser import html_to_pdf
+
+            html_to_pdf(html.read_text(encoding="utf-8"), staging / "report.pdf", progress=progress)
+        for name in ("audit.json", "report.html") + (("report.pdf",) if pdf else ()):
             manifest["files"][name] = sha256_file(staging / name)
         atomic_write_json(staging / "manifest.json", manifest)
         if finish is not None:

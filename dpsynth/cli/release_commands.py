@@ -68,6 +68,9 @@ def release(
     keys_dir: Path | None = typer.Option(
         None, "--keys-dir", help="Key directory (default $DPSYNTH_KEYS or ~/.config/dpsynth/keys)."
     ),
+    pdf: bool = typer.Option(
+        False, "--pdf", help="Also write report.pdf (headless Chromium, Debian package chromium), signed with the rest."
+    ),
 ) -> None:
     """Budget check, fit, sample, audit, gate: release the synthetic table or refuse, saying why.
 
@@ -103,6 +106,7 @@ def release(
             tier=tier,
             operator=operator or getpass.getuser(),
             keys_dir=keys_dir,
+            pdf=pdf,
         )
         with err.status("starting release") as status:
             outcome = run_release(request, progress=lambda message: status.update(message))
@@ -120,7 +124,8 @@ def release(
     out.print(
         f"[bold green]RELEASED[/] {out_dir}/synthetic.csv ({m['rows']['synthetic']} rows); "
         f"epsilon={m['privacy']['epsilon']:.4f}, delta={m['privacy']['delta']:.3g}; dataset {dataset!r} has "
-        f"epsilon {m['budget']['remaining_epsilon']:.4f} left. Report: {out_dir}/report.html",
+        f"epsilon {m['budget']['remaining_epsilon']:.4f} left. Report: {out_dir}/report.html"
+        + (f" and {out_dir}/report.pdf" if pdf else ""),
         highlight=False,
     )
 

@@ -52,6 +52,8 @@ class ReportFigures:
     min_cell: int = 10
     has_synthetic: bool = False
     notes: list[str] = field(default_factory=list)
+    # a re-rendered release (no access to the rows): the column panels of its sealed report.html, as they were signed
+    sealed_columns: list[PlotImage] = field(default_factory=list)
 
 
 def _histograms_of(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -68,7 +70,7 @@ def _histograms_of(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
 
 # ---------------------------------------------------------------------------- assembly
 def build_figures(
-    train: pd.DataFrame,
+    train: pd.DataFrame | None,
     synthetic: pd.DataFrame | None,
     column_kinds: Mapping[str, str],
     audit: Mapping[str, Any] | None,
@@ -82,8 +84,9 @@ def build_figures(
     ``"datetime"`` and fixes the order of the small multiples; at most
     ``max_columns`` are drawn. ``bounds`` (optional) gives public numeric
     bounds, e.g. from the schema, for the histogram grids. ``synthetic`` may be
-    ``None`` (nothing generated). Missing or malformed plot data in ``audit``
-    is skipped, not fatal: the numbers table of the report still shows every
+    ``None`` (nothing generated); ``train`` too (a release re-rendered from its
+    directory, which holds no real rows: only the audit's figures are drawn).
+    Missing or malformed plot data in ``audit`` is skipped, not fatal: the numbers table of the report still shows every
     result.
     """
     if min_cell < 1:
@@ -97,6 +100,8 @@ def build_figures(
             if img is not None:
                 figs.distance.append(img)
 
+    if train is None:
+        return figs
     names = [n for n in column_kinds if n in train.columns]
     absent = [n for n in column_kinds if n not in train.columns]
     if absent:

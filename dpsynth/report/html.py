@@ -23,7 +23,9 @@ import pandas as pd
 
 from dpsynth._files import atomic_write_text
 from dpsynth.errors import UsageError
+from dpsynth.report.criteria import criteria_context, release_risks
 from dpsynth.report.figures import ReportFigures, build_figures
+from dpsynth.report.signoff import Evidence, approval_context
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _ENV = jinja2.Environment(
@@ -124,13 +126,6 @@ def _decision(manifest: Mapping[str, Any], audit: Mapping[str, Any]) -> tuple[st
     audit_decision = audit.get("decision")
     if audit_decision in ("PASS", "FAIL") and audit_decision != decision:
         warnings.append(f"The audit's own decision was {audit_decision}; the release gate decided {decision}.")
-    approval = manifest.get("approval") if isinstance(manifest.get("approval"), Mapping) else {}
-    if approval.get("status") == "awaiting-approval":
-        warnings.append(
-            f"Awaiting approval: the policy requires a reviewer other than the operator "
-            f"({approval.get('operator')}); the release is not out until `dpsynth approve` records the "
-            "decision, and `dpsynth verify` shows it."
-        )
     return decision, failures, warnings
 
 
@@ -265,11 +260,19 @@ def _mapping_rows(obj: Any) -> list[tuple[str, str]]:
     return [(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)) for k, v in obj.items()]
 
 
-def build_context(manifest: Mapping[str, Any], audit: Mapping[str, Any], figures: ReportFigures) -> dict[str, Any]:
-    """Everything the template shows, as plain values (no formatting logic in the template)."""
+def build_context(
+    manifest: Mapping[str, Any], audit: Mapping[str, Any], figures: ReportFigures, evidence: Evidence | None = None
+) -> dict[str, Any]:
+    """Everything the template shows, as plain values (no formatting logic in the template).
+
+    ``evidence`` (the release directory's checked bundle, when re-rendering a
+    release) fills the approval block with the signatures; without it the
+    block shows what the manifest knows at release time.
+    """
     manifest = manifest or {}
     audit = audit or {}
     decision, failures, warnings = _decision(manifest, audit)
+    results = _result_rows(audit)
     reasons = [str(x) for x in manifest.get("reasons") or [] if str(x) not in failures]
     schema = manifest.get("schema") or {}
     ledger = manifest.get("ledger") or {}
@@ -303,7 +306,9 @@ def build_context(manifest: Mapping[str, Any], audit: Mapping[str, Any], figures
             "policy": json.dumps(audit["policy"], indent=1, sort_keys=True) if audit.get("policy") else None,
             "claimed_epsilon": audit.get("claimed_epsilon"),
         },
-        "results": _result_rows(audit),
+        "results": results,
+        "criteria": criteria_context(manifest, results, release_risks(manifest)) if is_release else None,
+        "approval": approval_context(manifest, evidence) if is_release else None,
         "domain_rows": domain_rows,
         "ignored_columns": ignored,
         "has_domain_report": bool(manifest.get("domain_report")),
@@ -320,14 +325,16 @@ def build_context(manifest: Mapping[str, Any], audit: Mapping[str, Any], figures
     }
 
 
-def render_report(manifest: Mapping[str, Any], audit: Mapping[str, Any], figures: ReportFigures) -> str:
+def render_report(
+    manifest: Mapping[str, Any], audit: Mapping[str, Any], figures: ReportFigures, evidence: Evidence | None = None
+) -> str:
     """The report as HTML text (self-contained: inline CSS, base64 images, no network resources).
 
     ``manifest`` may be partial (``dpsynth audit`` has no generator or budget);
     sections without data say so instead of failing. Raises ``UsageError`` if
-    neither dict has a PASS/FAIL ``decision``.
+    neither dict has a PASS/FAIL ``decision``. ``evidence``: see :func:`build_context`.
     """
-    return _ENV.get_template("report.html").render(**build_context(manifest, audit, figures))
+    return _ENV.get_template("report.html").render(**build_context(manifest, audit, figures, evidence))
 
 
 def write_report(
