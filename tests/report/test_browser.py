@@ -201,3 +201,20 @@ def test_filing_copy_after_approval_names_the_approver(walk):
     assert "thechain,thespendandthedecisionrecordsagree" in squeezed  # --ledger was checked
     assert "sealed report.html" in text  # the column panels come from the signed report
     assert not (walk["out"] / "release.report.pdf").exists()
+
+
+def test_report_of_a_changed_release_is_refused(walk, tmp_path):
+    import shutil
+
+    out = tmp_path / "release"
+    shutil.copytree(walk["out"], out)
+    html = invoke("report", out)
+    assert html.exit_code == 0, html.output
+    assert (tmp_path / "release.report.html").is_file() and not (out / "release.report.html").exists()
+    data = bytearray((out / "synthetic.csv").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (out / "synthetic.csv").write_bytes(bytes(data))
+    (tmp_path / "release.report.html").unlink()
+    refused = invoke("report", out)
+    assert refused.exit_code == 6 and "synthetic.csv: sha256 does not match" in refused.output
+    assert not (tmp_path / "release.report.html").exists()
