@@ -211,8 +211,10 @@ def test_the_page_shows_the_approval_block():
     block = html.split('<section id="approval">', 1)[1].split("</section>", 1)[0]
     for needle in ("APPROVED", "olivia", OPERATOR_KEY, "omar", APPROVER_KEY, "2026-12-02T09:00:00+00:00", "fine"):
         assert needle in block
-    assert "Approval: APPROVED by omar" in html.split("</header>", 1)[0]
-    awaiting = render_report(_manifest(), _audit(), figs).split('<section id="approval">', 1)[1]
+    assert "Approved by omar on 2026-12-02T09:00:00+00:00" in html.split("</header>", 1)[0]
+    page = render_report(_manifest(), _audit(), figs)
+    assert "Awaiting approval by a reviewer other than the operator (olivia)" in page.split("</header>", 1)[0]
+    awaiting = page.split('<section id="approval">', 1)[1]
     assert "awaiting approval" in awaiting and "omar" not in awaiting
 
 
