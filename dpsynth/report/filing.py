@@ -159,6 +159,8 @@ def write_release_report(
             "(`dpsynth verify` fails on an added file): write the report beside it",
             parameter="out",
         )
+    if target.is_dir():
+        raise UsageError(f"--out {target} is a directory: name the file to write", parameter="out")
     if pdf:
         from dpsynth.report.browser import find_browser, html_to_pdf
 

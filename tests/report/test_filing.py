@@ -245,6 +245,8 @@ def test_report_refuses_to_write_inside_the_sealed_directory(tmp_path):
     for out in (release / "report.pdf", release / "sub" / "x.html"):
         with pytest.raises(UsageError, match="inside the release directory"):
             write_release_report(release, out)
+    with pytest.raises(UsageError, match="is a directory"):
+        write_release_report(release, tmp_path)
 
 
 def test_a_missing_chromium_is_a_usage_error_naming_the_package(monkeypatch, tmp_path):
