@@ -103,17 +103,20 @@ def _load_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def render_release(directory: Path, ledger: Any | None = None) -> tuple[str, Evidence | None]:
+def render_release(
+    directory: Path, ledger: Any | None = None, trusted: dict[str, str] | None = None
+) -> tuple[str, Evidence | None]:
     """The HTML report of the release in ``directory`` and its checked evidence (``None``: unsigned).
 
     Raises ``VerificationFailed`` when a file or signature does not match the
     signed bundle; ledger problems (with ``ledger``) are shown in the report's
     approval block instead, since a rejected or undecided release is one too.
+    ``trusted`` (``{name: key id}``): every signer must hold their trusted key.
     """
     directory = Path(directory)
     manifest = _load_json(directory / "manifest.json")
     audit = _load_json(directory / "audit.json")
-    evidence = read_evidence(directory, ledger)
+    evidence = read_evidence(directory, ledger, trusted)
     if evidence is not None and evidence.problems:
         raise VerificationFailed(
             f"{directory} does not match its signed bundle, so no report is rendered from it:\n  "
@@ -144,6 +147,7 @@ def write_release_report(
     pdf: bool = False,
     ledger: Any | None = None,
     progress: Callable[[str], None] | None = None,
+    trusted: dict[str, str] | None = None,
 ) -> tuple[Path, Evidence | None]:
     """Render the release's report to ``out`` (HTML, or PDF with ``pdf``), atomically; return (path, evidence).
 
@@ -166,7 +170,7 @@ def write_release_report(
 
         find_browser()  # fail before the work when Chromium is missing
     say(f"checking the bundle of {directory} and rendering its report")
-    html, evidence = render_release(directory, ledger)
+    html, evidence = render_release(directory, ledger, trusted)
     if pdf:
         html_to_pdf(html, target, progress=say)
     else:

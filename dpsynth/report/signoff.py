@@ -36,14 +36,16 @@ class Evidence:
     ledger_location: str | None = None  # None: the ledger was not checked
     ledger_problems: list[str] = field(default_factory=list)
     checked_at: str = ""
+    trusted_checked: bool = False  # every signer's key was checked against trusted public keys
 
 
-def read_evidence(directory: Path, ledger: Any | None = None) -> Evidence | None:
+def read_evidence(directory: Path, ledger: Any | None = None, trusted: dict[str, str] | None = None) -> Evidence | None:
     """Read and check ``bundle.json`` / ``bundle.sig.json`` of ``directory``; ``None`` for an unsigned release.
 
     Every check of ``dpsynth verify`` runs (files, signatures, and with
     ``ledger`` the ledger's chain, spend and decision records); the problems
-    are returned, not raised, so the caller decides what is fatal.
+    are returned, not raised, so the caller decides what is fatal. With
+    ``trusted`` (``{name: key id}``) every signer must hold their trusted key.
     """
     from dpsynth.evidence.bundle import BUNDLE, read_bundle
     from dpsynth.evidence.verify import check_files, check_ledger, check_signatures
@@ -51,7 +53,7 @@ def read_evidence(directory: Path, ledger: Any | None = None) -> Evidence | None
     if not (directory / BUNDLE).is_file():
         return None
     data, index, signatures = read_bundle(directory)
-    problems = check_files(directory, index) + check_signatures(data, index, signatures, None)
+    problems = check_files(directory, index) + check_signatures(data, index, signatures, trusted)
     ledger_problems: list[str] = []
     if ledger is not None:
         try:
@@ -66,6 +68,7 @@ def read_evidence(directory: Path, ledger: Any | None = None) -> Evidence | None
         ledger_location=getattr(ledger, "location", None) if ledger is not None else None,
         ledger_problems=ledger_problems,
         checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        trusted_checked=trusted is not None,
     )
 
 
@@ -148,6 +151,11 @@ def approval_context(manifest: Mapping[str, Any], evidence: Evidence | None = No
             checks.append(
                 f"bundle.json lists {len(files)} files; each matched its size and sha256, and every signature "
                 f"verified, on {evidence.checked_at}."
+            )
+            checks.append(
+                "Every signer's key matched their trusted public key."
+                if evidence.trusted_checked
+                else "Signers were not checked against trusted public keys (dpsynth report --trusted-keys DIR)."
             )
         if evidence.ledger_location is None:
             checks.append("The ledger was not checked for this copy (dpsynth report --ledger L checks it).")

@@ -121,8 +121,12 @@ def walk(tmp_path_factory) -> dict:
     ).save(schema)
     out = root / "release"
     steps: dict = {"root": root, "frame": frame, "out": out, "ledger": ledger, "keys": keys}
+    trusted = root / "trusted"
+    trusted.mkdir()
     for name in ("olivia", "omar"):
         assert invoke("keys", "new", name, "--dir", keys).exit_code == 0
+        (trusted / f"{name}.pub").write_text(invoke("keys", "export", name, "--dir", keys).stdout)
+    steps["trusted"] = trusted
     assert invoke("budget", "init", ledger, "--dataset", "toy", "--epsilon", "5", "--delta", "1e-5").exit_code == 0
     steps["release"] = invoke(
         "release", data, "--schema", schema, "--epsilon", "1", "--delta", "1e-6", "--ledger", ledger,
@@ -134,7 +138,7 @@ def walk(tmp_path_factory) -> dict:
     steps["approve"] = invoke(
         "approve", out, "--ledger", ledger, "--as", "omar", "--keys-dir", keys, "--reason", "criteria met, see 4.2"
     )
-    steps["report"] = invoke("report", out, "--pdf", "--ledger", ledger)
+    steps["report"] = invoke("report", out, "--pdf", "--ledger", ledger, "--trusted-keys", trusted)
     steps["verify"] = invoke("verify", out, "--ledger", ledger)
     return steps
 
@@ -199,6 +203,7 @@ def test_filing_copy_after_approval_names_the_approver(walk):
     assert "criteriamet,see4.2" in squeezed
     assert "AWAITINGAPPROVAL" not in squeezed
     assert "thechain,thespendandthedecisionrecordsagree" in squeezed  # --ledger was checked
+    assert "Everysigner'skeymatchedtheirtrustedpublickey" in squeezed  # --trusted-keys too
     assert "sealed report.html" in text  # the column panels come from the signed report
     assert not (walk["out"] / "release.report.pdf").exists()
 
@@ -218,3 +223,15 @@ def test_report_of_a_changed_release_is_refused(walk, tmp_path):
     refused = invoke("report", out)
     assert refused.exit_code == 6 and "synthetic.csv: sha256 does not match" in refused.output
     assert not (tmp_path / "release.report.html").exists()
+
+
+def test_report_checks_signers_against_trusted_keys(walk, tmp_path):
+    import shutil
+
+    only_operator = tmp_path / "trusted"
+    only_operator.mkdir()
+    shutil.copy(walk["trusted"] / "olivia.pub", only_operator / "olivia.pub")
+    target = tmp_path / "copy.html"
+    refused = invoke("report", walk["out"], "--out", target, "--trusted-keys", only_operator)
+    assert refused.exit_code == 6 and "'omar' is not among the trusted keys" in refused.output
+    assert not target.exists()
