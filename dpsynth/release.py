@@ -188,8 +188,9 @@ def run_release(
 ) -> ReleaseOutcome:
     """Run one release; raise :class:`GateFailed` after writing a refused release, or another DpsynthError.
 
-    ``steps`` records each stage (read, split, prepare, plan, reserve, fit, sample, audit, report, bundle) for a
-    progress display and a JSON log (:mod:`dpsynth.steps`); by default nothing is recorded.
+    ``steps`` records each stage (read, split, prepare, plan, reserve, fit, sample, audit, manifest,
+    report, bundle) for a progress display and a JSON log (:mod:`dpsynth.steps`); by default the
+    recorder of an enclosing step, if any, else nothing.
     """
     say = progress or (lambda message: None)
     steps = steps if steps is not None else current_steps()
@@ -283,22 +284,23 @@ def run_release(
         ledger.mark(entry.id, "failed")
         raise
 
-    audit = report.to_dict()
-    decision = audit["decision"]
-    budget = ledger.summary(request.dataset_id)[0]
-    manifest = _manifest(
-        request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
-    )
-    status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
-    manifest["approval"] = {
-        "required": needs_approval,
-        "status": status,
-        "operator": operator.name if operator else None,
-        "operator_key_id": operator.key_id if operator else None,
-    }
-    public = public_privacy_statement(request, schema, synthesizer, manifest) if decision == "PASS" else None
-    if public is not None:
-        public["status"] = status
+    with steps.step("manifest"):
+        audit = report.to_dict()
+        decision = audit["decision"]
+        budget = ledger.summary(request.dataset_id)[0]
+        manifest = _manifest(
+            request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
+        )
+        status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
+        manifest["approval"] = {
+            "required": needs_approval,
+            "status": status,
+            "operator": operator.name if operator else None,
+            "operator_key_id": operator.key_id if operator else None,
+        }
+        public = public_privacy_statement(request, schema, synthesizer, manifest) if decision == "PASS" else None
+        if public is not None:
+            public["status"] = status
     say(f"decision: {decision}; writing {request.out}")
     sign = None
     if operator is not None:
@@ -453,8 +455,6 @@ def _write_release_dir(
     steps: Steps = NO_STEPS,
 ) -> None:
     """Assemble the release in a staged directory renamed into place at the end (``finish`` runs last, in it)."""
-    from dpsynth.report import write_report
-
     with staged_directory(out) as staging:
         if synthetic is not None:
             synthetic_path = staging / "synthetic.csv"
@@ -469,6 +469,8 @@ def _write_release_dir(
         kinds = {c.name: c.kind for c in schema}
         bounds = {c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"}
         with steps.step("report"):
+            from dpsynth.report import write_report  # matplotlib: imported (seconds) only when a report is written
+
             write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
         for name in ("audit.json", "report.html"):
             manifest["files"][name] = sha256_file(staging / name)

@@ -111,7 +111,8 @@ class Step:
 class Steps:
     """Records a command's steps: a live display on a terminal console, JSON lines on ``log``.
 
-    ``Steps()`` with neither is a silent recorder (timings only). Use it as a
+    ``Steps()`` with neither is a silent recorder (timings only). Without a terminal console nothing is
+    printed. Use it as a
     context manager, or call :meth:`close`, so the display stops and the log
     gets its ``done`` event.
     """
@@ -122,9 +123,11 @@ class Steps:
         console: Console | None = None,
         command: str | None = None,
         max_depth: int = 2,
+        owns_terminal: bool = False,
     ) -> None:
         self.log = log
         self.console = console if console is not None and console.is_terminal else None
+        self._owns_terminal = owns_terminal
         self.command = command
         self.max_depth = max_depth
         self.run_id = uuid.uuid4().hex[:16]
@@ -138,9 +141,10 @@ class Steps:
 
     # -- the step API ------------------------------------------------------------------------
     @property
-    def displays(self) -> bool:
-        """Whether a live display is shown (generators then skip their own progress bars)."""
-        return self.console is not None
+    def owns_terminal(self) -> bool:
+        """Whether generators must not draw their own progress bars: this recorder shows the progress, or a
+        command said so (``owns_terminal=True``: the CLI, quiet or not, prints only its own lines)."""
+        return self.console is not None or self._owns_terminal
 
     @contextlib.contextmanager
     def step(
@@ -316,7 +320,9 @@ class Steps:
                 self._progress = None
         elif self._stack and self._stack[0].task is not None:
             top = self._stack[0]
-            self._progress.update(top.task, description=f"{_describe(top)} · {done.label()} done")
+            used = done.fields.get("budget_used")
+            spent = f", {used:.0%} of the budget" if isinstance(used, float) else ""
+            self._progress.update(top.task, description=f"{_describe(top)} · {done.label()} done{spent}")
 
 
 def _describe(step: Step) -> str:
@@ -325,6 +331,8 @@ def _describe(step: Step) -> str:
 
 
 def _exit_code(exc: BaseException) -> int | None:
+    if isinstance(exc, KeyboardInterrupt):
+        return 130  # what dpsynth.cli.main exits with
     code = getattr(exc, "exit_code", getattr(exc, "code", None))
     return code if isinstance(code, int) else 1
 

@@ -31,7 +31,7 @@ from dpsynth.synthesizers.mst import MST
 
 CATEGORIES = ("zebra-ALPHA-7731", "zebra-BRAVO-7731", "zebra-CHARLIE-7731")
 FLAGS = ("yak-NO-4410", "yak-YES-4410")
-TOP_LEVEL = ["read", "split", "prepare", "plan", "reserve", "fit", "sample", "audit", "report", "bundle"]
+TOP_LEVEL = ["read", "split", "prepare", "plan", "reserve", "fit", "sample", "audit", "manifest", "report", "bundle"]
 
 
 def events(text: str) -> list[dict]:
@@ -109,7 +109,7 @@ def test_no_output_without_a_terminal_and_a_line_per_step_on_one():
 
 
 def test_the_default_recorder_is_silent_and_stateless():
-    assert current_steps() is NO_STEPS and not NO_STEPS.displays
+    assert current_steps() is NO_STEPS and not NO_STEPS.owns_terminal
     with NO_STEPS.step("fit", rows=3) as step:
         NO_STEPS.record("round", 1.0)
         assert step.rows == 3 and current_steps() is NO_STEPS
@@ -168,7 +168,7 @@ def test_aim_reports_one_sub_step_per_round():
     assert [e["name"] for e in finished(events(log.getvalue()), "fit")][0] == "aim_one_way"
 
 
-def test_dpsgd_epochs_are_sub_steps_and_the_generators_own_bar_yields_to_the_display():
+def test_dpsgd_epochs_are_sub_steps_and_the_generators_own_bar_yields_to_the_display(capsys):
     """DP-SGD's training loop calls ``epoch_progress``'s update once per epoch (dpsynth/synthesizers/dpsgd.py)."""
     pytest.importorskip("torch")
     from dpsynth.synthesizers.torch_support import epoch_progress
@@ -182,6 +182,14 @@ def test_dpsgd_epochs_are_sub_steps_and_the_generators_own_bar_yields_to_the_dis
     epochs = finished(events(log.getvalue()), "fit")
     assert [(e["name"], e["index"], e["total"]) for e in epochs] == [("epoch", i, 3) for i in (1, 2, 3)]
     assert "dpvae (DP-SGD)" not in screen.getvalue() and "loss" not in log.getvalue()
+    capsys.readouterr()
+    with Steps(owns_terminal=True) as steps, steps.step("fit"):  # the CLI without a terminal: no bar either
+        with epoch_progress(True, "dpvae (DP-SGD)", 2) as update:
+            update(advance=2)
+    assert "DP-SGD" not in capsys.readouterr().out
+    with epoch_progress(True, "dpvae (DP-SGD)", 2) as update:  # the library without a recorder: its own bar
+        update(advance=2)
+    assert "DP-SGD" in capsys.readouterr().out
 
 
 # -- the release and the CLI ---------------------------------------------------------------------

@@ -92,7 +92,7 @@ def command_steps(command: str, log_json: str | None, quiet: bool) -> Iterator[S
         _fail(exc, {"log_json": "--log-json"})
     display = None if quiet or log_json == "-" else err
     try:
-        with Steps(log=log, console=display, command=command) as steps:
+        with Steps(log=log, console=display, command=command, owns_terminal=True) as steps:
             yield steps
     finally:
         if owned and log is not None:

@@ -63,8 +63,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
 def epoch_progress(enabled: bool, label: str, epochs: int):
     """Report each epoch: a sub-step ``epoch`` of the open step (:mod:`dpsynth.steps`), and a rich bar.
 
-    The bar shows when ``enabled`` and no step display is already live (one
-    live display per terminal); the step recorder logs every epoch either way.
+    The bar shows when ``enabled`` and no step recorder owns the terminal (a
+    live step display, or a CLI command printing only its own lines); the
+    recorder logs every epoch either way.
     ``update(advance=1, info=...)`` marks an epoch done.
     """
     import time
@@ -83,7 +84,7 @@ def epoch_progress(enabled: bool, label: str, epochs: int):
             steps.record("epoch", now - last, index=done, total=epochs)
             last = now
 
-    if not enabled or steps.displays:
+    if not enabled or steps.owns_terminal:
         yield lambda advance=0, info="": record(advance)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
