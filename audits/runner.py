@@ -149,6 +149,8 @@ def run(
         e.g. for a step log; it must not raise.
     """
     start = time.perf_counter()
+    if on_test is not None and not callable(on_test):
+        raise AuditInputError("on_test must be None or a callable taking an AttackEvent")
     policy, tier = _resolve_policy(policy, tier, generator, claimed_epsilon)
     spec = _resolve_spec(spec, policy, train, holdout)
     p = dict(policy.params)

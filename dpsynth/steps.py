@@ -71,13 +71,26 @@ def _now() -> str:
 
 
 _RESERVED = frozenset(
-    {"event", "run", "time", "name", "parent", "index", "total", "rows", "seconds", "status", "error"}
+    {
+        "event",
+        "run",
+        "time",
+        "name",
+        "parent",
+        "index",
+        "total",
+        "rows",
+        "seconds",
+        "peak_memory_bytes",
+        "status",
+        "error",
+    }
 )
 
 
 def _check_fields(fields: dict[str, Any]) -> dict[str, Scalar]:
     for key, value in fields.items():
-        if key in _RESERVED or key == "peak_memory_bytes":
+        if key in _RESERVED:
             raise TypeError(f"step field {key!r} is one of the event's own fields")
         if not isinstance(value, (str, int, float, bool, type(None))):
             raise TypeError(f"step field {key!r} must be a JSON scalar, got {type(value).__name__}")
@@ -111,10 +124,9 @@ class Step:
 class Steps:
     """Records a command's steps: a live display on a terminal console, JSON lines on ``log``.
 
-    ``Steps()`` with neither is a silent recorder (timings only). Without a terminal console nothing is
-    printed. Use it as a
-    context manager, or call :meth:`close`, so the display stops and the log
-    gets its ``done`` event.
+    ``Steps()`` with neither is a silent recorder (timings only); a console that
+    is not a terminal shows nothing. Use it as a context manager, or call
+    :meth:`close`, so the display stops and the log gets its ``done`` event.
     """
 
     def __init__(
@@ -185,7 +197,7 @@ class Steps:
             return
         if opened in self._stack:  # close anything left open inside it (a callback that never ended)
             while self._stack and self._stack[-1] is not opened:
-                self._finish(self._stack.pop(), "error", "Abandoned")
+                self._finish(self._stack.pop(), "error", error or "Abandoned")
             self._stack.pop()
         self._finish(opened, status or ("error" if error else "ok"), error)
         if not self._stack and self._token is not None:
@@ -270,7 +282,7 @@ class Steps:
             "parent": done.parent,
             "index": done.index,
             "total": done.total,
-            "rows": done.rows,
+            "rows": None if done.rows is None else int(done.rows),
             "seconds": round(seconds, 4),
             "peak_memory_bytes": peak_memory_bytes(),
             "status": status,
@@ -284,8 +296,12 @@ class Steps:
         if self.log is None:
             return
         line = json.dumps({"event": event.pop("event"), "run": self.run_id, "time": _now(), **event}, default=str)
-        self.log.write(line + "\n")
-        self.log.flush()
+        try:
+            self.log.write(line + "\n")
+            self.log.flush()
+        except (OSError, ValueError) as exc:  # a full disk or a closed pipe must not abort a release mid-way
+            self.log = None
+            print(f"warning: the step log stopped ({type(exc).__name__}); the command goes on", file=sys.stderr)
 
     def _show_start(self, opened: Step) -> None:
         if self.console is None:

@@ -357,3 +357,42 @@ def test_log_json_to_stderr_and_a_missing_log_directory(toy):
     assert finished(log)[0]["rows"] == 700 and len(finished(log, "audit")) == finished(log, "audit")[0]["total"]
     assert log[-1]["event"] == "done" and log[-1]["exit_code"] == result.exit_code
     assert_no_training_value(result.stderr)
+
+
+def test_dp_schema_draft_logs_its_steps_and_no_value(tmp_path):
+    from tests.test_cli_discovery import draft_args
+    from tests.test_discovery import text_table
+
+    table = text_table(3000)
+    table.to_csv(tmp_path / "toy.csv", index=False)
+    init_ledger(tmp_path / "ledger.sqlite", "toy", 2.0, 1e-5)
+    setup = {"data": tmp_path / "toy.csv", "ledger": tmp_path / "ledger.sqlite", "root": tmp_path}
+    log_path = tmp_path / "draft.jsonl"
+    args = [str(a) for a in ["schema", *draft_args(setup, tmp_path / "s.json"), "--log-json", log_path]]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = log_path.read_text()
+    top = finished(events(text))
+    assert [e["name"] for e in top] == ["read", "check", "reserve", "discover", "write"]
+    assert top[0]["rows"] == top[3]["rows"] == 3000 and top[2]["epsilon"] == pytest.approx(0.5)
+    values = {*table["colour"].unique(), *table["label"].unique()}  # the discovered categories among them
+    assert len(values) == 6 and [v for v in values if v in text] == []
+
+
+def test_a_log_that_fails_mid_run_stops_logging_and_the_command_goes_on(capsys):
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            if "fit" in text:
+                raise OSError(28, "No space left on device")
+            return super().write(text)
+
+    log = FullDisk()
+    with Steps(log=log) as steps:
+        with steps.step("read"):
+            pass
+        with steps.step("fit"):
+            pass
+        with steps.step("sample"):
+            pass
+    assert [e["name"] for e in finished(events(log.getvalue()))] == ["read"]
+    assert "step log stopped (OSError)" in capsys.readouterr().err
