@@ -110,6 +110,7 @@ class Step:
     fields: dict[str, Scalar] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     task: Any = None  # the display's task id, for top-level steps on a terminal
+    note: str = ""  # what the last sub-step said (AIM: the share of the budget spent), shown on the terminal
 
     def set(self, **fields: Scalar) -> None:
         """Add fields to the step's event (JSON scalars chosen by the caller's code, never data values)."""
@@ -321,7 +322,8 @@ class Steps:
             opened.task = self._progress.add_task(_describe(opened), total=None)
         else:
             top = self._stack[0]
-            self._progress.update(top.task, description=f"{_describe(top)} · {opened.label()}")
+            note = f" ({top.note})" if top.note else ""
+            self._progress.update(top.task, description=f"{_describe(top)} · {opened.label()}{note}")
 
     def _show_end(self, done: Step, status: str, seconds: float) -> None:
         if self.console is None or self._progress is None:
@@ -337,8 +339,9 @@ class Steps:
         elif self._stack and self._stack[0].task is not None:
             top = self._stack[0]
             used = done.fields.get("budget_used")
-            spent = f", {used:.0%} of the budget" if isinstance(used, float) else ""
-            self._progress.update(top.task, description=f"{_describe(top)} · {done.label()} done{spent}")
+            top.note = f"{used:.0%} of the budget spent" if isinstance(used, float) else ""
+            note = f" ({top.note})" if top.note else ""
+            self._progress.update(top.task, description=f"{_describe(top)} · {done.label()} done{note}")
 
 
 def _describe(step: Step) -> str:
