@@ -21,12 +21,13 @@ from audits.linkage import attribute_inference_attack, linkage_attack
 from audits.membership import domias_attack
 from audits.policy import Policy
 from audits.results import AuditReport, AuditResult
-from audits.runner import GeneratorFactory, run
+from audits.runner import AttackEvent, GeneratorFactory, run
 from audits.shadow import shadow_model_attack
 from audits.singling_out import singling_out_attack
 from audits.spec import ColumnSpec, TableSpec
 
 __all__ = [
+    "AttackEvent",
     "AuditData",
     "AuditError",
     "AuditInputError",

@@ -52,6 +52,29 @@ class GeneratorFactory(Protocol):
 
 ProgressCallback = Callable[[str, int, int], None]
 
+
+@dataclass(frozen=True)
+class AttackEvent:
+    """What ``run(on_test=...)`` hears about each attack: once as it starts, once as it ends.
+
+    ``index`` counts from 0 over the ``total`` attacks of the tier. At
+    ``end``, ``status`` is ``ok``, ``error`` (the attack raised; its results
+    are error placeholders that fail the gate) or ``not_run`` (skipped by
+    ``max_seconds``), ``seconds`` its wall time and ``error`` the exception's
+    class name (never its message, which may quote data).
+    """
+
+    name: str
+    index: int
+    total: int
+    phase: str  # "start" or "end"
+    status: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+AttackCallback = Callable[[AttackEvent], None]
+
 _DEFAULT_SECONDS_PER_PAIR = 1.2e-8  # exact NN on Adult-like tables, 2 cores; refined while running
 
 
@@ -99,6 +122,7 @@ def run(
     max_seconds: float | None = None,
     progress: ProgressCallback | bool | None = None,
     claimed_delta: float = 0.0,
+    on_test: AttackCallback | None = None,
 ) -> AuditReport:
     """Audit ``synthetic`` against ``train`` (members) and ``holdout`` (non-members).
 
@@ -120,8 +144,13 @@ def run(
         Time budget; attacks predicted not to fit are reported as not run.
     progress:
         ``True`` for a rich progress bar, or a callback ``(attack_name, done, total)``.
+    on_test:
+        A callback given an :class:`AttackEvent` as each attack starts and ends (timings, failures),
+        e.g. for a step log; it must not raise.
     """
     start = time.perf_counter()
+    if on_test is not None and not callable(on_test):
+        raise AuditInputError("on_test must be None or a callable taking an AttackEvent")
     policy, tier = _resolve_policy(policy, tier, generator, claimed_epsilon)
     spec = _resolve_spec(spec, policy, train, holdout)
     p = dict(policy.params)
@@ -138,7 +167,7 @@ def run(
         n_bootstrap=p["n_bootstrap"],
     )
     attacks = _plan(data, policy, tier, generator, claimed_epsilon, claimed_delta)
-    results = _execute(attacks, start, max_seconds, progress)
+    results = _execute(attacks, start, max_seconds, progress, on_test)
     judged = _judge(results, policy, tier, claimed_epsilon, level)
     return AuditReport(
         decision=policy.decide(judged),
@@ -196,15 +225,21 @@ def _resolve_spec(
 
 
 def _execute(
-    attacks: list[_Attack], start: float, max_seconds: float | None, progress: ProgressCallback | bool | None
+    attacks: list[_Attack],
+    start: float,
+    max_seconds: float | None,
+    progress: ProgressCallback | bool | None,
+    on_test: AttackCallback | None = None,
 ) -> list[AuditResult]:
     """Run the attacks in order; one predicted to overrun the time budget, or that raises, is a placeholder."""
     results: list[AuditResult] = []
     seconds_per_pair = _DEFAULT_SECONDS_PER_PAIR
     report_progress, close_progress = _progress(progress, len(attacks))
+    tell = on_test or (lambda event: None)
     try:
         for i, attack in enumerate(attacks):
             report_progress(attack.name, i, len(attacks))
+            tell(AttackEvent(attack.name, i, len(attacks), "start"))
             elapsed = time.perf_counter() - start
             predicted = attack.pairs() * seconds_per_pair
             if max_seconds is not None and elapsed + predicted > max_seconds:
@@ -212,6 +247,7 @@ def _execute(
                     f"not run: time budget of {max_seconds:.0f} s ({elapsed:.1f} s used, ~{predicted:.1f} s predicted)"
                 )
                 results += [_placeholder(n, "not_run", why) for n in attack.produces]
+                tell(AttackEvent(attack.name, i, len(attacks), "end", "not_run"))
                 continue
             t0 = time.perf_counter()
             try:
@@ -219,8 +255,14 @@ def _execute(
             except Exception as exc:  # an attack that breaks must fail the gate, not crash the release
                 why = f"error: {type(exc).__name__}: {exc}"
                 results += [_placeholder(n, "error", why, traceback.format_exc(limit=3)) for n in attack.produces]
+                tell(
+                    AttackEvent(
+                        attack.name, i, len(attacks), "end", "error", time.perf_counter() - t0, type(exc).__name__
+                    )
+                )
                 continue
             took = time.perf_counter() - t0
+            tell(AttackEvent(attack.name, i, len(attacks), "end", "ok", took))
             for r in produced:
                 r.seconds = r.seconds or took
             results += produced

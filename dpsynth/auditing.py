@@ -13,6 +13,7 @@ import audits
 from dpsynth._files import atomic_write_json, staged_directory
 from dpsynth.errors import UsageError
 from dpsynth.schema import Schema
+from dpsynth.steps import NO_STEPS, Steps, current_steps
 from dpsynth.tables import prepare, read_csv
 
 
@@ -25,8 +26,13 @@ def run_audit(
     policy_path: Path | None = None,
     tier: str = "quick",
     seed: int = 0,
+    steps: Steps | None = None,
 ) -> tuple[str, list[str]]:
-    """Audit, write ``out/audit.json`` and ``out/report.html``; return the decision and failure messages."""
+    """Audit, write ``out/audit.json`` and ``out/report.html``; return the decision and failure messages.
+
+    ``steps`` records each stage (read per table, audit with one sub-step per test, report; :mod:`dpsynth.steps`).
+    """
+    steps = steps if steps is not None else current_steps()
     if tier != "quick":
         raise UsageError(
             "--tier thorough refits the generator (shadow models, canaries); it runs inside "
@@ -38,11 +44,22 @@ def run_audit(
     policy = audits.Policy.load(policy_path) if policy_path else audits.Policy.default()
     tables = {}
     for label, path in (("train", train_path), ("holdout", holdout_path), ("synthetic", synthetic_path)):
-        tables[label], _ = prepare(read_csv(path, schema), schema, source=str(path))
+        with steps.step("read", table=label) as read_step:
+            tables[label], _ = prepare(read_csv(path, schema), schema, source=str(path))
+            read_step.rows = len(tables[label])
     spec = audits.TableSpec.from_schema_dict(schema.to_dict())
-    report = audits.run(
-        tables["train"], tables["holdout"], tables["synthetic"], spec, policy=policy, tier="quick", seed=seed
-    )
+    with steps.step("audit", rows=len(tables["synthetic"]), tier="quick") as audit_step:
+        report = audits.run(
+            tables["train"],
+            tables["holdout"],
+            tables["synthetic"],
+            spec,
+            policy=policy,
+            tier="quick",
+            seed=seed,
+            on_test=steps.audit_callback(),
+        )
+        audit_step.set(decision=report.decision)
     audit = report.to_dict()
     manifest = {
         "decision": audit["decision"],
@@ -50,11 +67,11 @@ def run_audit(
         "schema": {"name": schema.name, "source": schema.source, "leaked_domain": not schema.is_public},
         "rows": {k: len(v) for k, v in tables.items()},
     }
-    _write_dir(out, audit, manifest, tables, schema)
+    _write_dir(out, audit, manifest, tables, schema, steps)
     return audit["decision"], manifest["reasons"]
 
 
-def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Schema) -> None:
+def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Schema, steps: Steps = NO_STEPS) -> None:
     from dpsynth.report import write_report
 
     with staged_directory(out) as staging:
@@ -63,12 +80,13 @@ def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Sch
             "notice": "INTERNAL: audit figures computed on the private tables without noise. Do not publish.",
         }
         atomic_write_json(staging / "audit.json", {**internal, **audit})
-        write_report(
-            staging / "report.html",
-            manifest,
-            audit,
-            tables["train"],
-            tables["synthetic"],
-            {c.name: c.kind for c in schema},
-            bounds={c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"},
-        )
+        with steps.step("report"):
+            write_report(
+                staging / "report.html",
+                manifest,
+                audit,
+                tables["train"],
+                tables["synthetic"],
+                {c.name: c.kind for c in schema},
+                bounds={c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"},
+            )

@@ -23,6 +23,7 @@ from dpsynth.errors import DataError, UsageError
 from dpsynth.privacy.ledger import DatasetBudget, LedgerEntry, open_ledger
 from dpsynth.release import check_delta_cap
 from dpsynth.schema import DEFAULT_NA_VALUES, Schema
+from dpsynth.steps import Steps, current_steps
 from dpsynth.synthesizers.base import check_privacy_parameters
 from dpsynth.tables import read_raw_csv
 
@@ -57,9 +58,13 @@ class DraftOutcome:
     budget: DatasetBudget
 
 
-def draft_dp_schema(request: DraftRequest) -> DraftOutcome:
-    """Plan, check, reserve, discover and write the schema; a crash after the reservation keeps the spend."""
+def draft_dp_schema(request: DraftRequest, steps: Steps | None = None) -> DraftOutcome:
+    """Plan, check, reserve, discover and write the schema; a crash after the reservation keeps the spend.
+
+    ``steps`` records read, check, reserve, discover and write (:mod:`dpsynth.steps`).
+    """
     r = request
+    steps = steps if steps is not None else current_steps()
     if not r.data.exists():
         raise DataError(f"data file not found: {r.data}")
     if not r.output.parent.is_dir():
@@ -68,7 +73,9 @@ def draft_dp_schema(request: DraftRequest) -> DraftOutcome:
         raise UsageError(f"--target {r.target!r} is also in --drop")
     ledger = open_ledger(r.ledger)
     ledger.require_dataset(r.dataset_id)
-    table = read_raw_csv(r.data)
+    with steps.step("read") as read_step:
+        table = read_raw_csv(r.data)
+        read_step.rows = len(table)
     if r.target is not None and r.target not in [str(c).strip() for c in table.columns]:
         raise UsageError(f"--target {r.target!r} is not a column of {r.data}")
     plan = plan_discovery(
@@ -84,20 +91,24 @@ def draft_dp_schema(request: DraftRequest) -> DraftOutcome:
         edges=r.edges,
         na_values=tuple(dict.fromkeys([*DEFAULT_NA_VALUES, *r.na_values])),
     )
-    check_table(table, plan, source=str(r.data))
+    with steps.step("check", rows=len(table)):
+        check_table(table, plan, source=str(r.data))
     check_privacy_parameters(r.epsilon, r.delta, len(table))
     check_delta_cap(ledger.caps(r.dataset_id)[1], len(table), r.dataset_id)
     parameters: dict[str, Any] = {"epsilon": r.epsilon, "delta": r.delta, **plan.cost.details}
-    entry = ledger.reserve(
-        r.dataset_id,
-        plan.cost,
-        purpose=f"schema discovery for {r.data} -> {r.output}",
-        generator="schema-discovery",
-        parameters=parameters,
-    )
+    with steps.step("reserve", epsilon=plan.cost.epsilon, delta=plan.cost.delta):
+        entry = ledger.reserve(
+            r.dataset_id,
+            plan.cost,
+            purpose=f"schema discovery for {r.data} -> {r.output}",
+            generator="schema-discovery",
+            parameters=parameters,
+        )
     try:
-        schema = run_discovery(table, plan, name=r.name or r.data.stem, target=r.target)
-        schema.save(r.output)
+        with steps.step("discover", rows=len(table)):
+            schema = run_discovery(table, plan, name=r.name or r.data.stem, target=r.target)
+        with steps.step("write"):
+            schema.save(r.output)
     except BaseException:
         ledger.mark(entry.id, "failed")
         raise

@@ -45,6 +45,7 @@ from dpsynth.params import Interval, Options, Satisfies, validate_params
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import AnyLedger, open_ledger
 from dpsynth.schema import Schema
+from dpsynth.steps import NO_STEPS, Steps, current_steps
 from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers.base import Synthesizer, check_privacy_parameters, check_within_plan
 from dpsynth.tables import prepare, read_csv
@@ -187,9 +188,17 @@ def generator_factory(
     return fit_sample
 
 
-def run_release(request: ReleaseRequest, progress: Progress | None = None) -> ReleaseOutcome:
-    """Run one release; raise :class:`GateFailed` after writing a refused release, or another DpsynthError."""
+def run_release(
+    request: ReleaseRequest, progress: Progress | None = None, steps: Steps | None = None
+) -> ReleaseOutcome:
+    """Run one release; raise :class:`GateFailed` after writing a refused release, or another DpsynthError.
+
+    ``steps`` records each stage (read, split, prepare, plan, reserve, fit, sample, audit, manifest,
+    report, bundle) for a progress display and a JSON log (:mod:`dpsynth.steps`); by default the
+    recorder of an enclosing step, if any, else nothing.
+    """
     say = progress or (lambda message: None)
+    steps = steps if steps is not None else current_steps()
     _validate(request)
     schema = Schema.load(request.schema)
     schema.require_public(request.accept_private_schema)
@@ -208,83 +217,95 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     _, delta_cap = ledger.caps(request.dataset_id)
 
     say(f"reading {request.data}")
-    table = read_csv(request.data, schema)
+    with steps.step("read") as read_step:
+        table = read_csv(request.data, schema)
+        read_step.rows = len(table)
     check_delta_cap(delta_cap, len(table), request.dataset_id)
     seeds = np.random.SeedSequence(request.seed) if request.seed is not None else np.random.SeedSequence()
     split_seed, fit_seed, audit_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(3))
-    train, holdout = split_holdout(table, request.holdout_fraction, np.random.default_rng(split_seed))
+    with steps.step("split", rows=len(table)):
+        train, holdout = split_holdout(table, request.holdout_fraction, np.random.default_rng(split_seed))
     check_privacy_parameters(request.epsilon, request.delta, len(train))
-    prepare(table, schema, source=str(request.data))  # refuse out-of-domain data before any budget is spent
+    with steps.step("prepare", rows=len(table)):
+        prepare(table, schema, source=str(request.data))  # refuse out-of-domain data before any budget is spent
 
-    synthesizer: Synthesizer = make_synthesizer(
-        request.generator,
-        epsilon=request.epsilon,
-        delta=request.delta,
-        random_state=fit_seed if request.seed is not None else None,
-        **request.generator_params,
-    )
-    planned: PrivacyCost = synthesizer.planned_cost(len(train), schema)
+    with steps.step("plan", generator=request.generator):
+        synthesizer: Synthesizer = make_synthesizer(
+            request.generator,
+            epsilon=request.epsilon,
+            delta=request.delta,
+            random_state=fit_seed if request.seed is not None else None,
+            **request.generator_params,
+        )
+        planned: PrivacyCost = synthesizer.planned_cost(len(train), schema)
 
     say(f"reserving epsilon={planned.epsilon:.4g}, delta={planned.delta:.3g} on dataset {request.dataset_id!r}")
-    entry = ledger.reserve(
-        request.dataset_id,
-        planned,
-        generator=request.generator,
-        parameters=_jsonable(synthesizer.get_params()),
-        purpose=f"release to {request.out}",
-    )
+    with steps.step("reserve", epsilon=planned.epsilon, delta=planned.delta):
+        entry = ledger.reserve(
+            request.dataset_id,
+            planned,
+            generator=request.generator,
+            parameters=_jsonable(synthesizer.get_params()),
+            purpose=f"release to {request.out}",
+        )
     try:
         say(f"fitting {request.generator} on the training rows")
-        synthesizer.fit(train, schema, accept_private_schema=request.accept_private_schema)
-        check_within_plan(synthesizer.privacy_cost_, planned, delta_cap, what=f"{request.generator} fit")
+        with steps.step("fit", rows=len(train), generator=request.generator):
+            synthesizer.fit(train, schema, accept_private_schema=request.accept_private_schema)
+            check_within_plan(synthesizer.privacy_cost_, planned, delta_cap, what=f"{request.generator} fit")
         # the exact training count is private: publish --rows (public) or the generator's DP estimate
         n_rows = request.rows if request.rows is not None else synthesizer.n_rows_estimate_
         say(f"sampling {n_rows} synthetic rows")
-        synthetic = synthesizer.sample(n_rows)
+        with steps.step("sample", rows=n_rows):
+            synthetic = synthesizer.sample(n_rows)
 
         say(f"auditing ({tier} tier)")
-        spec = audits.TableSpec.from_schema_dict(schema.to_dict())
-        factory = None
-        if tier == "thorough":
-            factory = generator_factory(
-                request.generator,
-                request.generator_params,
-                schema,
-                request.epsilon,
-                request.delta,
-                request.accept_private_schema,
+        with steps.step("audit", rows=len(synthetic), tier=tier) as audit_step:
+            spec = audits.TableSpec.from_schema_dict(schema.to_dict())
+            factory = None
+            if tier == "thorough":
+                factory = generator_factory(
+                    request.generator,
+                    request.generator_params,
+                    schema,
+                    request.epsilon,
+                    request.delta,
+                    request.accept_private_schema,
+                )
+            report = audits.run(
+                train,
+                holdout,
+                synthetic,
+                spec,
+                policy=policy,
+                tier=tier,
+                generator=factory,
+                claimed_epsilon=synthesizer.privacy_cost_.epsilon,
+                seed=audit_seed,
+                on_test=steps.audit_callback(),
             )
-        report = audits.run(
-            train,
-            holdout,
-            synthetic,
-            spec,
-            policy=policy,
-            tier=tier,
-            generator=factory,
-            claimed_epsilon=synthesizer.privacy_cost_.epsilon,
-            seed=audit_seed,
-        )
+            audit_step.set(decision=report.decision)
     except BaseException:
         ledger.mark(entry.id, "failed")
         raise
 
-    audit = report.to_dict()
-    decision = audit["decision"]
-    budget = ledger.summary(request.dataset_id)[0]
-    manifest = _manifest(
-        request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
-    )
-    status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
-    manifest["approval"] = {
-        "required": needs_approval,
-        "status": status,
-        "operator": operator.name if operator else None,
-        "operator_key_id": operator.key_id if operator else None,
-    }
-    public = public_privacy_statement(request, schema, synthesizer, manifest) if decision == "PASS" else None
-    if public is not None:
-        public["status"] = status
+    with steps.step("manifest"):
+        audit = report.to_dict()
+        decision = audit["decision"]
+        budget = ledger.summary(request.dataset_id)[0]
+        manifest = _manifest(
+            request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
+        )
+        status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
+        manifest["approval"] = {
+            "required": needs_approval,
+            "status": status,
+            "operator": operator.name if operator else None,
+            "operator_key_id": operator.key_id if operator else None,
+        }
+        public = public_privacy_statement(request, schema, synthesizer, manifest) if decision == "PASS" else None
+        if public is not None:
+            public["status"] = status
     say(f"decision: {decision}; writing {request.out}")
     sign = None
     if operator is not None:
@@ -319,6 +340,7 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
         finish=sign,
         pdf=request.pdf,
         progress=say,
+        steps=steps,
     )
     ledger.mark(entry.id, status)
     outcome = ReleaseOutcome(decision=decision, out=request.out, manifest=manifest, status=status)
@@ -439,13 +461,12 @@ def _write_release_dir(
     finish: Callable[[Path], None] | None = None,
     pdf: bool = False,
     progress: Progress | None = None,
+    steps: Steps = NO_STEPS,
 ) -> None:
     """Assemble the release in a staged directory renamed into place at the end (``finish`` runs last, in it).
 
     With ``pdf``, report.pdf is printed from report.html before the bundle is signed, so it is sealed too.
     """
-    from dpsynth.report import write_report
-
     with staged_directory(out) as staging:
         if synthetic is not None:
             synthetic_path = staging / "synthetic.csv"
@@ -459,16 +480,21 @@ def _write_release_dir(
         atomic_write_json(staging / "audit.json", {"classification": "internal", "notice": INTERNAL_NOTICE, **audit})
         kinds = {c.name: c.kind for c in schema}
         bounds = {c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"}
-        html = write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
-        if pdf:
-            from dpsynth.report.browser import html_to_pdf
+        with steps.step("report"):
+            from dpsynth.report import write_report  # matplotlib: imported (seconds) only when a report is written
 
-            html_to_pdf(html.read_text(encoding="utf-8"), staging / "report.pdf", progress=progress)
+            html = write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
+        if pdf:
+            with steps.step("pdf"):
+                from dpsynth.report.browser import html_to_pdf
+
+                html_to_pdf(html.read_text(encoding="utf-8"), staging / "report.pdf", progress=progress)
         for name in ("audit.json", "report.html") + (("report.pdf",) if pdf else ()):
             manifest["files"][name] = sha256_file(staging / name)
         atomic_write_json(staging / "manifest.json", manifest)
         if finish is not None:
-            finish(staging)
+            with steps.step("bundle"):
+                finish(staging)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 
 import typer
 from rich.console import Console
 
 from dpsynth.errors import DpsynthError, UsageError
+from dpsynth.steps import Steps, open_log
 
 app = typer.Typer(
     add_completion=False,
@@ -73,3 +76,24 @@ def _parse_params(items: list[str]) -> dict:
         except json.JSONDecodeError:
             params[key.strip()] = value
     return params
+
+
+LOG_JSON_HELP = "Write one JSON event per step to this file (appended; - for stderr): docs/logging.md."
+QUIET_HELP = "No progress display on the terminal (the final lines only)."
+
+
+@contextlib.contextmanager
+def command_steps(command: str, log_json: str | None, quiet: bool) -> Iterator[Steps]:
+    """The command's step recorder: a progress display on a terminal stderr (unless ``quiet`` or the log
+    goes to stderr), the ``--log-json`` events; its ``done`` event carries the command's exit code."""
+    try:
+        log, owned = open_log(log_json)
+    except DpsynthError as exc:
+        _fail(exc, {"log_json": "--log-json"})
+    display = None if quiet or log_json == "-" else err
+    try:
+        with Steps(log=log, console=display, command=command, owns_terminal=True) as steps:
+            yield steps
+    finally:
+        if owned and log is not None:
+            log.close()

@@ -7,10 +7,13 @@ from pathlib import Path
 import typer
 
 from dpsynth.cli._app import (
+    LOG_JSON_HELP,
+    QUIET_HELP,
     RELEASE_OPTIONS,
     _fail,
     _parse_params,
     app,
+    command_steps,
     err,
     out,
 )
@@ -71,6 +74,8 @@ def release(
     pdf: bool = typer.Option(
         False, "--pdf", help="Also write report.pdf (headless Chromium, Debian package chromium), signed with the rest."
     ),
+    log_json: str | None = typer.Option(None, "--log-json", metavar="PATH", help=LOG_JSON_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Budget check, fit, sample, audit, gate: release the synthetic table or refuse, saying why.
 
@@ -87,47 +92,47 @@ def release(
             "the manifest records it. Use it for tests and demos; omit it for a real release.",
             highlight=False,
         )
-    try:
-        request = ReleaseRequest(
-            data=data,
-            schema=schema,
-            generator=generator,
-            epsilon=epsilon,
-            delta=delta,
-            ledger=ledger,
-            dataset_id=dataset,
-            out=out_dir,
-            holdout_fraction=holdout_fraction,
-            policy=policy,
-            seed=seed,
-            rows=rows,
-            accept_private_schema=accept_private_schema,
-            generator_params=_parse_params(param),
-            tier=tier,
-            operator=operator or getpass.getuser(),
-            keys_dir=keys_dir,
-            pdf=pdf,
-        )
-        with err.status("starting release") as status:
-            outcome = run_release(request, progress=lambda message: status.update(message))
-    except DpsynthError as exc:
-        _fail(exc, RELEASE_OPTIONS)
-    m = outcome.manifest
-    if outcome.awaiting_approval:
+    with command_steps("release", log_json, quiet) as steps:
+        try:
+            request = ReleaseRequest(
+                data=data,
+                schema=schema,
+                generator=generator,
+                epsilon=epsilon,
+                delta=delta,
+                ledger=ledger,
+                dataset_id=dataset,
+                out=out_dir,
+                holdout_fraction=holdout_fraction,
+                policy=policy,
+                seed=seed,
+                rows=rows,
+                accept_private_schema=accept_private_schema,
+                generator_params=_parse_params(param),
+                tier=tier,
+                operator=operator or getpass.getuser(),
+                keys_dir=keys_dir,
+                pdf=pdf,
+            )
+            outcome = run_release(request, steps=steps)
+        except DpsynthError as exc:
+            _fail(exc, RELEASE_OPTIONS)
+        m = outcome.manifest
+        if outcome.awaiting_approval:
+            out.print(
+                f"[bold yellow]AWAITING APPROVAL[/] {out_dir}: the gate passed; the policy requires a reviewer "
+                f"other than {m['approval']['operator']!r}: `dpsynth approve {out_dir} --ledger {ledger} --as NAME`. "
+                f"epsilon={m['privacy']['epsilon']:.4f} is spent whatever the decision.",
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_AWAITING_APPROVAL)
         out.print(
-            f"[bold yellow]AWAITING APPROVAL[/] {out_dir}: the gate passed; the policy requires a reviewer "
-            f"other than {m['approval']['operator']!r}: `dpsynth approve {out_dir} --ledger {ledger} --as NAME`. "
-            f"epsilon={m['privacy']['epsilon']:.4f} is spent whatever the decision.",
+            f"[bold green]RELEASED[/] {out_dir}/synthetic.csv ({m['rows']['synthetic']} rows); "
+            f"epsilon={m['privacy']['epsilon']:.4f}, delta={m['privacy']['delta']:.3g}; dataset {dataset!r} has "
+            f"epsilon {m['budget']['remaining_epsilon']:.4f} left. Report: {out_dir}/report.html"
+            + (f" and {out_dir}/report.pdf" if pdf else ""),
             highlight=False,
         )
-        raise typer.Exit(EXIT_AWAITING_APPROVAL)
-    out.print(
-        f"[bold green]RELEASED[/] {out_dir}/synthetic.csv ({m['rows']['synthetic']} rows); "
-        f"epsilon={m['privacy']['epsilon']:.4f}, delta={m['privacy']['delta']:.3g}; dataset {dataset!r} has "
-        f"epsilon {m['budget']['remaining_epsilon']:.4f} left. Report: {out_dir}/report.html"
-        + (f" and {out_dir}/report.pdf" if pdf else ""),
-        highlight=False,
-    )
 
 
 # -- identities, approval, verification ------------------------------------------------------
@@ -141,16 +146,19 @@ def audit(
     policy: Path | None = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
     tier: str = typer.Option("quick", "--tier", help="quick (thorough needs a generator: use dpsynth release)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the attacks' sampling."),
+    log_json: str | None = typer.Option(None, "--log-json", metavar="PATH", help=LOG_JSON_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Attack any synthetic table; exit 0 when the policy passes, 3 when it refuses."""
     from dpsynth.auditing import run_audit
 
-    try:
-        decision, failures = run_audit(train, holdout, synthetic, schema, out_dir, policy, tier, seed)
-    except DpsynthError as exc:
-        _fail(exc)
-    if decision == "PASS":
-        out.print(f"[bold green]PASS[/]: {out_dir}/audit.json, {out_dir}/report.html", highlight=False)
-        return
-    err.print("[bold red]FAIL[/]: " + "; ".join(failures) + f". See {out_dir}/report.html", highlight=False)
-    raise typer.Exit(3)
+    with command_steps("audit", log_json, quiet) as steps:
+        try:
+            decision, failures = run_audit(train, holdout, synthetic, schema, out_dir, policy, tier, seed, steps=steps)
+        except DpsynthError as exc:
+            _fail(exc)
+        if decision == "PASS":
+            out.print(f"[bold green]PASS[/]: {out_dir}/audit.json, {out_dir}/report.html", highlight=False)
+            return
+        err.print("[bold red]FAIL[/]: " + "; ".join(failures) + f". See {out_dir}/report.html", highlight=False)
+        raise typer.Exit(3)

@@ -9,12 +9,16 @@ import typer
 
 from dpsynth.cli._app import (
     DISCOVER_OPTIONS,
+    LOG_JSON_HELP,
+    QUIET_HELP,
     _fail,
+    command_steps,
     err,
     out,
     schema_app,
 )
 from dpsynth.errors import DpsynthError, UsageError
+from dpsynth.steps import Steps
 
 
 # -- schema ------------------------------------------------------------------------------
@@ -73,73 +77,81 @@ def schema_draft(
     ),
     edges: str = typer.Option("quantiles", "--edges", help="DP: bin edges at DP quantiles or equal-width."),
     target: str | None = typer.Option(None, "--target", help="DP: the column a downstream model predicts."),
+    log_json: str | None = typer.Option(None, "--log-json", metavar="PATH", help=LOG_JSON_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Draft a schema: from the data as is ("source": "private-data"), or with DP (--epsilon; "source": "dp")."""
-    if epsilon is not None:
-        _schema_draft_dp(
-            data,
-            output,
-            name,
-            bins,
-            na_value,
-            epsilon,
-            delta,
-            ledger,
-            dataset,
-            numeric,
-            integer,
-            nullable,
-            drop,
-            value_range,
-            edges,
-            target,
-        )
-        return
-    import pandas as pd
-
-    from dpsynth.errors import DataError
-    from dpsynth.schema import draft_schema
-
-    try:
-        dp_only = [
-            flag
-            for flag, given in (
-                ("--delta", delta),
-                ("--ledger", ledger),
-                ("--dataset", dataset),
-                ("--numeric", numeric),
-                ("--integer", integer),
-                ("--nullable", nullable),
-                ("--drop", drop),
-                ("--range", value_range),
-                ("--target", target),
+    with command_steps("schema draft", log_json, quiet) as steps:
+        if epsilon is not None:
+            _schema_draft_dp(
+                data,
+                output,
+                name,
+                bins,
+                na_value,
+                epsilon,
+                delta,
+                ledger,
+                dataset,
+                numeric,
+                integer,
+                nullable,
+                drop,
+                value_range,
+                edges,
+                target,
+                steps,
             )
-            if given
-        ]
-        if dp_only:
-            raise UsageError(
-                f"{', '.join(dp_only)} only apply to DP discovery: add --epsilon E (and --delta, --ledger, --dataset)"
-            )
-        if not data.exists():
-            raise DataError(f"data file not found: {data}")
+            return
+        import pandas as pd
+
+        from dpsynth.errors import DataError
+        from dpsynth.schema import draft_schema
+
         try:
-            table = pd.read_csv(data, dtype=str, keep_default_na=False, na_values=["", *na_value])
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{data} is empty: expected a CSV file with a header row and data rows") from None
-        if len(table) == 0:
-            raise DataError(f"{data} has no data rows")
-        schema = draft_schema(table, name=name or data.stem, bins=bins)
-        if na_value:
-            schema = replace(schema, na_values=tuple(dict.fromkeys([*schema.na_values, *na_value])))
-        schema.save(output)
-    except DpsynthError as exc:
-        _fail(exc)
-    err.print(
-        f'wrote {output}: {len(schema)} columns, marked [bold]"source": "private-data"[/]. Replace every '
-        'domain read from the data with public knowledge and set "source": "public", or fitting will be '
-        "refused (unless --accept-private-schema). To learn the domain with DP instead, add --epsilon.",
-        highlight=False,
-    )
+            dp_only = [
+                flag
+                for flag, given in (
+                    ("--delta", delta),
+                    ("--ledger", ledger),
+                    ("--dataset", dataset),
+                    ("--numeric", numeric),
+                    ("--integer", integer),
+                    ("--nullable", nullable),
+                    ("--drop", drop),
+                    ("--range", value_range),
+                    ("--target", target),
+                )
+                if given
+            ]
+            if dp_only:
+                raise UsageError(
+                    f"{', '.join(dp_only)} only apply to DP discovery: "
+                    "add --epsilon E (and --delta, --ledger, --dataset)"
+                )
+            if not data.exists():
+                raise DataError(f"data file not found: {data}")
+            with steps.step("read") as read_step:
+                try:
+                    table = pd.read_csv(data, dtype=str, keep_default_na=False, na_values=["", *na_value])
+                except pd.errors.EmptyDataError:
+                    raise DataError(f"{data} is empty: expected a CSV file with a header row and data rows") from None
+                read_step.rows = len(table)
+            if len(table) == 0:
+                raise DataError(f"{data} has no data rows")
+            with steps.step("draft", rows=len(table)):
+                schema = draft_schema(table, name=name or data.stem, bins=bins)
+            if na_value:
+                schema = replace(schema, na_values=tuple(dict.fromkeys([*schema.na_values, *na_value])))
+            schema.save(output)
+        except DpsynthError as exc:
+            _fail(exc)
+        err.print(
+            f'wrote {output}: {len(schema)} columns, marked [bold]"source": "private-data"[/]. Replace every '
+            'domain read from the data with public knowledge and set "source": "public", or fitting will be '
+            "refused (unless --accept-private-schema). To learn the domain with DP instead, add --epsilon.",
+            highlight=False,
+        )
 
 
 def _schema_draft_dp(
@@ -159,6 +171,7 @@ def _schema_draft_dp(
     value_range: list[str],
     edges: str,
     target: str | None,
+    steps: Steps,
 ) -> None:
     """DP domain discovery (dpsynth.dp_draft): plan from the header, check, reserve, then run the mechanisms."""
     from dpsynth.dp_draft import DraftRequest, draft_dp_schema
@@ -192,7 +205,8 @@ def _schema_draft_dp(
                 ranges=_ranges(value_range),
                 edges=edges,
                 target=target,
-            )
+            ),
+            steps=steps,
         )
     except DpsynthError as exc:
         _fail(exc, DISCOVER_OPTIONS)

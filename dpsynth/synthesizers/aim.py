@@ -50,6 +50,7 @@ from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.privacy.noise import NoiseSource
 from dpsynth.randomness import RandomState
+from dpsynth.steps import current_steps
 from dpsynth.synthesizers import _mbi_compat as compat
 from dpsynth.synthesizers import marginals as mg
 from dpsynth.synthesizers.base import Synthesizer
@@ -173,50 +174,54 @@ class AIM(Synthesizer):
         epsilon = math.sqrt(8 * (1 - ALPHA) * rho / rounds)
         initial = (sigma, epsilon)
 
-        measurements = mg.measure(codes, domain, [(a,) for a in domain], sigma, self._noise)
-        events: list[dpa.DpEvent] = [DiscreteGaussianDpEvent(sigma)] * d
-        rho_used = d / (2 * sigma**2)
-        start = time.monotonic()
-        model = self._estimate(domain, measurements)
+        steps = current_steps()
+        with steps.step("aim_one_way", columns=d):
+            measurements = mg.measure(codes, domain, [(a,) for a in domain], sigma, self._noise)
+            events: list[dpa.DpEvent] = [DiscreteGaussianDpEvent(sigma)] * d
+            rho_used = d / (2 * sigma**2)
+            start = time.monotonic()
+            model = self._estimate(domain, measurements)
         round_seconds = time.monotonic() - start  # a fit is most of a round: the first round's estimate
         selected: list[dict] = []
         stop_reason = "budget"
         while rho_used < rho:
-            round_start = time.monotonic()
-            remaining = rho - rho_used
-            if self.max_seconds is not None:
-                sigma, epsilon, out_of_time = _pace(
-                    remaining, sigma, epsilon, self.max_seconds - (round_start - start), round_seconds
-                )
-                stop_reason = "time" if out_of_time else stop_reason
-            last = remaining < 2 * (1 / (2 * sigma**2) + epsilon**2 / 8)
-            if last:  # spend exactly what is left, in the same measure/select proportions
-                sigma = math.sqrt(1 / (2 * ALPHA * remaining))
-                epsilon = math.sqrt(8 * (1 - ALPHA) * remaining)
-            rho_used = rho if last else rho_used + 1 / (2 * sigma**2) + epsilon**2 / 8
+            with steps.step("aim_round", index=len(selected) + 1, rounds_planned=rounds) as this_round:
+                round_start = time.monotonic()
+                remaining = rho - rho_used
+                if self.max_seconds is not None:
+                    sigma, epsilon, out_of_time = _pace(
+                        remaining, sigma, epsilon, self.max_seconds - (round_start - start), round_seconds
+                    )
+                    stop_reason = "time" if out_of_time else stop_reason
+                last = remaining < 2 * (1 / (2 * sigma**2) + epsilon**2 / 8)
+                if last:  # spend exactly what is left, in the same measure/select proportions
+                    sigma = math.sqrt(1 / (2 * ALPHA * remaining))
+                    epsilon = math.sqrt(8 * (1 - ALPHA) * remaining)
+                rho_used = rho if last else rho_used + 1 / (2 * sigma**2) + epsilon**2 / 8
 
-            current = mg.ModelMarginals(model)
-            allowed = filter_candidates(candidates, model.cliques, domain, self.max_model_size * rho_used / rho)
-            clique = worst_approximated(allowed, answers, current, epsilon, sigma, self._noise)
-            events += [dpa.ZCDpEvent(epsilon**2 / 8), DiscreteGaussianDpEvent(sigma)]
-            measurements += mg.measure(codes, domain, [clique], sigma, self._noise)
-            before = current.project(clique).ravel()
-            model = self._estimate(domain, measurements, warm_start=model)
-            after = mg.ModelMarginals(model).project(clique).ravel()
-            selected.append({"clique": list(clique), "sigma": sigma, "epsilon_selection": epsilon})
-            round_seconds = time.monotonic() - round_start
-            log.info(
-                "AIM round %d: measured %s with sigma=%.3g (%.0f%% of rho, %.1f s)",
-                len(selected),
-                clique,
-                sigma,
-                100 * rho_used / rho,
-                time.monotonic() - start,
-            )
-            if last:
-                break
-            if np.abs(after - before).sum() <= math.sqrt(2 / math.pi) * sigma * before.size:
-                sigma, epsilon = sigma / 2, epsilon * 2  # the model barely moved: measure more precisely
+                current = mg.ModelMarginals(model)
+                allowed = filter_candidates(candidates, model.cliques, domain, self.max_model_size * rho_used / rho)
+                clique = worst_approximated(allowed, answers, current, epsilon, sigma, self._noise)
+                events += [dpa.ZCDpEvent(epsilon**2 / 8), DiscreteGaussianDpEvent(sigma)]
+                measurements += mg.measure(codes, domain, [clique], sigma, self._noise)
+                before = current.project(clique).ravel()
+                model = self._estimate(domain, measurements, warm_start=model)
+                after = mg.ModelMarginals(model).project(clique).ravel()
+                selected.append({"clique": list(clique), "sigma": sigma, "epsilon_selection": epsilon})
+                round_seconds = time.monotonic() - round_start
+                log.info(
+                    "AIM round %d: measured %s with sigma=%.3g (%.0f%% of rho, %.1f s)",
+                    len(selected),
+                    clique,
+                    sigma,
+                    100 * rho_used / rho,
+                    time.monotonic() - start,
+                )
+                this_round.set(budget_used=round(rho_used / rho, 4))
+                if last:
+                    break
+                if np.abs(after - before).sum() <= math.sqrt(2 / math.pi) * sigma * before.size:
+                    sigma, epsilon = sigma / 2, epsilon * 2  # the model barely moved: measure more precisely
 
         self.model_ = model
         self.n_rows_estimate_ = max(1, round(float(model.total)))  # mbi's estimate from the noisy counts

@@ -42,6 +42,7 @@ from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.events import DiscreteGaussianDpEvent
 from dpsynth.privacy.noise import NoiseSource
 from dpsynth.randomness import RandomState
+from dpsynth.steps import current_steps
 from dpsynth.synthesizers import marginals as mg
 from dpsynth.synthesizers.base import Synthesizer
 
@@ -122,20 +123,27 @@ class MST(Synthesizer):
         scale = calibrate(lambda s: mst_event(s, d), self.epsilon, self.delta, lower=1e-3, upper=1e7)
         sigma1, sigma2, epsilon_selection = mst_parameters(scale, d)
 
-        raw_one_way = mg.measure(codes, domain, [(a,) for a in domain], sigma1, self._noise)
-        compression = (
-            mg.DomainCompression.from_one_way(domain, raw_one_way) if self.compress else mg.DomainCompression(domain)
-        )
-        codes, domain = compression.compress_codes(codes), compression.domain
-        one_way = [compression.compress_measurement(m) for m in raw_one_way]
-        edges = select_tree(codes, domain, one_way, mg.estimate_total(raw_one_way), epsilon_selection, self._noise)
-        two_way = mg.measure(codes, domain, edges, sigma2, self._noise)
+        steps = current_steps()
+        with steps.step("mst_one_way", columns=d):
+            raw_one_way = mg.measure(codes, domain, [(a,) for a in domain], sigma1, self._noise)
+            compression = (
+                mg.DomainCompression.from_one_way(domain, raw_one_way)
+                if self.compress
+                else mg.DomainCompression(domain)
+            )
+            codes, domain = compression.compress_codes(codes), compression.domain
+            one_way = [compression.compress_measurement(m) for m in raw_one_way]
+        with steps.step("mst_select_tree", columns=d):
+            edges = select_tree(codes, domain, one_way, mg.estimate_total(raw_one_way), epsilon_selection, self._noise)
+        with steps.step("mst_two_way", columns=d):
+            two_way = mg.measure(codes, domain, edges, sigma2, self._noise)
 
         self.compression_ = compression
         self.measurements_ = raw_one_way + two_way  # DP outputs: safe to keep and inspect
-        self.model_ = mg.estimate(
-            domain, one_way + two_way, iters=self.iters, total=mg.estimate_total(raw_one_way + two_way)
-        )
+        with steps.step("mst_estimate", iters=self.iters):
+            self.model_ = mg.estimate(
+                domain, one_way + two_way, iters=self.iters, total=mg.estimate_total(raw_one_way + two_way)
+            )
         self.selected_edges_ = edges
         self.n_rows_estimate_ = max(1, round(float(self.model_.total)))  # from noisy counts only
         rho = (1.0 if d == 1 else 3.0) / (2 * scale**2)

@@ -61,9 +61,31 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def epoch_progress(enabled: bool, label: str, epochs: int):
-    """A rich progress bar over epochs; a no-op when ``enabled`` is false."""
-    if not enabled:
-        yield lambda **_: None
+    """Report each epoch: a sub-step ``epoch`` of the open step (:mod:`dpsynth.steps`), and a rich bar.
+
+    The bar shows when ``enabled`` and no step recorder owns the terminal (a
+    live step display, or a CLI command printing only its own lines); the
+    recorder logs every epoch either way.
+    ``update(advance=1, info=...)`` marks an epoch done.
+    """
+    import time
+
+    from dpsynth.steps import current_steps
+
+    steps = current_steps()
+    done = 0
+    last = time.perf_counter()
+
+    def record(advance: int) -> None:
+        nonlocal done, last
+        for _ in range(advance):
+            done += 1
+            now = time.perf_counter()
+            steps.record("epoch", now - last, index=done, total=epochs)
+            last = now
+
+    if not enabled or steps.owns_terminal:
+        yield lambda advance=0, info="": record(advance)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -78,6 +100,7 @@ def epoch_progress(enabled: bool, label: str, epochs: int):
         task = bar.add_task(label, total=epochs, info="")
 
         def update(advance: int = 0, info: str = "") -> None:
+            record(advance)
             bar.update(task, advance=advance, info=info)
 
         yield update
