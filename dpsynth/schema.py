@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from audits.spec import category_label  # one canonical rule for both packages
 from dpsynth._files import atomic_write_text
 from dpsynth.errors import SchemaError
 from dpsynth.params import Interval
+
+if TYPE_CHECKING:  # the rules module reads Column, so it is imported lazily here
+    from dpsynth.benchmarking.consistency import Rule
 
 PUBLIC = "public"
 PRIVATE_DATA = "private-data"
@@ -255,7 +258,7 @@ class Schema:
     target: str | None = None
     description: str = ""
     # declared consistency rules (dpsynth.benchmarking.consistency): checked on synthetic tables, never fitted
-    rules: tuple[Any, ...] = ()
+    rules: tuple[Rule, ...] = ()
     _index: dict[str, Column] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

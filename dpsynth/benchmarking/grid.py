@@ -144,7 +144,7 @@ REQUEST_CONSTRAINTS = {
 def _validate(request: BenchmarkRequest) -> None:
     validate_params(vars(request), REQUEST_CONSTRAINTS, owner="benchmark")
     unknown = [g for g in request.generators if g not in GENERATORS]
-    if not request.generators or unknown:
+    if unknown or not (request.generators or request.peers):
         raise UsageError(f"--generators: unknown {unknown or 'none given'}; choose from {', '.join(GENERATORS)}")
     if len(set(request.generators)) != len(request.generators):
         raise UsageError("--generators: a generator is listed twice")
