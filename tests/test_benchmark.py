@@ -227,6 +227,12 @@ def test_an_absent_peer_is_skipped_with_a_message_and_an_unknown_one_refused(mon
     runs, skipped = plan_peers(["smartnoise-mst", "smartnoise-aim"], [1.0], 2, 1e-6)
     assert runs == [] and [s["peer"] for s in skipped] == ["smartnoise-mst", "smartnoise-aim"]
     assert "no smartnoise environment" in skipped[0]["message"]
+    broken = tmp_path / "broken" / "bin" / "python"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("#!/bin/sh\nexit 1\n")  # a half-built venv: snsynth does not import
+    broken.chmod(0o755)
+    monkeypatch.setenv("DPSYNTH_SMARTNOISE_VENV", str(tmp_path / "broken"))
+    assert "cannot import snsynth" in plan_peers(["smartnoise-mst"], [1.0], 1, 1e-6)[1][0]["message"]
     with pytest.raises(UsageError, match="smartnoise-gan"):
         plan_peers(["smartnoise-gan"], [1.0], 1, 1e-6)
 
@@ -236,7 +242,8 @@ def test_a_present_peer_is_planned_and_priced_with_its_budget_split(monkeypatch,
 
     python = tmp_path / "venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text("")
+    python.write_text("#!/bin/sh\nexit 0\n")  # stands in for a venv whose python imports snsynth
+    python.chmod(0o755)
     monkeypatch.setenv("DPSYNTH_SMARTNOISE_VENV", str(tmp_path / "venv"))
     runs, skipped = plan_peers(["smartnoise-mst"], [1.0, 3.0], 1, 1e-6)
     assert skipped == [] and [r.run_id for r in runs] == ["smartnoise-mst-eps1-r0", "smartnoise-mst-eps3-r0"]

@@ -347,7 +347,7 @@ def run_benchmark(plan: Plan, progress: Progress | None = None, render_pdf: Call
     results: dict[str, Any] = {
         "format": FORMAT,
         "classification": "internal",
-        "notice": "Scores computed on the private table; not differentially private. Do not publish.",
+        "notice": "scores computed on the benchmarked table (not differentially private); do not publish.",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join(request.command) if request.command else None,
         "versions": _versions(),

@@ -66,6 +66,21 @@ def venv_python() -> Path:
     return Path(os.environ.get(VENV_ENV) or DEFAULT_VENV) / "bin" / "python"
 
 
+def _environment_problem(python: Path) -> str | None:
+    """Why the smartnoise environment cannot run a peer, or None if it imports snsynth."""
+    hint = f"(create it with benchmarks/smartnoise_compare.py, or set ${VENV_ENV})"
+    if not python.exists():
+        return f"no smartnoise environment at {python.parent.parent} {hint}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        check = subprocess.run([str(python), "-c", "import snsynth"], capture_output=True, timeout=120, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the smartnoise environment at {python.parent.parent} does not start: {exc} {hint}"
+    if check.returncode != 0:
+        return f"the smartnoise environment at {python.parent.parent} cannot import snsynth {hint}"
+    return None
+
+
 def plan_peers(peers: list[str], epsilons: list[float], repeats: int, delta: float) -> tuple[list[Run], list[dict]]:
     """One run per peer x epsilon x repeat, or a skip message per peer whose venv is absent."""
     from dpsynth.benchmarking.grid import Run
@@ -75,15 +90,10 @@ def plan_peers(peers: list[str], epsilons: list[float], repeats: int, delta: flo
         raise UsageError(f"--peer: unknown {unknown}; choose from {', '.join(PEERS)}")
     runs, skipped = [], []
     python = venv_python()
+    problem = _environment_problem(python) if peers else None
     for peer in peers:
-        if not python.exists():
-            skipped.append(
-                {
-                    "peer": peer,
-                    "message": f"skipped: no smartnoise environment at {python.parent.parent} "
-                    f"(create it with benchmarks/smartnoise_compare.py, or set ${VENV_ENV})",
-                }
-            )
+        if problem is not None:
+            skipped.append({"peer": peer, "message": f"skipped: {problem}"})
             continue
         for epsilon in epsilons:
             for repeat in range(repeats):

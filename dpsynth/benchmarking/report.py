@@ -111,7 +111,10 @@ def _series(rows: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any
     }
 
 
-def _panel(ax: Any, series: dict, title: str, reference: float | None = None) -> None:
+def _panel(ax: Any, series: dict, title: str, reference: float | None = None, threshold: float | None = None) -> None:
+    from matplotlib.ticker import NullLocator
+
+    epsilons = sorted({p[0] for points in series.values() for p in points})
     for i, (generator, points) in enumerate(series.items()):
         e, mean, low, high = (np.array(v) for v in zip(*points, strict=True))
         color = ROC_COLORS[i % len(ROC_COLORS)]
@@ -119,21 +122,26 @@ def _panel(ax: Any, series: dict, title: str, reference: float | None = None) ->
         ax.plot([], [], color=color, label=generator)
     if reference is not None:
         ax.axhline(reference, color="#4a4a4a", lw=0.8, ls="--", label="real training rows")
+    if threshold is not None:
+        ax.axhline(threshold, color="#b3261e", lw=0.8, ls=":", label="policy threshold")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
     ax.set_xlabel("epsilon", fontsize=7)
     ax.set_title(title, fontsize=8)
     _style(ax)
 
 
-def _figure(panels: list[tuple[dict, str, float | None]], title: str, alt: str) -> PlotImage | None:
+def _figure(panels: list[tuple], title: str, alt: str) -> PlotImage | None:
+    """Small multiples; each panel is ``(series, title, reference line or None, threshold line or None)``."""
     panels = [p for p in panels if p[0]]
     if not panels:
         return None
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(3.2 * cols, 2.5 * rows))
-    for index, (series, name, reference) in enumerate(panels):
-        _panel(fig.add_subplot(rows, cols, index + 1), series, name, reference)
+    for index, (series, name, reference, threshold) in enumerate(panels):
+        _panel(fig.add_subplot(rows, cols, index + 1), series, name, reference, threshold)
     fig.axes[0].legend(fontsize=6, frameon=False)
     fig.tight_layout()
     return PlotImage(title=title, png_base64=_encode(fig), alt=alt)
@@ -143,7 +151,7 @@ def utility_figure(results: Mapping[str, Any]) -> PlotImage | None:
     """Utility vs epsilon per generator: mean over repeats, bars from the worst to the best repeat."""
     reference = (results.get("reference") or {}).get("utility") or {}
     panels = [
-        (_series(results["runs"], lambda r, k=key: _utility(r, k)), label, reference.get(key))
+        (_series(results["runs"], lambda r, k=key: _utility(r, k)), label, reference.get(key), None)
         for key, label, _ in UTILITY_PLOTS
     ]
     return _figure(panels, "Utility vs epsilon", "utility scores against epsilon, one line per generator")
@@ -168,7 +176,8 @@ def risk_figure(results: Mapping[str, Any]) -> PlotImage | None:
             lo = {p[0]: p[1] for p in lows.get(g, [])}
             hi = {p[0]: p[1] for p in highs.get(g, [])}
             series[g] = [(e, m, min(lo.get(e, m), m), max(hi.get(e, m), m)) for e, m, _, _ in points]
-        panels.append((series, name, None))
+        thresholds = {pick(r, "threshold") for r in _ok(results["runs"])} - {None}
+        panels.append((series, name, None, thresholds.pop() if len(thresholds) == 1 else None))
     return _figure(panels, "Risk vs epsilon", "audit estimates with intervals against epsilon, per generator")
 
 
