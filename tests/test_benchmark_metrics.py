@@ -83,3 +83,12 @@ def test_tstr_picks_auc_accuracy_or_r2():
     assert r2["metric"] == "r2" and r2["value"] > 0.9
     acc = tstr_score(df[["x", "k"]].iloc[:200], df[["x", "k"]].iloc[200:], "k")
     assert acc["metric"] == "accuracy" and acc["value"] > 0.9
+
+
+def test_a_score_that_cannot_be_computed_is_null_with_its_reason():
+    from dpsynth.benchmarking.metrics import utility_scores
+
+    tiny = pd.DataFrame({"a": ["x", "y", "x"], "b": ["u", "v", "u"], "c": ["p", "q", "q"]})
+    scores = utility_scores(tiny, tiny, SCHEMA, "c")
+    assert "pmse" not in scores and "at least 10 rows" in scores["errors"]["propensity"]
+    assert scores["kmarginal"] == pytest.approx(1000) and scores["tstr_metric"] == "auc"

@@ -238,14 +238,31 @@ def correlation_difference(real: pd.DataFrame, synthetic: pd.DataFrame, schema: 
 def utility_scores(
     real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, target: str | None, seed: int = 0
 ) -> dict[str, Any]:
-    """Every score above for one synthetic table, keyed as in results.json (``docs/benchmark.md``)."""
-    out: dict[str, Any] = {"kmarginal": kmarginal_score(real, synthetic, schema, seed)}
-    out.update(marginal_tvds(real, synthetic, seed))
-    out.update(propensity_scores(real, synthetic, seed))
-    out["correlation_difference"] = correlation_difference(real, synthetic, schema)
+    """Every score above for one synthetic table, keyed as in results.json (``docs/benchmark.md``).
+
+    A score that cannot be computed on these tables (too few rows for the
+    propensity folds, a target with one class in the holdout) is null, with
+    the reason under ``errors``; the other scores still stand.
+    """
+    out: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+
+    def attempt(name: str, compute) -> None:
+        try:
+            value = compute()
+        except (DataError, UsageError, ValueError) as exc:
+            errors[name] = str(exc)
+            return
+        out.update(value if isinstance(value, dict) else {name: value})
+
+    attempt("kmarginal", lambda: kmarginal_score(real, synthetic, schema, seed))
+    attempt("tvd", lambda: marginal_tvds(real, synthetic, seed))
+    attempt("propensity", lambda: propensity_scores(real, synthetic, seed))
+    attempt("correlation_difference", lambda: correlation_difference(real, synthetic, schema))
     if target is not None:
-        tstr = tstr_score(synthetic, real, target, seed)
-        out["tstr_metric"], out["tstr"] = tstr["metric"], tstr["value"]
+        attempt("tstr", lambda: dict(zip(("tstr_metric", "tstr"), tstr_score(synthetic, real, target, seed).values())))
+    if errors:
+        out["errors"] = errors
     return out
 
 
