@@ -249,3 +249,28 @@ def test_a_present_peer_is_planned_and_priced_with_its_budget_split(monkeypatch,
     assert skipped == [] and [r.run_id for r in runs] == ["smartnoise-mst-eps1-r0", "smartnoise-mst-eps3-r0"]
     assert runs[1].planned.epsilon == pytest.approx(3.0)  # charged as (epsilon, delta)-DP, its own claim
     assert runs[1].params["budget_split"]["preprocessor_eps"] == pytest.approx(3.0 * PREPROCESSOR_SHARE)
+
+
+def test_the_split_is_made_once_and_every_run_has_its_own_seed(toy, tmp_path):
+    from dpsynth.benchmarking.grid import BenchmarkRequest, plan_benchmark
+
+    def plan(seed):
+        return plan_benchmark(
+            BenchmarkRequest(
+                data=toy["data"],
+                schema=toy["schema"],
+                generators=["mst"],
+                epsilons=[1.0, 3.0],
+                repeats=2,
+                out=tmp_path / "o",
+                public_proxy=True,
+                seed=seed,
+            )
+        )
+
+    a, b, c = plan(5), plan(5), plan(6)
+    assert len(a.train) + len(a.holdout) == 300 and len(a.holdout) > 0
+    assert a.train.equals(b.train) and not a.train.equals(c.train)  # the split follows --seed
+    assert [r.seed for r in a.runs] == [r.seed for r in b.runs] and len({r.seed for r in a.runs}) == 4
+    assert [r.planned.epsilon for r in a.runs] == pytest.approx([1, 1, 3, 3], rel=1e-3)
+    assert not (tmp_path / "o").exists()  # planning writes nothing

@@ -46,11 +46,12 @@ import snsynth
 from importlib.metadata import version
 df = pd.read_csv(args["train_csv"], dtype=str, keep_default_na=False)
 for c in args["ordinal"] + args["continuous"]:
-    df[c] = pd.to_numeric(df[c])
+    df[c] = pd.to_numeric(df[c], errors="coerce")  # the null marker becomes NaN
 synth = snsynth.Synthesizer.create(args["synth"], epsilon=args["epsilon"], delta=args["delta"])
 start = time.perf_counter()
 synth.fit(df, categorical_columns=args["categorical"], ordinal_columns=args["ordinal"],
-          continuous_columns=args["continuous"], preprocessor_eps=args["preprocessor_eps"])
+          continuous_columns=args["continuous"], preprocessor_eps=args["preprocessor_eps"],
+          nullable=bool(df.isna().any().any()))
 fit = time.perf_counter() - start
 start = time.perf_counter()
 out = synth.sample(args["rows"])
