@@ -274,3 +274,29 @@ def test_the_split_is_made_once_and_every_run_has_its_own_seed(toy, tmp_path):
     assert [r.seed for r in a.runs] == [r.seed for r in b.runs] and len({r.seed for r in a.runs}) == 4
     assert [r.planned.epsilon for r in a.runs] == pytest.approx([1, 1, 3, 3], rel=1e-3)
     assert not (tmp_path / "o").exists()  # planning writes nothing
+
+
+def test_a_spend_landing_after_the_plan_makes_a_refused_row_not_a_crash(toy, tmp_path):
+    from dpsynth.benchmarking.grid import BenchmarkRequest, plan_benchmark, run_benchmark
+    from dpsynth.privacy.cost import PrivacyCost
+    from dpsynth.privacy.events import EpsilonDeltaDpEvent
+
+    ledger = tmp_path / "l.sqlite"
+    init_ledger(ledger, "toy", 1.5, 1e-5)
+    request = BenchmarkRequest(
+        data=toy["data"],
+        schema=toy["schema"],
+        generators=["mst"],
+        epsilons=[1.0],
+        out=tmp_path / "o",
+        ledger=str(ledger),
+        dataset_id="toy",
+        tier=None,
+    )
+    plan = plan_benchmark(request)  # fits the cap now
+    other = PrivacyCost.of("other", EpsilonDeltaDpEvent(1.0, 1e-7), 1e-7)
+    open_ledger(ledger).reserve("toy", other, purpose="a release elsewhere")
+    results = run_benchmark(plan)
+    assert results["runs"][0]["status"] == "over-budget" and results["runs"][0]["ledger_entry"] is None
+    assert len(open_ledger(ledger).summary("toy")[0].entries) == 1  # only the other spend
+    assert (tmp_path / "o" / "report.html").is_file()

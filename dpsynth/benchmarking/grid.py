@@ -332,9 +332,26 @@ def _reference(plan: Plan, target: str | None, seed: int) -> dict[str, Any]:
     }
 
 
+def _execute(plan: Plan, run: Run, work: Path, target: str | None, say: Progress) -> tuple[str, str, dict]:
+    """One run after its reservation: ``(status, message, measured)``; any failure of the run is a status."""
+    spec = _run_spec(plan, run, work, target)
+    if run.peer:
+        from dpsynth.benchmarking.peers import run_peer
+
+        say(f"{run.run_id}: peer in its own environment")
+        try:
+            return run_peer(run, spec, plan, plan.request.timeout)
+        except Exception as exc:  # the peer's table does not read back, or scoring it fails: a row, not the end
+            return "error", f"{type(exc).__name__}: {exc}", {}
+    spec_path = work / f"{run.run_id}.spec.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    say(f"{run.run_id}: fitting in a worker process")
+    status, message = _spawn(spec_path, plan.request.timeout)
+    return status, message, json.loads((work / f"{run.run_id}.json").read_text()) if status == "ok" else {}
+
+
 def run_benchmark(plan: Plan, progress: Progress | None = None, render_pdf: Callable | None = None) -> dict[str, Any]:
     """Run every planned run (reserving each one's spend first), write results.json and report.html."""
-    from dpsynth.benchmarking.peers import run_peer
     from dpsynth.benchmarking.report import recommend, write_report
     from dpsynth.privacy.ledger import open_ledger
 
@@ -386,26 +403,23 @@ def run_benchmark(plan: Plan, progress: Progress | None = None, render_pdf: Call
         save()
         for index, run in enumerate(plan.runs, 1):
             say(f"[{index}/{len(plan.runs)}] {run.run_id}: reserving epsilon={run.planned.epsilon:.4g}")
-            entry = None
-            if ledger is not None:
-                entry = ledger.reserve(
-                    request.dataset_id,
-                    run.planned,
-                    generator=run.generator,
-                    parameters=json.loads(json.dumps({**run.params, "epsilon": run.epsilon, "delta": run.delta})),
-                    purpose=f"benchmark {out} run {run.run_id}",
-                )
-            started = time.perf_counter()
-            spec = _run_spec(plan, run, work, target)
-            if run.peer:
-                say(f"[{index}/{len(plan.runs)}] {run.run_id}: peer in its own environment")
-                status, message, measured = run_peer(run, spec, plan, request.timeout)
-            else:
-                spec_path = work / f"{run.run_id}.spec.json"
-                spec_path.write_text(json.dumps(spec), encoding="utf-8")
-                say(f"[{index}/{len(plan.runs)}] {run.run_id}: fitting in a worker process")
-                status, message = _spawn(spec_path, request.timeout)
-                measured = json.loads((work / f"{run.run_id}.json").read_text()) if status == "ok" else {}
+            entry, started = None, time.perf_counter()
+            try:
+                if ledger is not None:
+                    entry = ledger.reserve(
+                        request.dataset_id,
+                        run.planned,
+                        generator=run.generator,
+                        parameters=json.loads(json.dumps({**run.params, "epsilon": run.epsilon, "delta": run.delta})),
+                        purpose=f"benchmark {out} run {run.run_id}",
+                    )
+                status, message, measured = _execute(plan, run, work, target, say)
+            except BudgetExceeded as exc:  # another spend landed since the plan: this run is refused, not spent
+                status, message, measured = "over-budget", str(exc), {}
+            except BaseException:
+                if entry is not None:
+                    ledger.mark(entry.id, "failed")
+                raise
             if entry is not None:
                 ledger.mark(entry.id, "withheld" if status == "ok" else "failed")
             results["runs"].append(
