@@ -101,6 +101,7 @@ def charged(toy) -> dict:
     return {"ledger": ledger, "out": out, "results": json.loads((out / "results.json").read_text()), "output": result}
 
 
+@pytest.mark.slow  # the module's one real grid: three fits in worker processes
 def test_the_ledger_is_charged_exactly_the_composed_total(charged, toy):
     results = charged["results"]
     budget = open_ledger(charged["ledger"]).summary("toy")[0]
@@ -128,6 +129,7 @@ def test_the_ledger_is_charged_exactly_the_composed_total(charged, toy):
     assert "composed at delta=1e-05" in charged["output"].stderr
 
 
+@pytest.mark.slow  # the module's one real grid: three fits in worker processes
 def test_a_crashing_generator_is_a_row_not_the_end(charged):
     rows = {r["run_id"]: r for r in charged["results"]["runs"]}
     crashed = rows["aim-eps3-r0"]
@@ -145,6 +147,7 @@ def test_a_crashing_generator_is_a_row_not_the_end(charged):
     assert charged["results"]["reference"]["consistency"]["any_rate"] == 0  # the real rows keep the rule
 
 
+@pytest.mark.slow  # the module's one real grid: three fits in worker processes
 def test_results_json_is_strict_json_with_the_command(charged):
     text = (charged["out"] / "results.json").read_text()
 
@@ -159,6 +162,7 @@ def test_results_json_is_strict_json_with_the_command(charged):
     assert "dpsynth" in charged["results"]["versions"]
 
 
+@pytest.mark.slow  # the module's one real grid: three fits in worker processes
 def test_the_report_renders_in_a_headless_browser(charged):
     if not CHROMIUM.exists():
         pytest.skip(f"chromium not found at {CHROMIUM}: cannot render the report headless")
