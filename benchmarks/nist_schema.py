@@ -88,6 +88,102 @@ INTEGER = {"AGEP", "NOC", "NPF", "PINCP", "POVPIP"}
 QUASI_IDENTIFIERS = ["PUMA", "AGEP", "SEX", "MSP", "HISP", "RAC1P", "EDU"]
 
 
+def _null(column: str, null: bool = True) -> dict[str, Any]:
+    return {"column": column, "is_null": null}
+
+
+_CHILD = {"column": "AGEP", "lt": 15}
+#: Consistency rules, after SDNist v2.5's inconsistency checks (sdnist/metrics/inconsistency.py, same names)
+#: and the dictionary's own "N/A (less than 15 years old)" codes. Each holds on every record of the NIST
+#: excerpts (checked by tests/test_benchmark_rules.py); rules need public knowledge only (the questionnaire).
+RULES: list[dict[str, Any]] = [
+    {
+        "name": "child_DVET",
+        "description": "Children (< 15) are not disabled veterans",
+        "if": _CHILD,
+        "then": _null("DVET"),
+    },
+    {
+        "name": "child_MSP",
+        "description": "Children (< 15) have no marital status (N/A)",
+        "if": _CHILD,
+        "then": _null("MSP"),
+    },
+    {
+        "name": "child_PINCP",
+        "description": "Children (< 15) have no personal income (N/A)",
+        "if": _CHILD,
+        "then": _null("PINCP"),
+    },
+    {
+        "name": "child_PINCP_DECILE",
+        "description": "Children (< 15) have no income decile (N/A)",
+        "if": _CHILD,
+        "then": _null("PINCP_DECILE"),
+    },
+    {
+        "name": "child_INDP_CAT",
+        "description": "Children (< 15) have no work industry (N/A)",
+        "if": _CHILD,
+        "then": _null("INDP_CAT"),
+    },
+    {
+        "name": "child_phd",
+        "description": "Children (< 15) do not hold doctorates",
+        "if": _CHILD,
+        "then": {"any": [_null("EDU"), {"column": "EDU", "ne": "12"}]},
+    },
+    {
+        "name": "toddler_diploma",
+        "description": "Toddlers (< 5) have no high school diploma",
+        "if": {"column": "AGEP", "lt": 5},
+        "then": {"any": [_null("EDU"), {"column": "EDU", "in": ["1", "2", "3", "4"]}]},
+    },
+    {
+        "name": "infant_EDU",
+        "description": "Infants (< 3) are not in school (EDU N/A)",
+        "if": {"column": "AGEP", "lt": 3},
+        "then": _null("EDU"),
+    },
+    {
+        "name": "adult_N",
+        "description": "Adults (> 15) have a value, not N/A, for MSP, PINCP, PINCP_DECILE, EDU",
+        "if": {"column": "AGEP", "gt": 15},
+        "then": {"all": [_null(c, False) for c in ("MSP", "PINCP", "PINCP_DECILE", "EDU")]},
+    },
+    {
+        "name": "gq_not_owner",
+        "description": "Group-quarters residents neither own nor rent (gq_own_jail, gq_own_dorm)",
+        "if": {"column": "HOUSING_TYPE", "in": ["2", "3"]},
+        "then": {"column": "OWN_RENT", "eq": "0"},
+    },
+    {
+        "name": "house_OWN_RENT",
+        "description": "People in housing units own or rent",
+        "if": {"column": "HOUSING_TYPE", "eq": "1"},
+        "then": {"column": "OWN_RENT", "in": ["1", "2"]},
+    },
+    {
+        "name": "gq_h_family_NOC",
+        "description": "Group-quarters residents are not in family households (NOC N/A)",
+        "if": {"column": "HOUSING_TYPE", "in": ["2", "3"]},
+        "then": _null("NOC"),
+    },
+    {
+        "name": "gq_h_family_NPF",
+        "description": "Group-quarters residents are not in family households (NPF N/A)",
+        "if": {"column": "HOUSING_TYPE", "in": ["2", "3"]},
+        "then": _null("NPF"),
+    },
+    {
+        "name": "house_NOC",
+        "description": "People in housing units state their number of own children",
+        "if": {"column": "HOUSING_TYPE", "eq": "1"},
+        "then": _null("NOC", False),
+    },
+]
+
+
 def _as_number(key: str) -> float | None:
     try:
         return float(key)
@@ -168,6 +264,8 @@ def build_schema(dictionary: dict[str, Any], verbose: bool = True) -> Schema:
             continue
         columns.append(column_from_entry(name, entry))
     names = {c.name for c in columns}
+    from dpsynth.benchmarking.consistency import parse_rules
+
     return Schema(
         columns=columns,
         name="nist-acs-diverse-communities",
@@ -180,6 +278,7 @@ def build_schema(dictionary: dict[str, Any], verbose: bool = True) -> Schema:
             "edges are round numbers; no value was read from the data. INDP, PWGTP and WGTP are "
             "left out (no public bound in the dictionary / sampling weights)."
         ),
+        rules=parse_rules(RULES, {c.name: c for c in columns}),
     )
 
 

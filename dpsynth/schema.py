@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from audits.spec import category_label  # one canonical rule for both packages
 from dpsynth._files import atomic_write_text
 from dpsynth.errors import SchemaError
 from dpsynth.params import Interval
+
+if TYPE_CHECKING:  # the rules module reads Column, so it is imported lazily here
+    from dpsynth.benchmarking.consistency import Rule
 
 PUBLIC = "public"
 PRIVATE_DATA = "private-data"
@@ -61,7 +64,7 @@ _COLUMN_KEYS = {
     "decimals",
 }
 MAX_DECIMALS = 12
-_SCHEMA_KEYS = {"name", "source", "columns", "na_values", "quasi_identifiers", "description", "target"}
+_SCHEMA_KEYS = {"name", "source", "columns", "na_values", "quasi_identifiers", "description", "target", "rules"}
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,8 @@ class Schema:
     quasi_identifiers: tuple[str, ...] = ()
     target: str | None = None
     description: str = ""
+    # declared consistency rules (dpsynth.benchmarking.consistency): checked on synthetic tables, never fitted
+    rules: tuple[Rule, ...] = ()
     _index: dict[str, Column] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -270,6 +275,11 @@ class Schema:
                 raise SchemaError(f"quasi-identifier {qi!r} is not a column of the schema")
         if self.target is not None and self.target not in names:
             raise SchemaError(f"target {self.target!r} is not a column of the schema")
+        for rule in self.rules:
+            if not rule.columns <= set(names):
+                raise SchemaError(
+                    f"rule {rule.name!r} names column(s) {sorted(rule.columns - set(names))} not in the schema"
+                )
         self._index.update({c.name: c for c in self.columns})
 
     @property
@@ -330,14 +340,18 @@ class Schema:
             raise SchemaError(f"schema: 'quasi_identifiers' must be a list of column names, got {qis!r}")
         if raw.get("target") is not None and not isinstance(raw["target"], str):
             raise SchemaError(f"schema: 'target' must be a column name, got {raw['target']!r}")
+        from dpsynth.benchmarking.consistency import parse_rules
+
+        parsed = tuple(Column.from_dict(c, i) for i, c in enumerate(columns))
         return cls(
-            columns=tuple(Column.from_dict(c, i) for i, c in enumerate(columns)),
+            columns=parsed,
             name=str(raw.get("name", "")),
             source=str(raw.get("source", PUBLIC)),
             na_values=tuple(na_values),
             quasi_identifiers=tuple(qis),
             target=raw.get("target"),
             description=str(raw.get("description", "")),
+            rules=parse_rules(raw.get("rules"), {c.name: c for c in parsed}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -350,6 +364,8 @@ class Schema:
         if self.target is not None:
             out["target"] = self.target
         out["columns"] = [c.to_dict() for c in self.columns]
+        if self.rules:
+            out["rules"] = [r.to_dict() for r in self.rules]
         return out
 
     @classmethod
@@ -378,6 +394,7 @@ class Schema:
             quasi_identifiers=tuple(q for q in self.quasi_identifiers if q in keep),
             target=self.target if self.target in keep else None,
             description=self.description,
+            rules=tuple(r for r in self.rules if r.columns <= set(keep)),
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from dpsynth.cli import (  # noqa: F401  (register the commands)
+    benchmark_commands,
     budget_commands,
     evidence_commands,
     release_commands,

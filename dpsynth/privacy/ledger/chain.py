@@ -19,10 +19,10 @@ from dpsynth.privacy.ledger.records import (
     GENESIS_HASH,
     VerifyResult,
     _check_caps,
-    _composed_epsilon,
     _dataset_row,
     _entry_hash,
     _load_event,
+    composed_epsilon,
 )
 
 
@@ -146,9 +146,9 @@ def _check_spend(
             f"is {delta_cap:.3g}. Nothing was spent. Use a smaller delta."
         )
     stored = [_load_event(r) for r in rows if r["kind"] == "spend" and r["dataset_id"] == dataset_id]
-    total, accountant = _composed_epsilon(stored + [new_event], delta_cap)
+    total, accountant = composed_epsilon(stored + [new_event], delta_cap)
     if not total <= epsilon_cap:
-        spent, _ = _composed_epsilon(stored, delta_cap)
+        spent, _ = composed_epsilon(stored, delta_cap)
         raise BudgetExceeded(
             f"dataset {dataset_id!r}: spending epsilon={cost.epsilon:.4g} (delta={cost.delta:.3g}) would "
             f"bring the composed total to epsilon={total:.4g} at delta={delta_cap:.3g} ({accountant}), over "
@@ -174,7 +174,7 @@ def _budget_problems(rows: list[dict[str, Any]]) -> list[tuple[list[int], str]]:
             continue
         try:
             events = [_load_event(r) for r in spends]
-            total, accountant = _composed_epsilon(events, ds["delta_cap"])
+            total, accountant = composed_epsilon(events, ds["delta_cap"])
         except (LedgerError, PrivacyAccountingError, UsageError):
             continue
         if total > ds["epsilon_cap"] * (1 + 1e-9):

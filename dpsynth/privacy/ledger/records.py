@@ -183,7 +183,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _composed_epsilon(events: list[dpa.DpEvent], delta: float) -> tuple[float, str]:
+def composed_epsilon(events: list[dpa.DpEvent], delta: float) -> tuple[float, str]:
     """Epsilon of the composition of ``events`` at ``delta``, and the accountant that computed it."""
     if not events:
         return 0.0, "none"
@@ -367,7 +367,7 @@ def _summaries(rows: list[dict[str, Any]], dataset_id: str | None, where: Any) -
     out = []
     for ds in datasets:
         spends = [r for r in rows if r["kind"] == "spend" and r["dataset_id"] == ds["dataset_id"]]
-        spent, accountant = _composed_epsilon([_load_event(r) for r in spends], ds["delta_cap"])
+        spent, accountant = composed_epsilon([_load_event(r) for r in spends], ds["delta_cap"])
         out.append(
             DatasetBudget(
                 dataset_id=ds["dataset_id"],
