@@ -12,6 +12,7 @@ from pathlib import Path
 import audits
 from dpsynth._files import atomic_write_json, staged_directory
 from dpsynth.errors import UsageError
+from dpsynth.profiles import load_policy
 from dpsynth.schema import Schema
 from dpsynth.tables import prepare, read_csv
 
@@ -22,7 +23,7 @@ def run_audit(
     synthetic_path: Path,
     schema_path: Path,
     out: Path,
-    policy_path: Path | None = None,
+    policy_path: Path | str | None = None,
     tier: str = "quick",
     seed: int = 0,
 ) -> tuple[str, list[str]]:
@@ -35,7 +36,7 @@ def run_audit(
     if out.exists():
         raise UsageError(f"--out {out} already exists; choose a new directory (audit results are never overwritten)")
     schema = Schema.load(schema_path)
-    policy = audits.Policy.load(policy_path) if policy_path else audits.Policy.default()
+    policy = load_policy(policy_path).policy  # a shipped profile name, a TOML path, or None: the default
     tables = {}
     for label, path in (("train", train_path), ("holdout", holdout_path), ("synthetic", synthetic_path)):
         tables[label], _ = prepare(read_csv(path, schema), schema, source=str(path))

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import sys
 
-from dpsynth.cli import budget_commands, evidence_commands, release_commands, schema_commands  # noqa: F401  (register)
+from dpsynth.cli import (  # noqa: F401  (register)
+    budget_commands,
+    evidence_commands,
+    policy_commands,
+    release_commands,
+    schema_commands,
+)
 from dpsynth.cli._app import BUDGET_OPTIONS, DISCOVER_OPTIONS, RELEASE_OPTIONS, _fail, app, err
 
 
