@@ -289,3 +289,37 @@ def test_policy_list_and_show():
     assert shown.exit_code == 0 and shown.output == profile_path("gdpr-anonymisation").read_text()
     missing = invoke("policy", "show", "gdpr")
     assert missing.exit_code == 2 and "shipped profiles: gdpr-anonymisation" in missing.output
+
+
+def test_a_release_under_internal_sharing_records_the_profile(tmp_path, mixed_frame, mixed_schema):
+    """Quick tier, no approval: released (not awaiting); manifest and privacy.json name the profile."""
+    import json
+
+    from dpsynth.release import ReleaseRequest, run_release
+
+    data, schema, ledger = tmp_path / "t.csv", tmp_path / "t.schema.json", tmp_path / "ledger.sqlite"
+    mixed_frame.to_csv(data, index=False)
+    mixed_schema.save(schema)
+    assert invoke("budget", "init", ledger, "--dataset", "t", "--epsilon", "5", "--delta", "1e-5").exit_code == 0
+    request = ReleaseRequest(
+        data=data,
+        schema=schema,
+        generator="mst",
+        epsilon=1.0,
+        delta=1e-6,
+        ledger=ledger,
+        dataset_id="t",
+        out=tmp_path / "r",
+        seed=3,
+        generator_params={"iters": 200},
+        policy="internal-sharing",
+    )
+    outcome = run_release(request)
+    assert outcome.released and outcome.status == "released" and not outcome.awaiting_approval
+    policy = outcome.manifest["policy"]
+    assert policy["name"] == "internal-sharing" and policy["tier"] == "quick"
+    assert policy["profile"] == load_policy("internal-sharing").profile
+    assert policy["release"] == {"approval_required": False, "max_epsilon": 5.0, "max_delta_n": 0.1,
+                                 "required_tier": "quick"}  # fmt: skip
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["policy"] == policy
+    assert json.loads((tmp_path / "r" / "privacy.json").read_text())["profile"] == "internal-sharing"
