@@ -36,7 +36,13 @@ def run_audit(
     if out.exists():
         raise UsageError(f"--out {out} already exists; choose a new directory (audit results are never overwritten)")
     schema = Schema.load(schema_path)
-    policy = load_policy(policy_path).policy  # a shipped profile name, a TOML path, or None: the default
+    loaded = load_policy(policy_path)  # a shipped profile name, a TOML path, or None: the default
+    if loaded.rules.required_tier == "thorough":
+        raise UsageError(
+            f"{loaded.label} requires the thorough audit tier (release.required_tier), which refits the generator: "
+            "it runs inside `dpsynth release`; `dpsynth audit` runs the quick tier only"
+        )
+    policy = loaded.policy
     tables = {}
     for label, path in (("train", train_path), ("holdout", holdout_path), ("synthetic", synthetic_path)):
         tables[label], _ = prepare(read_csv(path, schema), schema, source=str(path))

@@ -323,3 +323,13 @@ def test_a_release_under_internal_sharing_records_the_profile(tmp_path, mixed_fr
                                  "required_tier": "quick"}  # fmt: skip
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["policy"] == policy
     assert json.loads((tmp_path / "r" / "privacy.json").read_text())["profile"] == "internal-sharing"
+
+
+def test_dpsynth_audit_refuses_a_profile_that_requires_the_thorough_tier(tmp_path, mixed_frame, mixed_schema):
+    data, schema = tmp_path / "t.csv", tmp_path / "t.schema.json"
+    mixed_frame.to_csv(data, index=False)
+    mixed_schema.save(schema)
+    args = ["audit", "--train", data, "--holdout", data, "--synthetic", data, "--schema", schema, "--out"]
+    result = invoke(*args, tmp_path / "a", "--policy", "gdpr-anonymisation")
+    assert result.exit_code == 2 and "requires the thorough audit tier" in " ".join(result.output.split())
+    assert not (tmp_path / "a").exists()
