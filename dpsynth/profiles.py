@@ -156,9 +156,9 @@ class ReleaseRules:
     def check_delta(self, delta: float, n_rows: int, label: str) -> None:
         """Refuse (``UsageError``) a delta whose product with the source table's row count is over the ceiling.
 
-        delta bounds the probability that the guarantee fails outright; summed
-        over n people, delta * n bounds the expected number of people it fails
-        for, so the ceiling is relative to n. The source table's count is used
+        A mechanism that publishes each record whole with probability delta is
+        (0, delta)-DP and publishes delta * n records on average, so what a
+        delta permits depends on n and the ceiling is relative to it. The source table's count is used
         (not the training rows'): the guarantee is stated for the source table,
         and its count is the larger, so the rule is the stricter.
         """
