@@ -116,8 +116,7 @@ def load_policy(policy: str | Path | None) -> LoadedPolicy:
             f"{parsed.source}: 'release.required_tier' is {rules.required_tier!r} but the policy's tier is "
             f"{parsed.tier!r}: set tier = {rules.required_tier!r} so that a release runs it by default"
         )
-    shipped = path is not None and str(policy) in profile_names()
-    if table is not None and table["name"] in profile_names() and not shipped:
+    if table is not None and table["name"] in profile_names() and not _is_shipped(path, table["name"]):
         raise UsageError(
             f"{parsed.source}: 'profile.name' is {table['name']!r}, the name of a shipped profile, but this file is "
             f"not it: a changed copy must say so in its name (e.g. {table['name'] + '-custom'!r})"
@@ -126,6 +125,11 @@ def load_policy(policy: str | Path | None) -> LoadedPolicy:
     return LoadedPolicy(
         parsed, rules, table, table["name"] if table else None, path.resolve() if path else None, digest
     )
+
+
+def _is_shipped(path: Path | None, name: str) -> bool:
+    """Whether ``path`` holds exactly the shipped profile ``name`` (by name or by a path to the same bytes)."""
+    return path is not None and path.read_bytes() == profile_path(name).read_bytes()
 
 
 # -- [release] -------------------------------------------------------------------------------------

@@ -146,6 +146,9 @@ def test_a_changed_copy_must_not_use_a_shipped_name(tmp_path):
     raw["release"]["max_epsilon"] = 10.0
     with pytest.raises(UsageError, match="the name of a shipped profile"):
         load_policy(_write(tmp_path, raw))
+    copy_of_shipped = tmp_path / "same.toml"  # the shipped file itself, by path: it is the profile
+    copy_of_shipped.write_bytes(profile_path("hipaa-expert-determination").read_bytes())
+    assert load_policy(copy_of_shipped).name == "hipaa-expert-determination"
 
 
 @pytest.mark.parametrize(
