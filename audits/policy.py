@@ -72,7 +72,7 @@ _PARAMS: dict[str, tuple[type, int]] = {  # name -> (type, minimum)
     "canaries": (int, 8),
     "canary_reference_rows": (int, 10),
 }
-_TOP_KEYS = {"tier", "confidence", "correction", "judge", "attacker", "params", "tests", "release"}
+_TOP_KEYS = {"tier", "confidence", "correction", "judge", "attacker", "params", "tests", "release", "profile"}
 CORRECTIONS = ("bonferroni", "none")
 
 
@@ -92,6 +92,9 @@ class Policy:
     # The ``[release]`` table, kept as given: settings of the tool that runs the release (e.g.
     # ``approval_required``), which that tool validates. The audits neither read nor judge them.
     release: Mapping[str, Any] = field(default_factory=dict)
+    # The ``[profile]`` table, kept as given like ``release``: what the policy means in words (a
+    # named profile's criteria, rationale and sources), for the tool and report that present it.
+    profile: Mapping[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -292,6 +295,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> Policy:
         if rule.enabled and info.bound in ("max", "min", "margin") and getattr(rule, info.bound) is None:
             raise PolicyError(f"{source}: 'tests.{name}.{info.bound}' is required for an enabled test")
     release = dict(_table(raw.get("release", {}), "release", source))
+    profile = dict(_table(raw.get("profile", {}), "profile", source))
     return Policy(
         tier=tier,
         confidence=confidence,
@@ -303,6 +307,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> Policy:
         tests=tests,
         source=source,
         release=release,
+        profile=profile,
     )
 
 

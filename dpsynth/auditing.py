@@ -12,6 +12,7 @@ from pathlib import Path
 import audits
 from dpsynth._files import atomic_write_json, staged_directory
 from dpsynth.errors import UsageError
+from dpsynth.profiles import load_policy
 from dpsynth.schema import Schema
 from dpsynth.steps import NO_STEPS, Steps, current_steps
 from dpsynth.tables import prepare, read_csv
@@ -23,7 +24,7 @@ def run_audit(
     synthetic_path: Path,
     schema_path: Path,
     out: Path,
-    policy_path: Path | None = None,
+    policy_path: Path | str | None = None,
     tier: str = "quick",
     seed: int = 0,
     steps: Steps | None = None,
@@ -41,7 +42,13 @@ def run_audit(
     if out.exists():
         raise UsageError(f"--out {out} already exists; choose a new directory (audit results are never overwritten)")
     schema = Schema.load(schema_path)
-    policy = audits.Policy.load(policy_path) if policy_path else audits.Policy.default()
+    loaded = load_policy(policy_path)  # a shipped profile name, a TOML path, or None: the default
+    if loaded.rules.required_tier == "thorough":
+        raise UsageError(
+            f"{loaded.label} requires the thorough audit tier (release.required_tier), which refits the generator: "
+            "it runs inside `dpsynth release`; `dpsynth audit` runs the quick tier only"
+        )
+    policy = loaded.policy
     tables = {}
     for label, path in (("train", train_path), ("holdout", holdout_path), ("synthetic", synthetic_path)):
         with steps.step("read", table=label) as read_step:

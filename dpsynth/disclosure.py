@@ -60,6 +60,8 @@ def public_privacy_statement(
         "neighbouring": NEIGHBOURING,
         "noise_source": manifest["noise_source"],
         "row_count": {"rows": manifest["rows"]["synthetic"], "source": row_count_source(request)},
+        # the policy profile the release was gated under (dpsynth.profiles), None for another policy
+        "profile": (manifest.get("policy") or {}).get("name"),
         "schema": {"name": schema.name, "source": schema.source, "sha256": manifest["schema"]["sha256"]},
         "synthetic_sha256": None,  # filled in when synthetic.csv is written
         "dpsynth_version": manifest["versions"].get("dpsynth"),

@@ -38,12 +38,12 @@ import audits
 from dpsynth._files import atomic_write_json, atomic_write_text, sha256_file, staged_directory
 from dpsynth.disclosure import INTERNAL_NOTICE, public_privacy_statement, row_count_source
 from dpsynth.errors import GateFailed, UsageError
-from dpsynth.evidence.approval import approval_required
 from dpsynth.evidence.bundle import build_index, write_signed_bundle
 from dpsynth.evidence.keys import load_identity
 from dpsynth.params import Interval, Options, Satisfies, validate_params
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import AnyLedger, open_ledger
+from dpsynth.profiles import load_policy
 from dpsynth.schema import Schema
 from dpsynth.steps import NO_STEPS, Steps, current_steps
 from dpsynth.synthesizers import make_synthesizer
@@ -66,7 +66,7 @@ class ReleaseRequest:
     dataset_id: str
     out: Path
     holdout_fraction: float = 0.2
-    policy: Path | None = None
+    policy: Path | str | None = None  # a shipped profile name (dpsynth.profiles) or a policy TOML path
     seed: int | None = None
     rows: int | None = None
     accept_private_schema: bool = False
@@ -202,9 +202,11 @@ def run_release(
     _validate(request)
     schema = Schema.load(request.schema)
     schema.require_public(request.accept_private_schema)
-    policy = audits.Policy.load(request.policy) if request.policy else audits.Policy.default()
+    loaded = load_policy(request.policy)
+    policy = loaded.policy
     tier = request.tier or policy.tier
-    needs_approval = approval_required(policy.release, policy.source)
+    needs_approval = loaded.rules.approval_required
+    loaded.rules.check_request(request.epsilon, tier, loaded.label)  # ceilings: before any budget is reserved
     # the operator's key is loaded before any budget is spent: a missing key refuses the release (exit 2)
     operator = load_identity(request.operator, request.keys_dir) if request.operator is not None else None
     if needs_approval and operator is None:
@@ -221,6 +223,7 @@ def run_release(
         table = read_csv(request.data, schema)
         read_step.rows = len(table)
     check_delta_cap(delta_cap, len(table), request.dataset_id)
+    loaded.rules.check_delta(request.delta, len(table), loaded.label)
     seeds = np.random.SeedSequence(request.seed) if request.seed is not None else np.random.SeedSequence()
     split_seed, fit_seed, audit_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(3))
     with steps.step("split", rows=len(table)):
@@ -296,6 +299,7 @@ def run_release(
         manifest = _manifest(
             request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
         )
+        manifest["policy"] = loaded.record(tier)
         status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
         manifest["approval"] = {
             "required": needs_approval,

@@ -15,6 +15,7 @@ from dpsynth.cli import (  # noqa: F401  (register the commands)
     benchmark_commands,
     budget_commands,
     evidence_commands,
+    policy_commands,
     release_commands,
     report_commands,
     schema_commands,

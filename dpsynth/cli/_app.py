@@ -40,6 +40,7 @@ RELEASE_OPTIONS = {
     "epsilon": "--epsilon",
     "delta": "--delta",
     "operator": "--as",
+    "policy": "--policy",
 }
 BUDGET_OPTIONS = {"epsilon_cap": "--epsilon", "delta_cap": "--delta"}
 DISCOVER_OPTIONS = {"epsilon": "--epsilon", "delta": "--delta"}

@@ -50,7 +50,11 @@ def release(
     holdout_fraction: float = typer.Option(
         0.2, "--holdout-fraction", help="Share of rows kept out of fitting, as the audit baseline."
     ),
-    policy: Path | None = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
+    policy: str | None = typer.Option(
+        None,
+        "--policy",
+        help="A policy profile (`dpsynth policy list`) or a gate policy TOML (default: the shipped gate).",
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Fix all randomness (noise included) for reproducibility."),
     rows: int | None = typer.Option(
         None,
@@ -143,7 +147,11 @@ def audit(
     synthetic: Path = typer.Option(..., "--synthetic", help="The synthetic table to audit (CSV, any tool)."),
     schema: Path = typer.Option(..., "--schema", help="Schema JSON for the three tables."),
     out_dir: Path = typer.Option(..., "--out", help="Directory for audit.json and report.html."),
-    policy: Path | None = typer.Option(None, "--policy", help="Gate policy TOML (default: the shipped policy)."),
+    policy: str | None = typer.Option(
+        None,
+        "--policy",
+        help="A policy profile (`dpsynth policy list`) or a gate policy TOML (default: the shipped gate).",
+    ),
     tier: str = typer.Option("quick", "--tier", help="quick (thorough needs a generator: use dpsynth release)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the attacks' sampling."),
     log_json: str | None = typer.Option(None, "--log-json", metavar="PATH", help=LOG_JSON_HELP),

@@ -29,19 +29,17 @@ from dpsynth.errors import UsageError, VerificationFailed
 from dpsynth.evidence.bundle import add_approver_signature, read_bundle
 from dpsynth.evidence.keys import Identity
 from dpsynth.privacy.ledger import AnyLedger
+from dpsynth.profiles import release_rules
 
-RELEASE_KEYS = {"approval_required": bool}
 AWAITING = "awaiting-approval"
 
 
 def approval_required(release: Mapping[str, Any], source: str = "<policy>") -> bool:
-    """The policy's ``release.approval_required`` (default false); ``UsageError`` naming any bad key."""
-    for key, value in release.items():
-        if key not in RELEASE_KEYS:
-            raise UsageError(f"{source}: unknown key 'release.{key}'; allowed: {sorted(RELEASE_KEYS)}")
-        if not isinstance(value, RELEASE_KEYS[key]):
-            raise UsageError(f"{source}: 'release.{key}' must be true or false, got {value!r}")
-    return bool(release.get("approval_required", False))
+    """The policy's ``release.approval_required`` (default false); ``UsageError`` naming any bad key.
+
+    The whole ``[release]`` table is validated by :func:`dpsynth.profiles.release_rules`.
+    """
+    return release_rules(release, source).approval_required
 
 
 @dataclass(frozen=True)
