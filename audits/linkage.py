@@ -98,14 +98,12 @@ def linkage_attack(
     synthetic = data.frames["synthetic"].iloc[syn_order]
     k = min(n_neighbors, len(synthetic))
     enc_a, enc_b = _sub_encoder(data, cols_a), _sub_encoder(data, cols_b)
-    syn_a, syn_b = enc_a.transform(synthetic), enc_b.transform(synthetic)
-    successes = []
-    for part, idx in (("train", train_idx), ("holdout", control_idx)):
-        frame = data.frames[part].iloc[idx]
-        _, ia = enc_a.knn(enc_a.transform(frame), syn_a, k=k)
-        _, ib = enc_b.knn(enc_b.transform(frame), syn_b, k=k)
-        linked = np.array([bool(np.intersect1d(a, b, assume_unique=False).size) for a, b in zip(ia, ib)])
-        successes.append(int(linked.sum()))
+    targets = pd.concat([data.frames["train"].iloc[train_idx], data.frames["holdout"].iloc[control_idx]])
+    _, ia = enc_a.knn(enc_a.transform(targets), enc_a.index(enc_a.transform(synthetic)), k=k)
+    _, ib = enc_b.knn(enc_b.transform(targets), enc_b.index(enc_b.transform(synthetic)), k=k)
+    linked = (ia[:, :, None] == ib[:, None, :]).any(axis=(1, 2))  # the two lookups share a synthetic row
+    n_tr = len(train_idx)
+    successes = [int(linked[:n_tr].sum()), int(linked[n_tr:].sum())]
     risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), data.confidence)
     details = _risk_details(risk)
     details.update({"columns_a": cols_a, "columns_b": cols_b, "split": split, "n_neighbors": k})
@@ -184,13 +182,10 @@ def attribute_inference_attack(
     lows, highs = [], []
     for secret_col, aux in plan:
         enc = _sub_encoder(data, aux)
-        syn_enc = enc.transform(synthetic)
-        successes = []
-        for part, idx in (("train", train_idx), ("holdout", control_idx)):
-            frame = data.frames[part].iloc[idx]
-            _, nn = enc.knn(enc.transform(frame), syn_enc, k=1)
-            guesses = synthetic[secret_col].iloc[nn[:, 0]]
-            successes.append(int(_correct(guesses, frame[secret_col], data, secret_col).sum()))
+        targets = pd.concat([data.frames["train"].iloc[train_idx], data.frames["holdout"].iloc[control_idx]])
+        _, nn = enc.knn(enc.transform(targets), enc.index(enc.transform(synthetic)), k=1)
+        correct = _correct(synthetic[secret_col].iloc[nn[:, 0]], targets[secret_col], data, secret_col)
+        successes = [int(correct[: len(train_idx)].sum()), int(correct[len(train_idx) :].sum())]
         risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), per_confidence)
         per_secret[secret_col] = {
             "risk": risk.value,
