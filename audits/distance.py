@@ -163,9 +163,9 @@ def exact_copy_rate(data: AuditData) -> AuditResult:
     (Adult: ~11% of rows repeat) an honest generator reproduces common rows too.
     """
     start = time.perf_counter()
-    train_keys = data.encoder.row_keys(data.frame("train"))
-    syn_keys = data.encoder.row_keys(data.frame("synthetic"))
-    hold_keys = data.encoder.row_keys(data.frame("holdout"))
+    train_keys, syn_keys, hold_keys = (
+        data.encoder.row_keys(data.frame(part), data.encoded(part)) for part in ("train", "synthetic", "holdout")
+    )
     syn_hits = int(np.isin(syn_keys, train_keys).sum())
     hold_hits = int(np.isin(hold_keys, train_keys).sum())
     n_syn, n_hold = len(syn_keys), len(hold_keys)

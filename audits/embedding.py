@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.spatial.distance import cdist
 
 from audits.neighbours import GowerIndex
-from audits.spec import TableSpec, category_labels, numeric_values
+from audits.spec import TableSpec, category_label, category_labels, numeric_values
 
 NAN_FLAG_WEIGHT = 0.5
 BRUTE_FORCE_PAIRS = 20_000_000  # above len(query) * len(ref), knn uses the index
@@ -225,12 +225,25 @@ class MixedEncoder:
             return dist, idx, np.concatenate([p_[2] for p_ in parts])
         return dist, idx
 
-    def row_keys(self, df: pd.DataFrame) -> np.ndarray:
+    def _label_codes(self, name: str, series: pd.Series) -> np.ndarray:
+        """One integer per canonical label of a categorical column: its level number if fitted
+        (missing is the last level), else a 64-bit hash of the label, so unseen labels stay apart."""
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        lookup = {lvl: i for i, lvl in enumerate(self.levels_[name])}
+        labels = [category_label(u) for u in uniques]
+        unseen = pd.util.hash_array(np.array(["\x00" + lb for lb in labels], dtype=object)).astype(np.int64)
+        per_unique = np.array([lookup.get(lb, u) for lb, u in zip(labels, unseen)] + [lookup[None]], dtype=np.int64)
+        return per_unique[codes]  # code -1 (missing) picks the missing level
+
+    def row_keys(self, df: pd.DataFrame, encoded: Encoded | None = None) -> np.ndarray:
         """A 64-bit hash per row over the canonical values of the encoder's columns.
 
         Two rows share a key iff they are identical (numbers compared to 9
         significant digits, categories by canonical label, missing equals
-        missing), up to hash collisions (~n^2 / 2^64, negligible).
+        missing), up to hash collisions (~n^2 / 2^64, negligible). Keys are
+        comparable between frames hashed by one fitted encoder. ``encoded``
+        (``transform(df)`` of a frame the encoder was fitted on, so every
+        label is a fitted level) saves reading the labels again.
         """
         canon = {}
         for name in self.columns:
@@ -238,8 +251,10 @@ class MixedEncoder:
             if col.kind == "numeric":
                 v = numeric_values(df[name], col)
                 canon[name] = pd.Series(_round_sig(v))
+            elif encoded is not None:
+                canon[name] = pd.Series(encoded.codes[:, self.categorical_.index(name)])
             else:
-                canon[name] = pd.Series(category_labels(df[name]), dtype=object).fillna("\x00<NA>")
+                canon[name] = pd.Series(self._label_codes(name, df[name]))
         frame = pd.DataFrame(canon)
         return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
