@@ -88,13 +88,41 @@ class MixedEncoder:
             declared = list(self.spec.column(name).categories)
             seen: set[str] = set()
             for df in frames:
-                seen.update(v for v in category_labels(df[name]) if v is not None)
+                seen.update(category_label(v) for v in pd.unique(df[name].dropna()))
             extra = sorted(seen - set(declared))
             self.levels_[name] = declared + extra + [None]
         # Numeric missing flags only where a value can be missing (declared or seen).
         self.nan_flag_ = [
             c for c in self.numeric_ if self.spec.column(c).nullable or any(df[c].isna().any() for df in frames)
         ]
+        return self._blocks()
+
+    def restricted(self, columns: Sequence[str]) -> MixedEncoder:
+        """The encoder of ``columns`` fitted on this one's frames (same levels and missing-flags), without refitting.
+
+        Its :meth:`project` takes this encoder's encodings to its own, so an
+        attack on a subset of columns (linkage, attribute inference) need not
+        read the tables again.
+        """
+        sub = MixedEncoder(self.spec, columns)
+        sub.numeric_ = [c for c in sub.columns if c in self.numeric_]
+        sub.categorical_ = [c for c in sub.columns if c in self.categorical_]
+        sub.levels_ = {c: self.levels_[c] for c in sub.categorical_}
+        sub.nan_flag_ = [c for c in sub.numeric_ if c in self.nan_flag_]
+        sub._parent = self
+        return sub._blocks()
+
+    def project(self, enc: Encoded) -> Encoded:
+        """An encoding by the encoder this one was :meth:`restricted` from, as this encoder's own."""
+        parent = getattr(self, "_parent", None)
+        if parent is None:
+            raise ValueError("project() needs an encoder made by restricted()")
+        num_cols = [parent.numeric_.index(c) for c in self.numeric_]
+        code_cols = [parent.categorical_.index(c) for c in self.categorical_]
+        code_cols += [len(parent.categorical_) + parent.nan_flag_.index(c) for c in self.nan_flag_]
+        return Encoded(enc.num[:, num_cols], enc.codes[:, code_cols])
+
+    def _blocks(self) -> MixedEncoder:
         blocks = [(c, len(self.levels_[c]), 1.0) for c in self.categorical_]
         blocks += [(c, 2, NAN_FLAG_WEIGHT) for c in self.nan_flag_]
         self.blocks_ = blocks
@@ -171,14 +199,27 @@ class MixedEncoder:
         if method not in ("auto", "brute", "index"):
             raise ValueError(f"method must be 'auto', 'brute' or 'index', got {method!r}")
         if isinstance(ref, GowerIndex) or method == "index":
-            return self._knn_index(query, ref, k, ties)
+            return self._knn_index(query, ref, k, n_jobs, ties)
         if method == "auto" and len(query) * len(ref) > BRUTE_FORCE_PAIRS:
-            return self._knn_index(query, ref, k, ties)
+            return self._knn_index(query, ref, k, n_jobs, ties)
         return self._knn_brute(query, ref, k, n_jobs, ties)
 
-    def _knn_index(self, query: Encoded, ref: Encoded | GowerIndex, k: int, ties: bool) -> tuple[np.ndarray, ...]:
+    def _knn_index(
+        self, query: Encoded, ref: Encoded | GowerIndex, k: int, n_jobs: int | None, ties: bool
+    ) -> tuple[np.ndarray, ...]:
         index = ref if isinstance(ref, GowerIndex) else self.index(ref)
-        dist, idx, n_ties = index.query(query.num, query.codes, k=k, ties=ties)
+        workers = n_jobs or min(2, os.cpu_count() or 1)
+        parts = np.array_split(np.arange(len(query)), workers if len(query) >= 4096 * workers else 1)
+
+        def one(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return index.query(query.num[rows], query.codes[rows], k=k, ties=ties)
+
+        if len(parts) > 1:  # queries are independent; numpy releases the GIL in the heavy steps
+            with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+                done = list(pool.map(one, parts))
+        else:
+            done = [one(parts[0])]
+        dist, idx, n_ties = (np.concatenate([d[i] for d in done]) for i in range(3))
         dist = np.maximum(dist, 0.0) / float(self.n_columns_)
         return (dist, idx, n_ties) if ties else (dist, idx)
 
