@@ -87,7 +87,8 @@ class AuditData:
             "holdout": holdout[cols].reset_index(drop=True),
             "synthetic": synthetic[cols].reset_index(drop=True),
         }
-        self.encoder = MixedEncoder(spec).fit(*self.frames.values())
+        self.encoder = MixedEncoder(spec)
+        encoded = self.encoder.fit_transform(*self.frames.values())
         n_train, n_hold, n_syn = (len(self.frames[k]) for k in ("train", "holdout", "synthetic"))
         n_ref = min(n_train, n_hold)
         n_targets = min(n_ref, max_targets)
@@ -98,7 +99,7 @@ class AuditData:
             "members": self._sample("members", n_train, n_targets),
             "nonmembers": self._sample("nonmembers", n_hold, n_targets),
         }
-        self._encoded: dict[str, Encoded] = {}
+        self._encoded: dict[str, Encoded] = dict(zip(self.frames, encoded))
         self._knn: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
         self._index: dict[str, GowerIndex] = {}
         self.timings: dict[str, float] = {}

@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.spatial.distance import cdist
 
 from audits.neighbours import GowerIndex
-from audits.spec import TableSpec, category_label, category_labels, numeric_values
+from audits.spec import TableSpec, category_label, numeric_values
 
 NAN_FLAG_WEIGHT = 0.5
 BRUTE_FORCE_PAIRS = 20_000_000  # above len(query) * len(ref), knn uses the index
@@ -81,14 +81,30 @@ class MixedEncoder:
         self.columns = list(columns) if columns is not None else spec.names
 
     def fit(self, *frames: pd.DataFrame) -> MixedEncoder:
+        return self._fit(frames, [self._factorize(df) for df in frames])
+
+    def fit_transform(self, *frames: pd.DataFrame) -> list[Encoded]:
+        """``fit(*frames)`` then ``transform`` of each frame, reading every categorical column once."""
+        factorized = [self._factorize(df) for df in frames]
+        self._fit(frames, factorized)
+        return [self.transform(df, f) for df, f in zip(frames, factorized)]
+
+    def _factorize(self, df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per categorical column: (code per row, -1 if missing; the distinct values)."""
+        kinds = {c: self.spec.column(c).kind for c in self.columns}
+        return {c: pd.factorize(df[c], use_na_sentinel=True) for c in self.columns if kinds[c] == "categorical"}
+
+    def _fit(
+        self, frames: Sequence[pd.DataFrame], factorized: Sequence[dict[str, tuple[np.ndarray, np.ndarray]]]
+    ) -> MixedEncoder:
         self.numeric_ = [c for c in self.columns if self.spec.column(c).kind == "numeric"]
         self.categorical_ = [c for c in self.columns if self.spec.column(c).kind == "categorical"]
         self.levels_: dict[str, list[str | None]] = {}
         for name in self.categorical_:
             declared = list(self.spec.column(name).categories)
             seen: set[str] = set()
-            for df in frames:
-                seen.update(category_label(v) for v in pd.unique(df[name].dropna()))
+            for f in factorized:
+                seen.update(category_label(v) for v in f[name][1])
             extra = sorted(seen - set(declared))
             self.levels_[name] = declared + extra + [None]
         # Numeric missing flags only where a value can be missing (declared or seen).
@@ -140,7 +156,9 @@ class MixedEncoder:
     def n_dims(self) -> int:
         return len(self.numeric_) + len(self.weights_)
 
-    def transform(self, df: pd.DataFrame) -> Encoded:
+    def transform(
+        self, df: pd.DataFrame, factorized: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    ) -> Encoded:
         n = len(df)
         num = np.empty((n, len(self.numeric_)), dtype=np.float64)
         for j, name in enumerate(self.numeric_):
@@ -154,7 +172,9 @@ class MixedEncoder:
             levels = self.levels_[name]
             lookup = {lvl: i for i, lvl in enumerate(levels)}
             missing_level = len(levels) - 1
-            codes[:, b] = pd.Series(category_labels(df[name]), dtype=object).map(lookup).fillna(missing_level)
+            raw, uniques = factorized[name] if factorized else pd.factorize(df[name], use_na_sentinel=True)
+            per_unique = [lookup.get(category_label(u), missing_level) for u in uniques] + [missing_level]
+            codes[:, b] = np.asarray(per_unique, dtype=np.int32)[raw]  # -1 (missing) picks the missing level
         for b, name in enumerate(self.nan_flag_, start=len(self.categorical_)):
             codes[:, b] = df[name].isna().to_numpy()
         return Encoded(num=num, codes=codes)
