@@ -126,3 +126,18 @@ def test_audit_results_are_the_same_with_the_index_and_with_all_pairs(monkeypatc
         assert a.value == pytest.approx(b.value, abs=1e-12), a.name
         assert (a.ci_low, a.ci_high) == pytest.approx((b.ci_low, b.ci_high), abs=1e-12), a.name
     assert indexed.decision == brute.decision
+
+
+def test_restricted_encoder_projects_like_a_refit(table_maker):
+    df = table_maker(400, 2)
+    spec = TableSpec.infer(df)
+    full = MixedEncoder(spec).fit(df)
+    columns = ["hours", "sex", "age", "region"]  # hours has missing values: a missing-flag block
+    sub, fresh = full.restricted(columns), MixedEncoder(spec, columns).fit(df)
+    projected, refit = sub.project(full.transform(df)), fresh.transform(df)
+    np.testing.assert_array_equal(projected.num, refit.num)
+    np.testing.assert_array_equal(projected.codes, refit.codes)
+    np.testing.assert_array_equal(sub.block_weights_, fresh.block_weights_)
+    assert sub.n_columns_ == fresh.n_columns_ == 4 and sub.blocks_ == fresh.blocks_
+    with pytest.raises(ValueError, match="restricted"):
+        fresh.project(refit)
