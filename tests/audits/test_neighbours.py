@@ -141,3 +141,30 @@ def test_restricted_encoder_projects_like_a_refit(table_maker):
     assert sub.n_columns_ == fresh.n_columns_ == 4 and sub.blocks_ == fresh.blocks_
     with pytest.raises(ValueError, match="restricted"):
         fresh.project(refit)
+
+
+def test_singling_out_null_drawn_on_matched_records_has_the_law_of_full_splits():
+    """The permutation null re-splits only matched records; its law must be that of full equal splits."""
+    from scipy import sparse
+
+    from audits.singling_out import _permutation_risks, _singled_out
+    from audits.stats import risk_values
+
+    rng = np.random.default_rng(0)
+    n_pred, n_side = 120, 150
+    # Most predicates match one record of their own (so how many matched records fall on side A
+    # drives the risk), some match two or three, all within 160 of the 300 records.
+    rows = np.r_[np.arange(n_pred), rng.integers(0, n_pred, 60)]
+    cols = np.r_[rng.permutation(160)[:n_pred], rng.integers(0, 160, 60)]
+    pooled = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_pred, 2 * n_side))
+    pooled.data[:] = 1.0
+    fast = _permutation_risks(pooled, n_side, 3000, np.random.default_rng(1), 0.95)
+    full = []
+    for _ in range(3000):
+        split = (np.random.default_rng(len(full) + 7).permutation(2 * n_side) < n_side).astype(np.float32)
+        a, b = _singled_out(pooled, split[:, None])
+        full.append(risk_values(a, n_pred, b, n_pred, 0.95)[0])
+    full = np.array(full)
+    se = np.sqrt(fast.var() / len(fast) + full.var() / len(full))
+    assert abs(fast.mean() - full.mean()) < 4 * se
+    assert fast.std() == pytest.approx(full.std(), rel=0.1)
