@@ -134,6 +134,11 @@ class AuditData:
             self._index[part] = self.encoder.index(self.encoded(part))
         return self._index[part]
 
+    def searchable(self, part: Part, n_queries: int) -> Encoded | GowerIndex:
+        """What :meth:`MixedEncoder.knn` should search for ``n_queries`` queries among ``part``'s rows:
+        the cached index above ``BRUTE_FORCE_PAIRS`` pairs, else the rows themselves (all pairs)."""
+        return self.index(part) if n_queries * self.size(part) > BRUTE_FORCE_PAIRS else self.encoded(part)
+
     def size(self, part: Part) -> int:
         return len(self.indices[part]) if part in _DERIVED else len(self.frames[part])
 
@@ -149,8 +154,7 @@ class AuditData:
         if cached is None or cached[0].shape[1] < k:
             start = time.perf_counter()
             queries = self.encoded(query)
-            big = len(queries) * self.size(ref) > BRUTE_FORCE_PAIRS
-            cached = self.encoder.knn(queries, self.index(ref) if big else self.encoded(ref), k=k, ties=True)
+            cached = self.encoder.knn(queries, self.searchable(ref, len(queries)), k=k, ties=True)
             self._knn[key] = cached
             self.timings[f"knn {query}->{ref}"] = time.perf_counter() - start
         return cached[0][:, :k], cached[1][:, :k], cached[2]

@@ -35,7 +35,7 @@ import numpy as np
 
 from audits.data import AuditData
 from audits.distance import dcr_membership_attack, roc_result
-from audits.embedding import BRUTE_FORCE_PAIRS, Encoded
+from audits.embedding import Encoded
 from audits.results import AuditResult
 
 __all__ = ["domias_attack", "dcr_membership_attack"]
@@ -65,8 +65,7 @@ def domias_attack(data: AuditData, k: int = 1, eps: float = 1e-3) -> AuditResult
     n_syn = data.size("synthetic")
     k_syn, k_ref = min(k, n_syn), min(k, len(reference))
     targets = Encoded.concat([data.encoded("train").take(mem_idx), holdout.take(non_idx)])  # members first
-    big = len(targets) * n_syn > BRUTE_FORCE_PAIRS
-    r_syn, _ = enc.knn(targets, data.index("synthetic") if big else data.encoded("synthetic"), k=k_syn)
+    r_syn, _ = enc.knn(targets, data.searchable("synthetic", len(targets)), k=k_syn)
     r_ref, _ = enc.knn(targets, reference, k=k_ref)
     scores = np.log(r_ref[:, -1] + eps) - np.log(r_syn[:, -1] + eps)
     labels = np.r_[np.ones(n_targets), np.zeros(n_targets)]

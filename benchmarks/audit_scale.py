@@ -83,13 +83,12 @@ def measure(n: int, synthetic: str, method: str, adult: Path, seed: int, jitter:
     import audits
     import audits.data
     import audits.embedding
-    import audits.membership
     from dpsynth.release import split_holdout
     from dpsynth.schema import Schema
     from dpsynth.tables import read_csv
 
     if method == "brute":  # every search over all pairs, as before the index
-        for module in (audits.embedding, audits.data, audits.membership):
+        for module in (audits.embedding, audits.data):
             module.BRUTE_FORCE_PAIRS = float("inf")
         audits.MixedEncoder.index = lambda self, ref: ref
     schema = Schema.load(SCHEMA)

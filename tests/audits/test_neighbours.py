@@ -10,7 +10,6 @@ from scipy.spatial.distance import cdist
 import audits
 import audits.data
 import audits.embedding
-import audits.membership
 import audits.neighbours as nb
 from audits import MixedEncoder, TableSpec
 
@@ -112,7 +111,7 @@ def test_audit_results_are_the_same_with_the_index_and_with_all_pairs(monkeypatc
 
     def run(pairs: float, use_index: bool) -> audits.AuditReport:
         with monkeypatch.context() as m:
-            for module in (audits.embedding, audits.data, audits.membership):
+            for module in (audits.embedding, audits.data):
                 m.setattr(module, "BRUTE_FORCE_PAIRS", pairs)
             if not use_index:
                 m.setattr(MixedEncoder, "index", lambda self, ref: ref)
