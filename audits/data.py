@@ -19,8 +19,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from audits.embedding import Encoded, MixedEncoder
+from audits.embedding import BRUTE_FORCE_PAIRS, Encoded, MixedEncoder
 from audits.errors import AuditInputError
+from audits.neighbours import GowerIndex
 from audits.spec import TableSpec
 
 Part = Literal["train", "holdout", "synthetic", "train_ref", "holdout_ref", "synthetic_q", "members", "nonmembers"]
@@ -49,7 +50,8 @@ class AuditData:
     max_targets:
         Cap on member / non-member targets per side for membership attacks.
     max_queries:
-        Cap on synthetic rows used as queries by DCR share and NNDR.
+        Cap on synthetic rows used as queries by DCR share and NNDR, and on
+        the holdout rows that are their baseline queries.
     """
 
     def __init__(
@@ -85,19 +87,21 @@ class AuditData:
             "holdout": holdout[cols].reset_index(drop=True),
             "synthetic": synthetic[cols].reset_index(drop=True),
         }
-        self.encoder = MixedEncoder(spec).fit(*self.frames.values())
+        self.encoder = MixedEncoder(spec)
+        encoded = self.encoder.fit_transform(*self.frames.values())
         n_train, n_hold, n_syn = (len(self.frames[k]) for k in ("train", "holdout", "synthetic"))
         n_ref = min(n_train, n_hold)
         n_targets = min(n_ref, max_targets)
         self.indices: dict[str, np.ndarray] = {
             "train_ref": self._sample("train_ref", n_train, n_ref),
-            "holdout_ref": self._sample("holdout_ref", n_hold, n_ref),
+            "holdout_ref": self._sample("holdout_ref", n_hold, min(n_ref, max_queries)),
             "synthetic_q": self._sample("synthetic_q", n_syn, min(n_syn, max_queries)),
             "members": self._sample("members", n_train, n_targets),
             "nonmembers": self._sample("nonmembers", n_hold, n_targets),
         }
-        self._encoded: dict[str, Encoded] = {}
+        self._encoded: dict[str, Encoded] = dict(zip(self.frames, encoded))
         self._knn: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+        self._index: dict[str, GowerIndex] = {}
         self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- helpers
@@ -124,6 +128,17 @@ class AuditData:
                 self._encoded[part] = self.encoder.transform(self.frames[part])
         return self._encoded[part]
 
+    def index(self, part: Part) -> GowerIndex:
+        """The exact nearest-neighbour index over ``part`` (built once, shared by the attacks that search it)."""
+        if part not in self._index:
+            self._index[part] = self.encoder.index(self.encoded(part))
+        return self._index[part]
+
+    def searchable(self, part: Part, n_queries: int) -> Encoded | GowerIndex:
+        """What :meth:`MixedEncoder.knn` should search for ``n_queries`` queries among ``part``'s rows:
+        the cached index above ``BRUTE_FORCE_PAIRS`` pairs, else the rows themselves (all pairs)."""
+        return self.index(part) if n_queries * self.size(part) > BRUTE_FORCE_PAIRS else self.encoded(part)
+
     def size(self, part: Part) -> int:
         return len(self.indices[part]) if part in _DERIVED else len(self.frames[part])
 
@@ -138,7 +153,8 @@ class AuditData:
         cached = self._knn.get(key)
         if cached is None or cached[0].shape[1] < k:
             start = time.perf_counter()
-            cached = self.encoder.knn(self.encoded(query), self.encoded(ref), k=k, ties=True)
+            queries = self.encoded(query)
+            cached = self.encoder.knn(queries, self.searchable(ref, len(queries)), k=k, ties=True)
             self._knn[key] = cached
             self.timings[f"knn {query}->{ref}"] = time.perf_counter() - start
         return cached[0][:, :k], cached[1][:, :k], cached[2]

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from audits.data import AuditData
-from audits.embedding import MixedEncoder
+from audits.embedding import Encoded, MixedEncoder
 from audits.errors import AuditInputError
 from audits.results import AuditResult
 from audits.spec import category_labels, numeric_values
@@ -60,7 +60,12 @@ def _targets(data: AuditData, n_attacks: int, stream: str) -> tuple[np.ndarray, 
 
 
 def _sub_encoder(data: AuditData, columns: Sequence[str]) -> MixedEncoder:
-    return MixedEncoder(data.spec, columns).fit(*data.frames.values())
+    return data.encoder.restricted(columns)
+
+
+def _encoded_targets(data: AuditData, train_idx: np.ndarray, control_idx: np.ndarray) -> Encoded:
+    """Train targets then control targets, in the audit's encoding."""
+    return Encoded.concat([data.encoded("train").take(train_idx), data.encoded("holdout").take(control_idx)])
 
 
 # ---------------------------------------------------------------------------- linkage
@@ -95,17 +100,15 @@ def linkage_attack(
         split = "random halves (no quasi-identifiers declared)"
     train_idx, control_idx = _targets(data, n_attacks, "linkage-targets")
     syn_order = rng.permutation(data.size("synthetic"))  # random tie-breaking
-    synthetic = data.frames["synthetic"].iloc[syn_order]
+    synthetic = data.encoded("synthetic").take(syn_order)
     k = min(n_neighbors, len(synthetic))
     enc_a, enc_b = _sub_encoder(data, cols_a), _sub_encoder(data, cols_b)
-    syn_a, syn_b = enc_a.transform(synthetic), enc_b.transform(synthetic)
-    successes = []
-    for part, idx in (("train", train_idx), ("holdout", control_idx)):
-        frame = data.frames[part].iloc[idx]
-        _, ia = enc_a.knn(enc_a.transform(frame), syn_a, k=k)
-        _, ib = enc_b.knn(enc_b.transform(frame), syn_b, k=k)
-        linked = np.array([bool(np.intersect1d(a, b, assume_unique=False).size) for a, b in zip(ia, ib)])
-        successes.append(int(linked.sum()))
+    targets = _encoded_targets(data, train_idx, control_idx)
+    _, ia = enc_a.knn(enc_a.project(targets), enc_a.index(enc_a.project(synthetic)), k=k)
+    _, ib = enc_b.knn(enc_b.project(targets), enc_b.index(enc_b.project(synthetic)), k=k)
+    linked = (ia[:, :, None] == ib[:, None, :]).any(axis=(1, 2))  # the two lookups share a synthetic row
+    n_tr = len(train_idx)
+    successes = [int(linked[:n_tr].sum()), int(linked[n_tr:].sum())]
     risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), data.confidence)
     details = _risk_details(risk)
     details.update({"columns_a": cols_a, "columns_b": cols_b, "split": split, "n_neighbors": k})
@@ -176,7 +179,8 @@ def attribute_inference_attack(
         raise AuditInputError("attribute inference needs at least one auxiliary column besides the secret")
     train_idx, control_idx = _targets(data, n_attacks, "inference-targets")
     syn_order = rng.permutation(data.size("synthetic"))
-    synthetic = data.frames["synthetic"].iloc[syn_order].reset_index(drop=True)
+    synthetic = data.encoded("synthetic").take(syn_order)
+    targets = _encoded_targets(data, train_idx, control_idx)
     per_secret: dict[str, dict[str, object]] = {}
     best: tuple[Risk, str] | None = None
     k = len(plan)
@@ -184,13 +188,13 @@ def attribute_inference_attack(
     lows, highs = [], []
     for secret_col, aux in plan:
         enc = _sub_encoder(data, aux)
-        syn_enc = enc.transform(synthetic)
-        successes = []
-        for part, idx in (("train", train_idx), ("holdout", control_idx)):
-            frame = data.frames[part].iloc[idx]
-            _, nn = enc.knn(enc.transform(frame), syn_enc, k=1)
-            guesses = synthetic[secret_col].iloc[nn[:, 0]]
-            successes.append(int(_correct(guesses, frame[secret_col], data, secret_col).sum()))
+        _, nn = enc.knn(enc.project(targets), enc.index(enc.project(synthetic)), k=1)
+        guesses = data.frames["synthetic"][secret_col].iloc[syn_order[nn[:, 0]]]
+        truth = pd.concat(
+            [data.frames["train"][secret_col].iloc[train_idx], data.frames["holdout"][secret_col].iloc[control_idx]]
+        )
+        correct = _correct(guesses, truth, data, secret_col)
+        successes = [int(correct[: len(train_idx)].sum()), int(correct[len(train_idx) :].sum())]
         risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), per_confidence)
         per_secret[secret_col] = {
             "risk": risk.value,

@@ -35,6 +35,7 @@ import numpy as np
 
 from audits.data import AuditData
 from audits.distance import dcr_membership_attack, roc_result
+from audits.embedding import Encoded
 from audits.results import AuditResult
 
 __all__ = ["domias_attack", "dcr_membership_attack"]
@@ -61,17 +62,16 @@ def domias_attack(data: AuditData, k: int = 1, eps: float = 1e-3) -> AuditResult
     enc = data.encoder
     holdout = data.encoded("holdout")
     reference = holdout.take(ref_idx)
-    synthetic = data.encoded("synthetic")
-    k_syn, k_ref = min(k, len(synthetic)), min(k, len(reference))
-    scores = []
-    for targets in (data.encoded("train").take(mem_idx), holdout.take(non_idx)):
-        r_syn, _ = enc.knn(targets, synthetic, k=k_syn)
-        r_ref, _ = enc.knn(targets, reference, k=k_ref)
-        scores.append(np.log(r_ref[:, -1] + eps) - np.log(r_syn[:, -1] + eps))
+    n_syn = data.size("synthetic")
+    k_syn, k_ref = min(k, n_syn), min(k, len(reference))
+    targets = Encoded.concat([data.encoded("train").take(mem_idx), holdout.take(non_idx)])  # members first
+    r_syn, _ = enc.knn(targets, data.searchable("synthetic", len(targets)), k=k_syn)
+    r_ref, _ = enc.knn(targets, reference, k=k_ref)
+    scores = np.log(r_ref[:, -1] + eps) - np.log(r_syn[:, -1] + eps)
     labels = np.r_[np.ones(n_targets), np.zeros(n_targets)]
     return roc_result(
         "mia_domias",
-        np.concatenate(scores),
+        scores,
         labels,
         data,
         start,
@@ -80,6 +80,6 @@ def domias_attack(data: AuditData, k: int = 1, eps: float = 1e-3) -> AuditResult
             "k": k,
             "eps": eps,
             "n_reference": len(ref_idx),
-            "n_synthetic": len(synthetic),
+            "n_synthetic": n_syn,
         },
     )

@@ -15,7 +15,8 @@ Every interval is computed at the policy's per-test level
 default), so the report's intervals hold simultaneously at its confidence.
 
 A ``max_seconds`` budget skips attacks predicted not to fit (prediction from
-the nearest-neighbour throughput measured so far); skipped attacks are
+the all-pairs count of their nearest-neighbour searches times the throughput
+measured so far, which absorbs the index's speed-up); skipped attacks are
 reported with status ``not_run`` and, if required, fail the release. An
 attack that has started runs to completion.
 """
@@ -317,12 +318,12 @@ def _plan(
     wanted = set(policy.tests_for_tier(tier))
     p = policy.params
     n_t, n_h, n_s = data.size("train"), data.size("holdout"), data.size("synthetic")
-    n_q, n_tg = data.size("synthetic_q"), data.size("members")
+    n_q, n_tg, n_b = data.size("synthetic_q"), data.size("members"), data.size("holdout_ref")
     n_link = min(p["linkage_targets"], n_t, n_h)
     n_inf = min(p["inference_targets"], n_t, n_h)
     plan = [
         _Attack("exact_copy_rate", ("exact_copy_rate",), lambda: [exact_copy_rate(data)], lambda: 0.0),
-        _Attack("dcr_share", ("dcr_share",), lambda: [dcr_share(data)], lambda: n_q * (n_t + n_h) + n_h * n_t),
+        _Attack("dcr_share", ("dcr_share",), lambda: [dcr_share(data)], lambda: n_q * (n_t + n_h) + n_b * n_t),
         _Attack("nndr_ratio", ("nndr_ratio",), lambda: [nndr(data)], lambda: 0.0),
         _Attack(
             "mia_distance",

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from audits.data import AuditData
 from audits.errors import AuditInputError
@@ -26,24 +27,30 @@ Predicate = tuple[Condition, ...]  # a conjunction of conditions, sorted (so equ
 
 
 class _Columns:
-    """Per-column arrays of one table with codes shared across tables (for predicate matching)."""
+    """Per-column arrays of one table with codes shared across tables (for predicate matching).
+
+    Matching a predicate costs the size of its first condition's match set,
+    not the table's: categorical levels and missing numbers keep their row
+    lists, numbers a sorted order, so ``x >= v`` is a slice.
+    """
 
     def __init__(self, frame: pd.DataFrame, data: AuditData, vocab: dict[str, dict[str | None, int]]) -> None:
         self.n = len(frame)
         self.values: dict[str, np.ndarray] = {}
+        self._rows: dict[tuple[str, float], np.ndarray] = {}
+        self._order: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in data.spec.names:
             col = data.spec.column(name)
             if col.kind == "numeric":
                 self.values[name] = numeric_values(frame[name], col)
             else:
                 lookup = vocab[name]
-                self.values[name] = np.fromiter(
-                    (lookup.get(v, -2) for v in category_labels(frame[name])), dtype=np.int64, count=self.n
-                )
+                codes = pd.Series(category_labels(frame[name]), dtype=object).map(lookup).fillna(-2)
+                self.values[name] = codes.to_numpy(dtype=np.int64)
 
-    def mask(self, cond: Condition) -> np.ndarray:
+    def mask(self, cond: Condition, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         name, op, value = cond
-        x = self.values[name]
+        x = self.values[name][rows]
         if op == "==":
             return x == value
         if op == "isna":
@@ -51,15 +58,34 @@ class _Columns:
         with np.errstate(invalid="ignore"):
             return x >= value if op == ">=" else x <= value
 
-    def matches(self, predicate: Sequence[Condition]) -> np.ndarray:
-        """Boolean mask of the rows the conjunction ``predicate`` matches."""
-        m = self.mask(predicate[0])
+    def rows(self, cond: Condition) -> np.ndarray:
+        """Row numbers matching one condition (in no particular order)."""
+        name, op, value = cond
+        if op in ("==", "isna"):
+            key = (name, value if op == "==" else np.nan)
+            if key not in self._rows:
+                if len(self._rows) > 4096:
+                    self._rows.clear()
+                self._rows[key] = np.flatnonzero(self.mask(cond))
+            return self._rows[key]
+        if name not in self._order:
+            x = self.values[name]
+            order = np.argsort(x, kind="stable")  # missing values sort last
+            self._order[name] = (order, x[order[: int((~np.isnan(x)).sum())]])
+        order, xs = self._order[name]
+        if op == ">=":
+            return order[int(np.searchsorted(xs, value, side="left")) : len(xs)]
+        return order[: int(np.searchsorted(xs, value, side="right"))]
+
+    def matching(self, predicate: Sequence[Condition]) -> np.ndarray:
+        """Row numbers the conjunction ``predicate`` matches (in no particular order)."""
+        rows = self.rows(predicate[0])
         for cond in predicate[1:]:
-            m &= self.mask(cond)
-        return m
+            rows = rows[self.mask(cond, rows)]
+        return rows
 
     def count(self, predicate: Sequence[Condition]) -> int:
-        return int(self.matches(predicate).sum())
+        return len(self.matching(predicate))
 
 
 class _Rarity:
@@ -79,21 +105,45 @@ class _Rarity:
         self.sorted_num = {n: np.sort(values[n][~np.isnan(values[n])]) for n in self.names if n not in vocab}
         self.nan_num = {n: int(np.isnan(values[n]).sum()) for n in self.sorted_num}
 
-    def conditions(self, i: int) -> list[tuple[int, Condition]]:
-        """Row ``i``'s conditions, one per column, with how many rows each matches, rarest first."""
-        out = []
-        for name in self.names:
-            v = self.table.values[name][i]
+    def conditions_of(self, rows: np.ndarray, top: int | None = None) -> list[list[tuple[int, Condition]]]:
+        """For each of ``rows``, its ``top`` rarest conditions (one per column) with how many rows each matches.
+
+        Rarest first; equal counts keep the column order (a stable sort).
+        """
+        counts = np.zeros((len(rows), len(self.names)), dtype=np.int64)
+        ops: list[np.ndarray] = []
+        for j, name in enumerate(self.names):
+            v = self.table.values[name][rows]
             if name in self.categorical:
-                out.append((int(self.cat_counts[name][v]), (name, "==", int(v))))
-            elif np.isnan(v):
-                out.append((self.nan_num[name], (name, "isna", 0.0)))
-            else:
-                s = self.sorted_num[name]
-                above = len(s) - int(np.searchsorted(s, v, side="left"))  # rows with x >= v
-                below = int(np.searchsorted(s, v, side="right"))  # rows with x <= v
-                out.append((above, (name, ">=", float(v))) if above <= below else (below, (name, "<=", float(v))))
-        out.sort(key=lambda t: t[0])
+                counts[:, j] = self.cat_counts[name][v]
+                ops.append(np.zeros(len(rows), dtype=np.int8))
+                continue
+            s = self.sorted_num[name]
+            missing = np.isnan(v)
+            above = len(s) - np.searchsorted(s, v, side="left")  # rows with x >= v
+            below = np.searchsorted(s, v, side="right")  # rows with x <= v
+            op = np.where(missing, 3, np.where(above <= below, 1, 2)).astype(np.int8)
+            counts[:, j] = np.where(missing, self.nan_num[name], np.minimum(above, below))
+            ops.append(op)
+        ranked = np.argsort(counts, axis=1, kind="stable")[:, :top]
+        out = []
+        for i in range(len(rows)):
+            conds = []
+            for j in ranked[i]:
+                name = self.names[j]
+                v = self.table.values[name][rows[i]]
+                op = int(ops[j][i])
+                cond = (
+                    (name, "==", int(v))
+                    if op == 0
+                    else (name, ">=", float(v))
+                    if op == 1
+                    else (name, "<=", float(v))
+                    if op == 2
+                    else (name, "isna", 0.0)
+                )
+                conds.append((int(counts[i, j]), cond))
+            out.append(conds)
         return out
 
 
@@ -151,12 +201,9 @@ def singling_out_attack(
             f"singling out: no predicate of at most {max_columns} columns isolates a synthetic "
             f"row in {attempts} attempts; the synthetic table has no rare records"
         )
-    # Match matrix: predicates x pooled records (train targets first, then control targets).
-    pooled = np.concatenate(
-        [np.stack([train.matches(p) for p in predicates]), np.stack([control.matches(p) for p in predicates])], axis=1
-    ).astype(np.float32)
     n, n_eval = len(predicates), train.n
-    in_train = np.r_[np.ones(n_eval, dtype=np.float32), np.zeros(n_eval, dtype=np.float32)]
+    pooled = _match_matrix(predicates, train, control)
+    in_train = (np.arange(pooled.shape[1]) < n_eval).astype(np.float32)
     hits_train, hits_control = _singled_out(pooled, in_train[:, None])
     risk = normalised_risk(int(hits_train[0]), n, int(hits_control[0]), n, data.confidence)
     null = _permutation_risks(pooled, n_eval, n_permutations, rng, data.confidence)
@@ -223,21 +270,23 @@ def _isolating_predicates(
     predicates: list[Predicate] = []
     seen: set[Predicate] = set()
     attempts = 0
-    for i in rng.permutation(table.n)[: n_attacks * max_attempts_factor]:
-        attempts += 1
-        pred: list[Condition] = []
-        mask = np.ones(table.n, dtype=bool)
-        for _, cond in rarity.conditions(int(i))[:max_columns]:
-            pred.append(cond)
-            mask &= table.mask(cond)
-            if mask.sum() == 1:
-                key = tuple(sorted(pred))
-                if key not in seen:
-                    seen.add(key)
-                    predicates.append(key)
-                break
-        if len(predicates) >= n_attacks:
-            break
+    order = rng.permutation(table.n)[: n_attacks * max_attempts_factor]
+    for start in range(0, len(order), 512):
+        for conds in rarity.conditions_of(order[start : start + 512], max_columns):
+            attempts += 1
+            pred: list[Condition] = []
+            rows = np.zeros(0, dtype=np.int64)
+            for _, cond in conds[:max_columns]:
+                rows = table.rows(cond) if not pred else rows[table.mask(cond, rows)]
+                pred.append(cond)
+                if len(rows) == 1:
+                    key = tuple(sorted(pred))
+                    if key not in seen:
+                        seen.add(key)
+                        predicates.append(key)
+                    break
+            if len(predicates) >= n_attacks:
+                return predicates, attempts
     return predicates, attempts
 
 
@@ -260,24 +309,54 @@ def _clip_risk(v: float) -> float:
     return float(min(1.0, max(-1.0, v)))
 
 
-def _singled_out(pooled: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _match_matrix(predicates: Sequence[Predicate], train: _Columns, control: _Columns) -> sparse.csr_matrix:
+    """Sparse 0/1 matrix, predicates x pooled records (train targets first, then control targets)."""
+    rows, cols = [], []
+    for i, p in enumerate(predicates):
+        hit = np.r_[train.matching(p), control.matching(p) + train.n]
+        rows.append(np.full(len(hit), i, dtype=np.int64))
+        cols.append(hit)
+    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    shape = (len(predicates), train.n + control.n)
+    return sparse.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=shape)
+
+
+def _singled_out(pooled: sparse.csr_matrix, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicates matching exactly one record of side A (``split`` columns, 0/1 over pooled records)
     and of side B (the complement), per split: two arrays of shape ``(n_splits,)``."""
-    on_a = pooled @ split  # (n_predicates, n_splits)
-    on_b = pooled.sum(axis=1, keepdims=True) - on_a
+    on_a = np.asarray(pooled @ split)  # (n_predicates, n_splits)
+    on_b = np.asarray(pooled.sum(axis=1)) - on_a
     return (on_a == 1).sum(axis=0), (on_b == 1).sum(axis=0)
 
 
 def _permutation_risks(
-    pooled: np.ndarray, n_side: int, n_permutations: int, rng: np.random.Generator, confidence: float, chunk: int = 100
+    pooled: sparse.csr_matrix,
+    n_side: int,
+    n_permutations: int,
+    rng: np.random.Generator,
+    confidence: float,
+    chunk: int = 100,
 ) -> np.ndarray:
-    """Risks of ``n_permutations`` random equal-size re-splits of the pooled records (the honest null)."""
+    """Risks of ``n_permutations`` random equal-size re-splits of the pooled records (the honest null).
+
+    Only records some predicate matches can change a count, so a re-split is
+    drawn on those alone: how many of the ``t`` matched records land on side
+    A is hypergeometric (``n_side`` places among all pooled records), and
+    which ones, a uniformly random subset of that size. That is the exact
+    law of a uniform equal-size split of all records seen on the matched
+    ones, at a cost in ``t``, not in the table's size.
+    """
     n_pred, n_all = pooled.shape
+    touched = np.unique(pooled.indices)
+    on_touched = pooled[:, touched]
     out = []
     for startp in range(0, n_permutations, chunk):
         m = min(chunk, n_permutations - startp)
-        keys = rng.random((n_all, m))
-        split = (np.argsort(np.argsort(keys, axis=0), axis=0) < n_side).astype(np.float32)
-        hits_a, hits_b = _singled_out(pooled, split)
+        n_a = rng.hypergeometric(n_side, n_all - n_side, len(touched), size=m) if len(touched) else np.zeros(m)
+        keys = rng.random((len(touched), m))
+        rank = np.argsort(np.argsort(keys, axis=0), axis=0)
+        split = (rank < n_a[None, :]).astype(np.float32)
+        hits_a, hits_b = _singled_out(on_touched, split)
         out.append(risk_values(hits_a, n_pred, hits_b, n_pred, confidence))
     return np.concatenate(out) if out else np.zeros(0)

@@ -276,6 +276,6 @@ def numeric_values(series: pd.Series, col: ColumnSpec) -> np.ndarray:
 
 def category_labels(series: pd.Series) -> np.ndarray:
     """Object array of canonical category labels, ``None`` for missing values."""
-    codes, uniques = pd.factorize(pd.Series(series.to_numpy(dtype=object), dtype=object), use_na_sentinel=True)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)  # in the column's own dtype: fast for strings
     labels = np.array([category_label(u) for u in uniques] + [None], dtype=object)
     return labels[codes]  # code -1 (missing) picks the trailing None
