@@ -2,7 +2,7 @@
 
 ::
 
-    private table -> schema check -> split train / holdout
+    private table -> engine: coerce, check, encode (dpsynth.engines) -> split train / holdout
       -> ledger.reserve (refuses over the cap; never refunded)
       -> fit on train -> sample -> audits.run(train, holdout, synthetic)
       -> policy decision
@@ -37,17 +37,18 @@ import pandas as pd
 import audits
 from dpsynth._files import atomic_write_json, atomic_write_text, sha256_file, staged_directory
 from dpsynth.disclosure import INTERNAL_NOTICE, public_privacy_statement, row_count_source
+from dpsynth.engines import ENGINES, EncodedTable, read_table
 from dpsynth.errors import GateFailed, UsageError
 from dpsynth.evidence.approval import approval_required
 from dpsynth.evidence.bundle import build_index, write_signed_bundle
 from dpsynth.evidence.keys import load_identity
+from dpsynth.holdout import split_encoded
 from dpsynth.params import Interval, Options, Satisfies, validate_params
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import AnyLedger, open_ledger
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers.base import Synthesizer, check_privacy_parameters, check_within_plan
-from dpsynth.tables import prepare, read_csv
 
 Progress = Callable[[str], None]
 
@@ -56,7 +57,7 @@ Progress = Callable[[str], None]
 class ReleaseRequest:
     """Everything ``dpsynth release`` needs; validated by :func:`run_release`."""
 
-    data: Path
+    data: Path | str | None  # CSV / Parquet path, duckdb:PATH?table=NAME, or (with sql) None / duckdb:PATH
     schema: Path
     generator: str
     epsilon: float
@@ -74,6 +75,9 @@ class ReleaseRequest:
     # who runs the release: signs bundle.json with their key (dpsynth.evidence); None: no signed bundle
     operator: str | None = None
     keys_dir: Path | None = None
+    # how the table is read (dpsynth.engines): None is the default engine (duckdb when installed)
+    engine: str | None = None
+    sql: str | None = None  # a SELECT giving the private table, run in DuckDB (in the database ``data`` names)
 
 
 @dataclass
@@ -114,6 +118,15 @@ def split_holdout(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -
     return train, holdout
 
 
+def read_private_table(request: ReleaseRequest, schema: Schema) -> EncodedTable:
+    """The private table read, checked against ``schema`` and encoded by the request's engine.
+
+    Out-of-domain data (text in a numeric column, an unknown category without
+    ``other``) is refused here, before any budget is spent.
+    """
+    return read_table(request.data, schema, engine=request.engine, sql=request.sql)
+
+
 def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:
     """Refuse a dataset whose delta cap is not below 1/n: the ledger would allow releasing records outright.
 
@@ -135,6 +148,7 @@ REQUEST_CONSTRAINTS = {
     "seed": [Interval(int, 0, None), None],
     "dataset_id": [Satisfies(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty dataset id")],
     "tier": [Options("quick", "thorough"), None],
+    "engine": [Options(*ENGINES), None],
 }
 
 
@@ -202,14 +216,15 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     ledger = open_ledger(request.ledger)
     _, delta_cap = ledger.caps(request.dataset_id)
 
-    say(f"reading {request.data}")
-    table = read_csv(request.data, schema)
+    say(f"reading {request.sql if request.data is None else request.data}")
+    table = read_private_table(request, schema)
     check_delta_cap(delta_cap, len(table), request.dataset_id)
     seeds = np.random.SeedSequence(request.seed) if request.seed is not None else np.random.SeedSequence()
     split_seed, fit_seed, audit_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(3))
-    train, holdout = split_holdout(table, request.holdout_fraction, np.random.default_rng(split_seed))
-    check_privacy_parameters(request.epsilon, request.delta, len(train))
-    prepare(table, schema, source=str(request.data))  # refuse out-of-domain data before any budget is spent
+    train_codes, holdout_codes = split_encoded(table, request.holdout_fraction, np.random.default_rng(split_seed))
+    del table
+    check_privacy_parameters(request.epsilon, request.delta, len(train_codes))
+    train, holdout = train_codes.frame(), holdout_codes.frame()  # the audits' and the report's pandas frames
 
     synthesizer: Synthesizer = make_synthesizer(
         request.generator,
@@ -230,7 +245,7 @@ def run_release(request: ReleaseRequest, progress: Progress | None = None) -> Re
     )
     try:
         say(f"fitting {request.generator} on the training rows")
-        synthesizer.fit(train, schema, accept_private_schema=request.accept_private_schema)
+        synthesizer.fit(train_codes, schema, accept_private_schema=request.accept_private_schema)
         check_within_plan(synthesizer.privacy_cost_, planned, delta_cap, what=f"{request.generator} fit")
         # the exact training count is private: publish --rows (public) or the generator's DP estimate
         n_rows = request.rows if request.rows is not None else synthesizer.n_rows_estimate_
@@ -452,4 +467,13 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, default=lambda v: repr(v)))
 
 
-__all__ = ["ReleaseOutcome", "ReleaseRequest", "check_delta_cap", "generator_factory", "run_release", "split_holdout"]
+__all__ = [
+    "ReleaseOutcome",
+    "ReleaseRequest",
+    "check_delta_cap",
+    "generator_factory",
+    "read_private_table",
+    "run_release",
+    "split_encoded",
+    "split_holdout",
+]

@@ -37,6 +37,8 @@ RELEASE_OPTIONS = {
     "epsilon": "--epsilon",
     "delta": "--delta",
     "operator": "--as",
+    "engine": "--engine",
+    "sql": "--sql",
 }
 BUDGET_OPTIONS = {"epsilon_cap": "--epsilon", "delta_cap": "--delta"}
 DISCOVER_OPTIONS = {"epsilon": "--epsilon", "delta": "--delta"}
