@@ -37,7 +37,7 @@ from dpsynth.tables import _record_lines
 BATCH_ROWS = 1 << 20
 _DIALECT = sql.Dialect()
 _NO_NULL_STRING = "\x00dpsynth: no null string\x00"  # nulls are the schema's na_values, as in the pandas path
-_MAX_SETS_PER_QUERY = 64
+_MAX_SETS_PER_QUERY = 8  # more sets per scan is slower: each set hashes every row
 
 
 def _source_type(duckdb_type: str) -> sql.SourceType:

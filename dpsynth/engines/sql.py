@@ -23,8 +23,8 @@ one narrow column per schema column:
   pandas path raises, naming column and row.
 
 Only a small SQL subset is used, which DuckDB and Spark SQL both accept:
-``CASE``, ``TRY_CAST``, ``CAST``, ``isnan``, ``floor``, ``abs``, ``instr``,
-``IN`` lists and one sub-select. Numbers are written as ``CAST('<repr>' AS
+``CASE``, ``TRY_CAST``, ``CAST``, ``trim``, ``ascii``, ``right``, ``isnan``,
+``floor``, ``abs``, ``instr``, ``IN`` lists and nested sub-selects. Numbers are written as ``CAST('<repr>' AS
 DOUBLE)``, which both parse to the identical double (decimal literals would
 be DECIMAL in both); the few spots where the dialects differ (quoting, the
 set of characters ``trim`` removes) are the :class:`Dialect` methods.
@@ -106,28 +106,48 @@ def encoding_query(
     ``source_columns`` maps each schema column to the column of ``relation``
     holding it (header names may differ by surrounding spaces); ``source_types``
     says how that column is typed. Output rows are in the relation's order.
+
+    The query nests four selects so each step is computed once per cell:
+    spaces trimmed (cheap), other surrounding whitespace stripped only where
+    there is some, null flag and number or label, then the codes.
     """
     d = dialect or Dialect()
-    inner: list[str] = []
-    outer: list[str] = []
+    levels: list[list[str]] = [[], [], [], []]
     codes: dict[str, str] = {}
     values: dict[str, str] = {}
     for i, column in enumerate(schema):
         src = d.ident(source_columns[column.name])
         kind = source_types[column.name]
-        null, parsed = f"n{i}", f"v{i}"
-        inner.append(f"{_is_null(src, kind, schema.na_values, d)} AS {null}")
+        raw, text, null, parsed = f"s{i}", f"t{i}", f"n{i}", f"v{i}"
+        if kind in ("text", "other"):
+            levels[0].append(f"trim({src if kind == 'text' else f'CAST({src} AS STRING)'}) AS {raw}")
+            levels[1].append(f"{_strip_rest(raw, d)} AS {text}")
+        else:
+            levels[0].append(f"{src} AS {raw}")
+            levels[1].append(f"{raw} AS {text}")
+        levels[2].append(f"{_is_null(text, kind, schema.na_values, d)} AS {null}")
         if column.kind == "numeric":
-            inner.append(f"{_number(src, kind, d)} AS {parsed}")
-            outer.append(f"{_numeric_code(column, null, parsed, d)} AS c{i}")
-            outer.append(f"CASE WHEN {null} OR {_bad_number(parsed)} THEN NULL ELSE {parsed} END AS x{i}")
+            levels[2].append(f"{_number(text, kind)} AS {parsed}")
+            levels[3].append(f"{_numeric_code(column, null, parsed, d)} AS c{i}")
+            levels[3].append(f"CASE WHEN {null} OR {_bad_number(parsed)} THEN NULL ELSE {parsed} END AS x{i}")
             values[column.name] = f"x{i}"
         else:
-            inner.append(f"{_label(src, kind, d)} AS {parsed}")
-            outer.append(f"{_categorical_code(column, null, parsed, d)} AS c{i}")
+            levels[2].append(f"{_label(text, kind, d)} AS {parsed}")
+            levels[3].append(f"{_categorical_code(column, null, parsed, d)} AS c{i}")
         codes[column.name] = f"c{i}"
-    sql = f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {relation}) AS coerced"
-    return EncodingQuery(sql, codes, values)
+    query = relation
+    for depth, columns in enumerate(levels):
+        query = f"SELECT {', '.join(columns)} FROM {query}" + ("" if depth == 0 else f" AS level{depth}")
+        if depth < len(levels) - 1:
+            query = f"({query})"
+    return EncodingQuery(query, codes, values)
+
+
+def _strip_rest(trimmed: str, d: Dialect) -> str:
+    """Strip tabs, newlines etc. around a space-trimmed text, testing its two ends first (a full strip is slow)."""
+    controls = ", ".join(str(ord(c)) for c in WHITESPACE if c != " ")
+    ends = f"ascii({trimmed}) IN ({controls}) OR ascii(right({trimmed}, 1)) IN ({controls})"
+    return f"CASE WHEN {ends} THEN {d.strip(trimmed)} ELSE {trimmed} END"
 
 
 def unknown_labels_query(
@@ -142,6 +162,8 @@ def unknown_labels_query(
     """The first ``limit`` distinct labels of column ``name`` outside its categories, sorted (for error messages)."""
     d = dialect or Dialect()
     src = d.ident(source_column)
+    if source_type in ("text", "other"):
+        src = d.strip(src if source_type == "text" else f"CAST({src} AS STRING)")
     label = _label(src, source_type, d)
     known = ", ".join(d.text(c) for c in schema[name].categories)
     return (
@@ -157,24 +179,26 @@ def split_status(folded: np.ndarray, domain_size: int) -> tuple[np.ndarray, np.n
     return folded - status * domain_size, status
 
 
-def _is_null(src: str, kind: SourceType, na_values: Sequence[str], d: Dialect) -> str:
-    """The pandas path's null rule: a missing value, a float NaN, or text that strips to a null marker."""
+def _is_null(value: str, kind: SourceType, na_values: Sequence[str], d: Dialect) -> str:
+    """The pandas path's null rule: a missing value, a float NaN, or text that strips to a null marker.
+
+    ``value`` is the stripped text for ``text`` columns, else the typed value.
+    """
     if kind == "text":
         if not na_values:
-            return f"({src} IS NULL)"
+            return f"({value} IS NULL)"
         markers = ", ".join(d.text(v) for v in dict.fromkeys(na_values))
-        return f"({src} IS NULL OR {d.strip(src)} IN ({markers}))"
+        return f"({value} IS NULL OR {value} IN ({markers}))"
     if kind == "float":
-        return f"({src} IS NULL OR isnan({src}))"
-    return f"({src} IS NULL)"
+        return f"({value} IS NULL OR isnan({value}))"
+    return f"({value} IS NULL)"
 
 
-def _number(src: str, kind: SourceType, d: Dialect) -> str:
+def _number(value: str, kind: SourceType) -> str:
     """The value as a double, NULL when it is not a number (pandas ``to_numeric`` refuses ``1_000``)."""
     if kind in ("integer", "float", "boolean"):
-        return f"CAST({src} AS DOUBLE)"
-    text = d.strip(src if kind == "text" else f"CAST({src} AS STRING)")
-    return f"CASE WHEN instr({text}, '_') > 0 THEN NULL ELSE TRY_CAST({text} AS DOUBLE) END"
+        return f"CAST({value} AS DOUBLE)"
+    return f"CASE WHEN instr({value}, '_') > 0 THEN NULL ELSE TRY_CAST({value} AS DOUBLE) END"
 
 
 def _bad_number(parsed: str) -> str:
@@ -183,14 +207,14 @@ def _bad_number(parsed: str) -> str:
 
 def _label(src: str, kind: SourceType, d: Dialect) -> str:
     """The canonical category label (:func:`dpsynth.schema.category_label`): ``1.0`` reads as ``'1'``."""
-    if kind == "text":
-        return d.strip(src)
+    if kind in ("text", "other"):
+        return src  # already stripped text
     if kind == "boolean":
         return f"CASE WHEN {src} THEN 'True' ELSE 'False' END"
     if kind == "float":
         whole = f"{src} = floor({src}) AND abs({src}) < {d.number(1e15)}"
         return f"CASE WHEN {whole} THEN CAST(CAST({src} AS BIGINT) AS STRING) ELSE CAST({src} AS STRING) END"
-    return f"CAST({src} AS STRING)"
+    return f"CAST({src} AS STRING)"  # integer
 
 
 def _null_branch(column: Column, null: str) -> str:
