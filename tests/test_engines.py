@@ -22,7 +22,7 @@ from dpsynth.release import split_holdout
 from dpsynth.synthesizers.dpctgan import category_counts
 from dpsynth.synthesizers.mst import MST
 from dpsynth.synthesizers.tensor_encoding import TabularTransformer
-from dpsynth.tables import read_csv
+from dpsynth.tables import prepare, read_csv
 from tests.conftest import make_mixed_frame, make_mixed_schema
 
 SCHEMA = make_mixed_schema()
@@ -124,11 +124,26 @@ def test_same_split_and_same_synthetic_table_for_a_seed(files):
         train, holdout = split_encoded(table, 0.2, np.random.default_rng(9))
         assert len(train) == len(train_frame) and len(train) + len(holdout) == len(table)
         np.testing.assert_array_equal(train.values["age"], train_frame["age"].to_numpy())
+        assert train.report.to_dict() == prepare(train_frame, SCHEMA)[1].to_dict()  # the training rows' own changes
         model = MST(epsilon=1.0, delta=1e-6, random_state=5, iters=200).fit(train, SCHEMA)
         samples.append(model.sample(300))
     samples.append(MST(epsilon=1.0, delta=1e-6, random_state=5, iters=200).fit(train_frame, SCHEMA).sample(300))
     pd.testing.assert_frame_equal(samples[0], samples[1])
     pd.testing.assert_frame_equal(samples[0], samples[2])  # and equal to fitting today's pandas frame
+
+
+def test_aim_fitted_on_the_engines_table_samples_what_the_frame_gives(tmp_path):
+    from dpsynth.synthesizers.aim import AIM
+
+    schema = make_mixed_schema().subset(["age", "sex", "education", "income"])
+    frame = make_mixed_frame(300, seed=1)[schema.names]
+    frame.to_csv(tmp_path / "aim.csv", index=False, na_rep="NA")
+    table = read_table(tmp_path / "aim.csv", schema, "duckdb")
+    fits = [
+        AIM(epsilon=1, delta=1e-6, random_state=2, rounds=7, max_iters=50, max_seconds=None).fit(data, schema)
+        for data in (table, frame)
+    ]
+    pd.testing.assert_frame_equal(fits[0].sample(100), fits[1].sample(100))
 
 
 def test_compressed_group_by_counts_equal_compressed_codes(files):

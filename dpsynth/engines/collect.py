@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dpsynth.engines import sql
-from dpsynth.engines.table import EncodedTable, code_dtype
+from dpsynth.engines.table import EncodedTable, code_dtype, domain_report
 from dpsynth.errors import DataError
 from dpsynth.schema import Schema
-from dpsynth.tables import DomainReport
 
 
 @dataclass
@@ -47,13 +46,13 @@ class CodeCollector:
     n_rows: int = 0
     _codes: dict[str, list[np.ndarray]] = field(default_factory=dict)
     _values: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    _status: dict[str, np.ndarray] = field(default_factory=dict)
+    _status: dict[str, list[np.ndarray | None]] = field(default_factory=dict)  # None: a batch with no change
     _failures: dict[tuple[str, int], _Failures] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for column in self.schema:
             self._codes[column.name] = []
-            self._status[column.name] = np.zeros(3, dtype=np.int64)
+            self._status[column.name] = []
             if column.kind == "numeric":
                 self._values[column.name] = []
             for error in (sql.NULL_NOT_NULLABLE, sql.NOT_NUMERIC, sql.UNKNOWN_CATEGORY):
@@ -75,7 +74,7 @@ class CodeCollector:
             if self.failed:  # the read will fail: keep counting, stop keeping rows
                 continue
             code, status = sql.split_status(raw.astype(np.int64), column.domain_size)
-            self._status[column.name] += np.bincount(status, minlength=3)[:3]
+            self._status[column.name].append(status.astype(np.int8) if status.any() else None)
             self._codes[column.name].append(code.astype(code_dtype(column.domain_size)))
             if column.kind == "numeric":
                 self._values[column.name].append(np.asarray(values[column.name], dtype=np.float64))
@@ -120,20 +119,20 @@ class CodeCollector:
 
     def table(self, source: str, engine: str, ignored_columns: list[str], cls: type = EncodedTable) -> EncodedTable:
         """The collected rows as an encoded table (call after :meth:`raise_first_error`)."""
-        report = DomainReport(ignored_columns=list(ignored_columns))
-        for column in self.schema:
-            status = self._status[column.name]
-            if column.kind == "numeric":
-                if status[sql.CLIPPED_LOW]:
-                    report.clipped_low[column.name] = int(status[sql.CLIPPED_LOW])
-                if status[sql.CLIPPED_HIGH]:
-                    report.clipped_high[column.name] = int(status[sql.CLIPPED_HIGH])
-            elif status[sql.MAPPED_TO_OTHER]:
-                report.mapped_to_other[column.name] = int(status[sql.MAPPED_TO_OTHER])
+        status = {}
+        for name, parts in self._status.items():
+            if any(part is not None for part in parts):
+                lengths = [len(c) for c in self._codes[name]]
+                status[name] = np.concatenate(
+                    [np.zeros(n, dtype=np.int8) if part is None else part for part, n in zip(parts, lengths)]
+                )
         codes = {name: _concatenate(parts, np.int8) for name, parts in self._codes.items()}
         values = {name: _concatenate(parts, np.float64) for name, parts in self._values.items()}
-        self._codes, self._values = {}, {}
-        return cls(schema=self.schema, codes=codes, values=values, report=report, source=source, engine=engine)
+        self._codes, self._values, self._status = {}, {}, {}
+        report = domain_report(self.schema, status, ignored_columns)
+        return cls(
+            schema=self.schema, codes=codes, values=values, report=report, source=source, engine=engine, status=status
+        )
 
 
 def _concatenate(parts: list[np.ndarray], dtype) -> np.ndarray:

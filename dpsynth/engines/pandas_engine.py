@@ -10,11 +10,12 @@ the DuckDB engine's.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from dpsynth.encoding import TableEncoder
 from dpsynth.engines import Source
-from dpsynth.engines.table import EncodedTable, code_dtype
+from dpsynth.engines.table import CLIPPED_HIGH, CLIPPED_LOW, MAPPED_TO_OTHER, EncodedTable, code_dtype
 from dpsynth.errors import DataError
 from dpsynth.schema import Schema
 from dpsynth.tables import coerce, conform, read_csv
@@ -40,7 +41,19 @@ def encode_frame(typed: pd.DataFrame, schema: Schema, source: str, engine: str =
         for name, code in TableEncoder(schema).encode(conformed).items()
     }
     values = {c.name: typed[c.name].to_numpy(dtype=float) for c in schema if c.kind == "numeric"}
-    return EncodedTable(schema=schema, codes=codes, values=values, report=report, source=source, engine=engine)
+    status = {}
+    for column in schema:
+        if column.kind == "numeric":
+            x = values[column.name]
+            changed = np.where(x < column.lower, CLIPPED_LOW, np.where(x > column.upper, CLIPPED_HIGH, 0))
+        else:
+            series = typed[column.name]
+            changed = np.where(series.notna() & ~series.isin(column.categories), MAPPED_TO_OTHER, 0)
+        if changed.any():
+            status[column.name] = changed.astype(np.int8)
+    return EncodedTable(
+        schema=schema, codes=codes, values=values, report=report, source=source, engine=engine, status=status
+    )
 
 
 def _frame(source: Source) -> pd.DataFrame:

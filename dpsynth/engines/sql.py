@@ -41,13 +41,12 @@ from typing import Literal
 
 import numpy as np
 
+from dpsynth.engines.table import CLIPPED_HIGH, CLIPPED_LOW, KEPT, MAPPED_TO_OTHER
 from dpsynth.schema import Column, Schema
 
 #: How a source column is typed, which decides how its values are read.
 SourceType = Literal["text", "integer", "float", "boolean", "other"]
 
-KEPT, CLIPPED_LOW, CLIPPED_HIGH = 0, 1, 2
-MAPPED_TO_OTHER = 2  # categorical columns only, so it can share CLIPPED_HIGH's slot
 NULL_NOT_NULLABLE, NOT_NUMERIC, UNKNOWN_CATEGORY = -1, -2, -3
 
 #: Characters Python's ``str.strip()`` removes that matter in practice (the pandas path strips with it).

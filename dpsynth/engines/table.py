@@ -28,6 +28,27 @@ from dpsynth.errors import UsageError
 from dpsynth.schema import Schema
 from dpsynth.tables import DomainReport
 
+#: Per-row conform status (``EncodedTable.status``): what :func:`dpsynth.tables.conform` did to the value.
+KEPT, CLIPPED_LOW, CLIPPED_HIGH = 0, 1, 2
+MAPPED_TO_OTHER = 2  # categorical columns only, so it can share CLIPPED_HIGH's slot
+
+
+def domain_report(schema: Schema, status: dict[str, np.ndarray], ignored_columns: Sequence[str]) -> DomainReport:
+    """The :class:`DomainReport` of rows whose per-column conform ``status`` is given (absent: all kept)."""
+    report = DomainReport(ignored_columns=list(ignored_columns))
+    for column in schema:
+        if column.name not in status:
+            continue
+        counts = np.bincount(status[column.name], minlength=3)
+        if column.kind == "numeric":
+            if counts[CLIPPED_LOW]:
+                report.clipped_low[column.name] = int(counts[CLIPPED_LOW])
+            if counts[CLIPPED_HIGH]:
+                report.clipped_high[column.name] = int(counts[CLIPPED_HIGH])
+        elif counts[MAPPED_TO_OTHER]:
+            report.mapped_to_other[column.name] = int(counts[MAPPED_TO_OTHER])
+    return report
+
 
 def code_dtype(domain_size: int) -> np.dtype:
     """The narrowest signed integer type holding codes ``0 .. domain_size - 1``."""
@@ -44,7 +65,11 @@ class EncodedTable:
     ``codes[name]`` is an integer array per schema column, ``values[name]`` a
     float64 array per numeric column: the value as read (before clipping to
     the public bounds; NaN for null), which :meth:`frame` passes to the audits
-    as the pandas path always did. ``source`` names the table in messages.
+    as the pandas path always did. ``status[name]`` (int8, :data:`CLIPPED_LOW`
+    ...) is kept only for columns where conforming changed some value, so that
+    a subset of the rows (:meth:`take`) reports its own changes, as the pandas
+    path's ``prepare`` of the training table did. ``source`` names the table
+    in messages.
     """
 
     schema: Schema
@@ -53,6 +78,7 @@ class EncodedTable:
     report: DomainReport = field(default_factory=DomainReport)
     source: str = "table"
     engine: str = "numpy"
+    status: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         lengths = {len(a) for a in self.codes.values()} | {len(a) for a in self.values.values()}
@@ -95,14 +121,16 @@ class EncodedTable:
 
     # -- rows ----------------------------------------------------------------------------
     def take(self, rows: np.ndarray) -> EncodedTable:
-        """The rows selected by a boolean mask or an index array, in order (a new table)."""
+        """The rows selected by a boolean mask or an index array, in order (a new table, its own report)."""
+        status = {a: s[rows] for a, s in self.status.items()}
         return type(self)(
             schema=self.schema,
             codes={a: c[rows] for a, c in self.codes.items()},
             values={a: v[rows] for a, v in self.values.items()},
-            report=self.report,
+            report=domain_report(self.schema, status, self.report.ignored_columns),
             source=self.source,
             engine=self.engine,
+            status=status,
         )
 
     def split(self, in_holdout: np.ndarray) -> tuple[EncodedTable, EncodedTable]:
@@ -134,4 +162,12 @@ class EncodedTable:
         return pd.DataFrame(out, copy=False)
 
 
-__all__ = ["EncodedTable", "code_dtype"]
+__all__ = [
+    "CLIPPED_HIGH",
+    "CLIPPED_LOW",
+    "KEPT",
+    "MAPPED_TO_OTHER",
+    "EncodedTable",
+    "code_dtype",
+    "domain_report",
+]
