@@ -27,6 +27,7 @@ and writes synthetic.csv and report.html as a release does.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -153,7 +154,10 @@ def run_one(config: str, data: Path, skip_audit: bool, seed: int) -> dict:
         audit = report.to_dict()
         steps.done("audit")
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "synthetic.csv").write_text(synthetic_csv_text(synthetic, schema))
+        text = synthetic_csv_text(synthetic, schema)
+        Path(tmp, "synthetic.csv").write_text(text)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        del text
         steps.done("write synthetic.csv")
         manifest = {"decision": audit["decision"], "generator": "mst", "dataset_id": "adult-scale"}
         manifest["reasons"] = ["the audit was not run (benchmarks/scale.py --skip-audit)"] if skip_audit else []
@@ -171,6 +175,7 @@ def run_one(config: str, data: Path, skip_audit: bool, seed: int) -> dict:
         "peak_rss_mb": max(steps.peak_mb.values()),
         "peak_rss_mb_after": steps.peak_mb,
         "audit": "skipped" if skip_audit else audit["decision"],
+        "synthetic_sha256": digest,  # same seed, same schema: the same table whichever engine read the data
     }
 
 
@@ -230,6 +235,9 @@ def main() -> None:
         print(f"{r['config']:>14} {r['rows']:>11,} rows: {total:7.1f} s, peak {peak:7.0f} MB ({steps})")
     for size in args.sizes:
         by = {r["config"]: r for r in results if r["rows"] == size and "seconds" in r}
+        if len(by) > 1:
+            same = len({r["synthetic_sha256"] for r in by.values()}) == 1
+            print(f"{size:,} rows: synthetic tables of {', '.join(by)} {'identical' if same else 'DIFFER'}")
         if "pandas" in by:
             base = by["pandas"]
             for config in [c for c in by if c != "pandas"]:

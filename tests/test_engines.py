@@ -58,7 +58,7 @@ def files(tmp_path_factory) -> dict:
 
 def assert_same_table(a: EncodedTable, b: EncodedTable) -> None:
     assert len(a) == len(b)
-    for name in SCHEMA.names:
+    for name in a.schema.names:
         np.testing.assert_array_equal(a.codes[name], b.codes[name], err_msg=name)
     for name in a.values:
         np.testing.assert_array_equal(a.values[name], b.values[name], err_msg=name)
@@ -200,6 +200,15 @@ def test_csv_errors_are_the_pandas_paths(tmp_path, body, match):
             read_table(path, SMALL, engine)
         messages.append(str(caught.value))
     assert messages[0] == messages[1]
+
+
+def test_csv_values_are_never_taken_for_comments_or_skipped_lines(tmp_path):
+    schema = make_mixed_schema().subset(["age", "sex"])
+    schema = type(schema)(columns=(schema["age"], type(schema["sex"])("sex", "categorical", categories=("#a", "b"))))
+    path = write(tmp_path, "age,sex\n30,#a\n31,b\n32,#a\n")
+    fast, reference = read_table(path, schema, "duckdb"), read_table(path, schema, "pandas")
+    assert_same_table(fast, reference)
+    assert fast.codes["sex"].tolist() == [0, 1, 0]
 
 
 def test_parquet_errors_name_the_one_based_row(tmp_path):

@@ -118,8 +118,10 @@ def _open(source: Source) -> tuple[duckdb.DuckDBPyConnection, str]:
             raise DataError(f"{path} is a directory, not a CSV file: pass the path of the table's CSV file")
         if path.stat().st_size == 0:
             raise DataError(f"{path} is empty: expected a CSV file with a header row and data rows")
+        # every dialect choice fixed, nothing sniffed: DuckDB would otherwise skip leading lines it finds odd
+        # and read a value starting with '#' as a comment (a silent change pandas never makes)
         options = (
-            f"header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
+            f"header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', skip = 0, comment = '', "
             f"nullstr = {_DIALECT.text(_NO_NULL_STRING)}"
         )
         return duckdb.connect(), f"read_csv({_DIALECT.text(str(path))}, {options})"
