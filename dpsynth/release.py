@@ -2,7 +2,7 @@
 
 ::
 
-    private table -> schema check -> split train / holdout
+    private table -> engine: coerce, check, encode (dpsynth.engines) -> split train / holdout
       -> ledger.reserve (refuses over the cap; never refunded)
       -> fit on train -> sample -> audits.run(train, holdout, synthetic)
       -> policy decision
@@ -37,9 +37,11 @@ import pandas as pd
 import audits
 from dpsynth._files import atomic_write_json, atomic_write_text, sha256_file, staged_directory
 from dpsynth.disclosure import INTERNAL_NOTICE, public_privacy_statement, row_count_source
+from dpsynth.engines import ENGINES, EncodedTable, read_table
 from dpsynth.errors import GateFailed, UsageError
 from dpsynth.evidence.bundle import build_index, write_signed_bundle
 from dpsynth.evidence.keys import load_identity
+from dpsynth.holdout import split_encoded
 from dpsynth.params import Interval, Options, Satisfies, validate_params
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import AnyLedger, open_ledger
@@ -48,7 +50,6 @@ from dpsynth.schema import Schema
 from dpsynth.steps import NO_STEPS, Steps, current_steps
 from dpsynth.synthesizers import make_synthesizer
 from dpsynth.synthesizers.base import Synthesizer, check_privacy_parameters, check_within_plan
-from dpsynth.tables import prepare, read_csv
 
 Progress = Callable[[str], None]
 
@@ -57,7 +58,7 @@ Progress = Callable[[str], None]
 class ReleaseRequest:
     """Everything ``dpsynth release`` needs; validated by :func:`run_release`."""
 
-    data: Path
+    data: Path | str | None  # CSV / Parquet path, duckdb:PATH?table=NAME, or (with sql) None / duckdb:PATH
     schema: Path
     generator: str
     epsilon: float
@@ -76,6 +77,9 @@ class ReleaseRequest:
     operator: str | None = None
     keys_dir: Path | None = None
     pdf: bool = False  # also write report.pdf (headless Chromium), listed in the bundle like report.html
+    # how the table is read (dpsynth.engines): None is the default engine (duckdb when installed)
+    engine: str | None = None
+    sql: str | None = None  # a SELECT giving the private table, run in DuckDB (in the database ``data`` names)
 
 
 @dataclass
@@ -116,6 +120,15 @@ def split_holdout(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -
     return train, holdout
 
 
+def read_private_table(request: ReleaseRequest, schema: Schema) -> EncodedTable:
+    """The private table read, checked against ``schema`` and encoded by the request's engine.
+
+    Out-of-domain data (text in a numeric column, an unknown category without
+    ``other``) is refused here, before any budget is spent.
+    """
+    return read_table(request.data, schema, engine=request.engine, sql=request.sql)
+
+
 def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:
     """Refuse a dataset whose delta cap is not below 1/n: the ledger would allow releasing records outright.
 
@@ -137,6 +150,7 @@ REQUEST_CONSTRAINTS = {
     "seed": [Interval(int, 0, None), None],
     "dataset_id": [Satisfies(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty dataset id")],
     "tier": [Options("quick", "thorough"), None],
+    "engine": [Options(*ENGINES), None],
 }
 
 
@@ -218,19 +232,20 @@ def run_release(
     ledger = open_ledger(request.ledger)
     _, delta_cap = ledger.caps(request.dataset_id)
 
-    say(f"reading {request.data}")
+    say(f"reading {request.sql if request.data is None else request.data}")
     with steps.step("read") as read_step:
-        table = read_csv(request.data, schema)
+        table = read_private_table(request, schema)
         read_step.rows = len(table)
     check_delta_cap(delta_cap, len(table), request.dataset_id)
     loaded.rules.check_delta(request.delta, len(table), loaded.label)
     seeds = np.random.SeedSequence(request.seed) if request.seed is not None else np.random.SeedSequence()
     split_seed, fit_seed, audit_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(3))
     with steps.step("split", rows=len(table)):
-        train, holdout = split_holdout(table, request.holdout_fraction, np.random.default_rng(split_seed))
-    check_privacy_parameters(request.epsilon, request.delta, len(train))
-    with steps.step("prepare", rows=len(table)):
-        prepare(table, schema, source=str(request.data))  # refuse out-of-domain data before any budget is spent
+        train_codes, holdout_codes = split_encoded(table, request.holdout_fraction, np.random.default_rng(split_seed))
+    del table
+    check_privacy_parameters(request.epsilon, request.delta, len(train_codes))
+    with steps.step("prepare", rows=len(train_codes) + len(holdout_codes)):
+        train, holdout = train_codes.frame(), holdout_codes.frame()  # the audits' and the report's pandas frames
 
     with steps.step("plan", generator=request.generator):
         synthesizer: Synthesizer = make_synthesizer(
@@ -254,7 +269,7 @@ def run_release(
     try:
         say(f"fitting {request.generator} on the training rows")
         with steps.step("fit", rows=len(train), generator=request.generator):
-            synthesizer.fit(train, schema, accept_private_schema=request.accept_private_schema)
+            synthesizer.fit(train_codes, schema, accept_private_schema=request.accept_private_schema)
             check_within_plan(synthesizer.privacy_cost_, planned, delta_cap, what=f"{request.generator} fit")
         # the exact training count is private: publish --rows (public) or the generator's DP estimate
         n_rows = request.rows if request.rows is not None else synthesizer.n_rows_estimate_
@@ -505,4 +520,13 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, default=lambda v: repr(v)))
 
 
-__all__ = ["ReleaseOutcome", "ReleaseRequest", "check_delta_cap", "generator_factory", "run_release", "split_holdout"]
+__all__ = [
+    "ReleaseOutcome",
+    "ReleaseRequest",
+    "check_delta_cap",
+    "generator_factory",
+    "read_private_table",
+    "run_release",
+    "split_encoded",
+    "split_holdout",
+]

@@ -41,6 +41,8 @@ RELEASE_OPTIONS = {
     "delta": "--delta",
     "operator": "--as",
     "policy": "--policy",
+    "engine": "--engine",
+    "sql": "--sql",
 }
 BUDGET_OPTIONS = {"epsilon_cap": "--epsilon", "delta_cap": "--delta"}
 DISCOVER_OPTIONS = {"epsilon": "--epsilon", "delta": "--delta"}

@@ -39,7 +39,10 @@ def demo_data(
 # -- release -------------------------------------------------------------------------------
 @app.command("release")
 def release(
-    data: Path = typer.Argument(..., help="The private table (CSV)."),
+    data: str | None = typer.Argument(
+        None,
+        help="The private table: a CSV or Parquet file, or duckdb:PATH?table=NAME (with --sql: duckdb:PATH, or none).",
+    ),
     schema: Path = typer.Option(..., "--schema", help="Public schema JSON."),
     generator: str = typer.Option("mst", "--generator", help="mst, aim, dpctgan or dpvae."),
     epsilon: float = typer.Option(..., "--epsilon", help="Epsilon this release may spend."),
@@ -74,6 +77,12 @@ def release(
     ),
     keys_dir: Path | None = typer.Option(
         None, "--keys-dir", help="Key directory (default $DPSYNTH_KEYS or ~/.config/dpsynth/keys)."
+    ),
+    engine: str | None = typer.Option(
+        None, "--engine", help="How the table is read and encoded: duckdb (the default when installed) or pandas."
+    ),
+    sql: str | None = typer.Option(
+        None, "--sql", help="SELECT query giving the private table, run by DuckDB (in the database DATA names)."
     ),
     pdf: bool = typer.Option(
         False, "--pdf", help="Also write report.pdf (headless Chromium, Debian package chromium), signed with the rest."
@@ -117,6 +126,8 @@ def release(
                 operator=operator or getpass.getuser(),
                 keys_dir=keys_dir,
                 pdf=pdf,
+                engine=engine,
+                sql=sql,
             )
             outcome = run_release(request, steps=steps)
         except DpsynthError as exc:

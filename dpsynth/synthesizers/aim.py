@@ -113,6 +113,7 @@ class AIM(Synthesizer):
     """
 
     name = "aim"
+    fits_on_codes = True
     _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "workload": [
             None,
@@ -162,11 +163,11 @@ class AIM(Synthesizer):
                     parameter="workload",
                 )
 
-    def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
+    def _fit(self, data: mg.CountSource, rng: np.random.Generator) -> PrivacyCost:
         self.encoder_ = TableEncoder(self.schema_)
         codes, domain = mg.encode_table(self.encoder_, data)
         candidates = compile_workload(self._workload(domain), domain)
-        answers = {clique: mg.marginal(codes, domain, clique) for clique in candidates}
+        answers = {c: a.astype(float) for c, a in zip(candidates, mg.counts_many(codes, domain, candidates))}
         d = len(domain)
         rho = zcdp_budget(self.epsilon, self.delta)
         rounds = self._rounds(d)

@@ -16,7 +16,11 @@ integer >= 1, got 0`` and carries the parameter's name for the CLI. Subclasses
 extend ``_validate_parameters`` only for checks across parameters.
 
 Subclasses implement ``_fit(data, rng)`` on a table already checked and
-brought into the public domain, and ``_sample(n, rng)``. Randomness comes in
+brought into the public domain, and ``_sample(n, rng)``. ``fit`` takes a
+pandas frame or an :class:`~dpsynth.engines.EncodedTable` (read by an
+engine, :mod:`dpsynth.engines`); generators that read the data only through
+marginal counts of its codes (``fits_on_codes``: MST, AIM) get the encoded
+table itself, the others the conformed pandas frame. Randomness comes in
 three separate streams (:func:`dpsynth.randomness.make_streams`): privacy
 noise only from ``self._noise`` (a :class:`~dpsynth.privacy.noise.NoiseSource`),
 other fit-time draws from ``_fit``'s ``rng``, and ``_sample``'s ``rng`` -- the
@@ -33,12 +37,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from dpsynth.engines.table import EncodedTable
 from dpsynth.errors import UsageError
 from dpsynth.params import POSITIVE, Constraint, Interval, validate_params
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.randomness import RANDOM_STATE_CONSTRAINTS, RandomState, make_streams
 from dpsynth.schema import Schema
-from dpsynth.tables import prepare
+from dpsynth.tables import DomainReport, coerce, prepare
 
 PRIVACY_CONSTRAINTS: dict[str, list[Constraint]] = {
     "epsilon": [POSITIVE],
@@ -98,6 +103,8 @@ class Synthesizer(ABC):
         "random_state": RANDOM_STATE_CONSTRAINTS,
         "secure_noise": [None, bool],
     }
+    #: True when ``_fit`` reads the data only through ``EncodedTable.counts`` (no pandas frame is built).
+    fits_on_codes: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -123,8 +130,8 @@ class Synthesizer(ABC):
         return f"{type(self).__name__}({args})"
 
     # -- public API --------------------------------------------------------------------
-    def fit(self, df: pd.DataFrame, schema: Schema, accept_private_schema: bool = False) -> Synthesizer:
-        """Learn a DP model of ``df`` whose domain comes from ``schema`` only.
+    def fit(self, df: pd.DataFrame | EncodedTable, schema: Schema, accept_private_schema: bool = False) -> Synthesizer:
+        """Learn a DP model of ``df`` (a frame or an engine's encoded table) whose domain comes from ``schema`` only.
 
         Refuses a schema derived from the private data unless
         ``accept_private_schema`` is true (the domain then leaked, outside
@@ -135,7 +142,7 @@ class Synthesizer(ABC):
             raise UsageError(f"schema must be a dpsynth Schema, got {type(schema).__name__}: load it with Schema.load")
         schema.require_public(accept_private_schema)
         self._validate_parameters()
-        data, report = prepare(df, schema, source="training table")
+        data, report = self._training_input(df, schema)
         check_privacy_parameters(self.epsilon, self.delta, len(data))
         streams = make_streams(self.random_state, self.secure_noise)
         self.schema_ = schema
@@ -146,11 +153,28 @@ class Synthesizer(ABC):
         self._noise = streams.noise
         self._rng = streams.sample  # post-processing only: sample() draws from it, fit never does
         planned = self._planned_cost(len(data), schema)
-        realised = self._fit(data, streams.fit)
+        self._count_source = df if isinstance(df, EncodedTable) else None  # engine counts, for DP-CTGAN's histograms
+        try:
+            realised = self._fit(data, streams.fit)
+        finally:
+            self._count_source = None
         check_within_plan(realised, planned, self.delta, what=f"{type(self).__name__}.fit")
         self.privacy_cost_ = realised
         self.noise_source_ = streams.noise.describe()
         return self
+
+    def _training_input(self, df: pd.DataFrame | EncodedTable, schema: Schema) -> tuple[object, DomainReport]:
+        """What ``_fit`` reads, conformed to ``schema``: an encoded table (``fits_on_codes``) or a pandas frame."""
+        if isinstance(df, EncodedTable):
+            if df.schema != schema:
+                raise UsageError(f"{df.source} was encoded under another schema than the one passed to fit")
+            return (df if self.fits_on_codes else df.frame(conformed=True)), df.report
+        if self.fits_on_codes:
+            from dpsynth.engines.pandas_engine import encode_frame
+
+            table = encode_frame(coerce(df, schema, source="training table"), schema, "training table")
+            return table, table.report
+        return prepare(df, schema, source="training table")
 
     def sample(self, n: int | None = None) -> pd.DataFrame:
         """Draw ``n`` synthetic rows (default: ``n_rows_estimate_``, the DP estimate of the training rows).
@@ -207,6 +231,9 @@ class Synthesizer(ABC):
     @abstractmethod
     def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
         """Fit on a table already coerced and conformed to ``self.schema_``; return the cost.
+
+        ``data`` is an :class:`~dpsynth.engines.EncodedTable` when the class
+        ``fits_on_codes``, else a pandas frame.
 
         Privacy noise must come from ``self._noise``; ``rng`` is for other
         draws that are not published (e.g. DP-SGD's Poisson sampling).

@@ -219,10 +219,18 @@ class DPCTGAN(DPSGDSynthesizer):
         self.count_noise_multiplier_ = events[0].sigma if events else None
         frequencies = []
         for span, event in zip(self.cond_spans_, events, strict=True):
-            noisy = np.clip(self._noise.discrete_gaussian(category_counts(x, span), event.sigma), 0, None)
+            noisy = np.clip(self._noise.discrete_gaussian(self._exact_counts(x, span), event.sigma), 0, None)
             noisy = noisy.astype(float)
             frequencies.append(noisy / noisy.sum() if noisy.sum() > 0 else np.full(span.width, 1 / span.width))
         self.cond_frequencies_ = frequencies
+
+    def _exact_counts(self, x: torch.Tensor, span: Span) -> np.ndarray:
+        """A categorical column's exact histogram: the engine's counts when fitted on an encoded table
+        (its codes are the span's one-hot positions), else counted from the one-hot block of ``x``."""
+        source = getattr(self, "_count_source", None)
+        if source is not None:
+            return np.asarray(source.counts((span.column,)), dtype=np.int64)
+        return category_counts(x, span)
 
     def _planned_details(self, events: list[DiscreteGaussianDpEvent]) -> dict[str, Any]:
         return {"conditional": self.conditional, "count_noise_multiplier": events[0].sigma if events else None}

@@ -11,6 +11,11 @@ cell of any marginal) and in :func:`exponential_mechanism` (selection); both
 draw their noise from a :class:`~dpsynth.privacy.noise.NoiseSource` and
 nowhere else. Everything else here is post-processing of their outputs.
 
+The exact counts come from ``codes``: a dict of code arrays, or a *count
+source* (an engine's :class:`~dpsynth.engines.EncodedTable`, or
+:class:`CompressedCounts` over one) that answers ``counts_many`` itself,
+e.g. by ``GROUP BY`` queries; both give the same integers.
+
 Also here:
 
 * :class:`DomainCompression`: MST's "compress_domain" step (McKenna et al.
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import jax
 import networkx as nx
@@ -58,10 +64,24 @@ from dpsynth.synthesizers._mbi_compat import Domain, LinearMeasurement, mbi
 Clique = tuple[str, ...]
 Codes = dict[str, np.ndarray]
 
+
+class CountSource(Protocol):
+    """Anything that answers exact marginal counts: ``counts_many(cliques)`` -> one array per clique,
+    shaped by the clique's domain (an :class:`~dpsynth.engines.EncodedTable`, :class:`CompressedCounts`)."""
+
+    def counts_many(self, cliques: Sequence[Sequence[str]]) -> list[np.ndarray]: ...
+
+
+CountData = Codes | CountSource
+
 __all__ = [
     "CellWeights",
     "Clique",
     "Codes",
+    "CompressedCounts",
+    "CountData",
+    "CountSource",
+    "counts_many",
     "Domain",
     "DomainCompression",
     "LinearMeasurement",
@@ -78,27 +98,42 @@ __all__ = [
 ]
 
 
-def encode_table(encoder: TableEncoder, df: pd.DataFrame) -> tuple[Codes, Domain]:
-    """Integer codes of a prepared table and the mbi ``Domain`` the schema implies."""
+def encode_table(encoder: TableEncoder, df: pd.DataFrame | CountSource) -> tuple[CountData, Domain]:
+    """Integer codes of a prepared table (an encoded table as it is) and the mbi ``Domain`` the schema implies."""
     domain = Domain(list(encoder.domain), list(encoder.domain.values()))
-    return encoder.encode(df), domain
+    return (encoder.encode(df) if isinstance(df, pd.DataFrame) else df), domain
 
 
-def counts(codes: Codes, domain: Domain, clique: Sequence[str]) -> np.ndarray:
+def counts(codes: CountData, domain: Domain, clique: Sequence[str]) -> np.ndarray:
     """Exact integer counts of ``clique`` as a flat int64 vector, in mbi's (C-order) cell layout."""
-    clique = tuple(clique)
-    shape = domain.project(clique).shape
-    index = np.ravel_multi_index(tuple(codes[a] for a in clique), shape)
-    return np.bincount(index, minlength=int(np.prod(shape))).astype(np.int64)
+    return counts_many(codes, domain, [clique])[0]
 
 
-def marginal(codes: Codes, domain: Domain, clique: Sequence[str]) -> np.ndarray:
+def counts_many(codes: CountData, domain: Domain, cliques: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """:func:`counts` of every clique; a count source answers them in one call (one pass over the data)."""
+    cliques = [tuple(c) for c in cliques]
+    shapes = [domain.project(c).shape for c in cliques]
+    if isinstance(codes, dict):
+        return [
+            np.bincount(np.ravel_multi_index(tuple(codes[a] for a in c), shape), minlength=int(np.prod(shape))).astype(
+                np.int64
+            )
+            for c, shape in zip(cliques, shapes)
+        ]
+    answers = codes.counts_many(cliques)
+    for clique, shape, answer in zip(cliques, shapes, answers, strict=True):
+        if answer.shape != shape:
+            raise ValueError(f"counts over {clique} have shape {answer.shape}, the domain's is {shape}")
+    return [np.asarray(a, dtype=np.int64).reshape(-1) for a in answers]
+
+
+def marginal(codes: CountData, domain: Domain, clique: Sequence[str]) -> np.ndarray:
     """Exact counts of ``clique`` as a flat float vector (for scores and errors, not for noise)."""
     return counts(codes, domain, clique).astype(float)
 
 
 def measure(
-    codes: Codes, domain: Domain, cliques: Sequence[Clique], sigma: float, noise: NoiseSource
+    codes: CountData, domain: Domain, cliques: Sequence[Clique], sigma: float, noise: NoiseSource
 ) -> list[LinearMeasurement]:
     """Discrete Gaussian mechanism on each marginal: exact counts + N_Z(0, sigma^2) per cell.
 
@@ -109,7 +144,7 @@ def measure(
     Gaussian's true standard deviation: a conservative weight for mbi.
     """
     cliques = [tuple(c) for c in cliques]
-    exact = [counts(codes, domain, clique) for clique in cliques]
+    exact = counts_many(codes, domain, cliques)
     if not exact:
         return []
     noisy = noise.discrete_gaussian(np.concatenate(exact), sigma)
@@ -254,8 +289,23 @@ class DomainCompression:
         ]
         return Domain(self.original.attributes, shape)
 
-    def compress_codes(self, codes: Codes) -> Codes:
+    def compress_codes(self, codes: CountData) -> CountData:
+        """Codes over the compressed domain; a count source is wrapped (:class:`CompressedCounts`)."""
+        if not isinstance(codes, dict):
+            return CompressedCounts(codes, self)
         return {a: self.mappings[a][c] if a in self.mappings else c for a, c in codes.items()}
+
+    def compress_counts(self, clique: Clique, table: np.ndarray) -> np.ndarray:
+        """Counts over the original domain (axes ``clique``) summed into the compressed cells."""
+        for axis, attribute in enumerate(clique):
+            mapping = self.mappings.get(attribute)
+            if mapping is None:
+                continue
+            moved = np.moveaxis(table, axis, 0)
+            merged = np.zeros((int(mapping.max()) + 1, *moved.shape[1:]), dtype=np.int64)
+            np.add.at(merged, mapping, moved)
+            table = np.moveaxis(merged, 0, axis)
+        return table
 
     def compress_measurement(self, m: LinearMeasurement) -> LinearMeasurement:
         """The same noisy answer, re-expressed over the compressed domain.
@@ -287,6 +337,18 @@ class DomainCompression:
             original[is_merged] = members[rng.integers(0, members.size, size=int(is_merged.sum()))]
             out[attribute] = original
         return out
+
+
+@dataclass
+class CompressedCounts:
+    """A count source over a :class:`DomainCompression` 's domain: the source's counts, cells merged."""
+
+    source: CountSource
+    compression: DomainCompression
+
+    def counts_many(self, cliques: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        cliques = [tuple(c) for c in cliques]
+        return [self.compression.compress_counts(c, t) for c, t in zip(cliques, self.source.counts_many(cliques))]
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ class MST(Synthesizer):
     """
 
     name = "mst"
+    fits_on_codes = True
     _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "iters": [Interval(int, 1, None)],
         "compress": [bool],
@@ -116,7 +117,7 @@ class MST(Synthesizer):
         self.iters = iters
         self.compress = compress
 
-    def _fit(self, data: pd.DataFrame, rng: np.random.Generator) -> PrivacyCost:
+    def _fit(self, data: mg.CountSource, rng: np.random.Generator) -> PrivacyCost:
         self.encoder_ = TableEncoder(self.schema_)
         codes, domain = mg.encode_table(self.encoder_, data)
         d = len(domain)
@@ -172,7 +173,7 @@ class MST(Synthesizer):
 
 
 def select_tree(
-    codes: mg.Codes,
+    codes: mg.CountData,
     domain: mg.Domain,
     one_way: list[mg.LinearMeasurement],
     total: float,
@@ -190,10 +191,11 @@ def select_tree(
     """
     fitted = {m.clique[0]: mg.project_to_simplex(_one_way_answer(m), total) for m in one_way}
     attributes = list(domain.attributes)
+    pairs = list(itertools.combinations(attributes, 2))
     errors = {}
-    for a, b in itertools.combinations(attributes, 2):
+    for (a, b), exact in zip(pairs, mg.counts_many(codes, domain, pairs)):  # one pass over the data for all pairs
         estimate = np.outer(fitted[a], fitted[b]).ravel() / max(total, 1.0)
-        errors[a, b] = float(np.abs(mg.marginal(codes, domain, (a, b)) - estimate).sum())
+        errors[a, b] = float(np.abs(exact.astype(float) - estimate).sum())
     components = DisjointSet(attributes)
     tree: list[mg.Clique] = []
     for _ in range(len(attributes) - 1):

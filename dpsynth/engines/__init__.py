@@ -1,0 +1,144 @@
+"""Engines: read a private table and encode it to its schema's codes, without pandas objects of the whole table.
+
+The interface, which every engine implements (a Spark engine included)::
+
+    engine = get_engine("duckdb")            # or "pandas"; None: the default (duckdb when installed)
+    source = parse_source("adult.parquet")   # CSV / Parquet path, duckdb:PATH?table=NAME, or sql="SELECT ..."
+    table = engine.read(source, schema)      # -> EncodedTable, or DataError naming the column and the row
+    table.counts(("age", "sex"))             # exact int64 counts, shape (domain["age"], domain["sex"])
+    train, holdout = table.split(coins)      # one boolean per row, drawn by the caller (dpsynth.release)
+    table.frame()                            # pandas (Categorical) frame for the audits and the report
+
+``Engine.read`` coerces, checks and conforms exactly as
+:func:`dpsynth.tables.prepare` does (same errors, same
+:class:`~dpsynth.tables.DomainReport`) and returns an
+:class:`~dpsynth.engines.table.EncodedTable` whose codes equal
+:class:`dpsynth.encoding.TableEncoder`'s. SQL engines get their rules
+from :func:`dpsynth.engines.sql.encoding_query`, one generator for every
+dialect. An engine's :meth:`EncodedTable.counts_many` may compute the counts
+its own way (``GROUP BY``), but must return the same integers: the noisy
+measurements, and so the synthetic table for a seed, are then the same
+whichever engine read the table (tests/test_engines.py holds them to it).
+
+Nothing here draws randomness or learns anything for free: the holdout
+split stays one independent coin per row, drawn in numpy by the caller
+(:func:`dpsynth.release.split_encoded`), whatever engine holds the rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import parse_qs
+
+from dpsynth.engines.table import EncodedTable, code_dtype
+from dpsynth.errors import UsageError
+from dpsynth.schema import Schema
+
+SourceKind = Literal["csv", "parquet", "duckdb", "sql"]
+ENGINES = ("duckdb", "pandas")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the private table is: a CSV or Parquet file, a DuckDB table, or a SQL query.
+
+    ``path`` is the file (for ``sql``: an optional DuckDB database the query
+    runs in; without one it runs in an empty in-memory database and may read
+    files with ``read_parquet(...)`` / ``read_csv(...)``).
+    """
+
+    kind: SourceKind
+    path: Path | None = None
+    table: str | None = None
+    sql: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind in ("csv", "parquet"):
+            return str(self.path)
+        if self.kind == "duckdb":
+            return f"duckdb:{self.path}?table={self.table}"
+        return f"query ({self.sql})" if self.path is None else f"query on duckdb:{self.path} ({self.sql})"
+
+
+def parse_source(data: str | Path | None, sql: str | None = None) -> Source:
+    """The :class:`Source` a ``DATA`` argument (and ``--sql``) names; ``UsageError`` when it names none."""
+    text = None if data is None else str(data)
+    if sql is not None:
+        if not sql.strip():
+            raise UsageError("--sql needs a SELECT query", parameter="sql")
+        if text is None:
+            return Source("sql", sql=sql)
+        if not text.startswith("duckdb:") or "?" in text:
+            raise UsageError(
+                f"with --sql, DATA must name the DuckDB database the query runs in (duckdb:PATH), got {text!r}",
+                parameter="sql",
+            )
+        return Source("sql", path=Path(text.removeprefix("duckdb:")), sql=sql)
+    if text is None:
+        raise UsageError("name the private table: a CSV or Parquet file, duckdb:PATH?table=NAME, or --sql QUERY")
+    if text.startswith("duckdb:"):
+        path, _, query = text.removeprefix("duckdb:").partition("?")
+        tables = parse_qs(query).get("table", [])
+        if not path or len(tables) != 1 or not tables[0].strip():
+            raise UsageError(f"a DuckDB source reads duckdb:PATH?table=NAME, got {text!r} (or pass --sql QUERY)")
+        return Source("duckdb", path=Path(path), table=tables[0])
+    path = Path(text)
+    return Source("parquet" if path.suffix.lower() in PARQUET_SUFFIXES else "csv", path=path)
+
+
+class Engine(Protocol):
+    """Reads a :class:`Source` into an :class:`EncodedTable` under a schema (the module docstring)."""
+
+    name: str
+
+    def read(self, source: Source, schema: Schema) -> EncodedTable: ...
+
+
+def available_engines() -> list[str]:
+    """Engines whose packages are installed, in order of preference."""
+    return [name for name in ENGINES if name == "pandas" or importlib.util.find_spec(name) is not None]
+
+
+def default_engine() -> str:
+    return available_engines()[0]
+
+
+def get_engine(name: str | None = None) -> Engine:
+    """The engine called ``name`` (``None``: :func:`default_engine`); ``UsageError`` naming the choices."""
+    name = default_engine() if name is None else name
+    if name not in ENGINES:
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}", parameter="engine")
+    if name not in available_engines():
+        raise UsageError(f"engine {name!r} needs the {name} package: pip install {name}", parameter="engine")
+    if name == "duckdb":
+        from dpsynth.engines.duckdb_engine import DuckDBEngine
+
+        return DuckDBEngine()
+    from dpsynth.engines.pandas_engine import PandasEngine
+
+    return PandasEngine()
+
+
+def read_table(
+    data: str | Path | None, schema: Schema, engine: str | None = None, sql: str | None = None
+) -> EncodedTable:
+    """Read and encode the private table ``data`` (or the ``sql`` query) with ``engine``."""
+    return get_engine(engine).read(parse_source(data, sql), schema)
+
+
+__all__ = [
+    "ENGINES",
+    "EncodedTable",
+    "Engine",
+    "Source",
+    "available_engines",
+    "code_dtype",
+    "default_engine",
+    "get_engine",
+    "parse_source",
+    "read_table",
+]
