@@ -20,14 +20,8 @@ a crash, a refusal or a failed fit all keep the spend.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +30,16 @@ import pandas as pd
 
 import audits
 from dpsynth._files import atomic_write_json, atomic_write_text, sha256_file, staged_directory
-from dpsynth.disclosure import INTERNAL_NOTICE, public_privacy_statement, row_count_source
+from dpsynth.disclosure import INTERNAL_NOTICE, public_privacy_statement
 from dpsynth.engines import ENGINES, EncodedTable, read_table
 from dpsynth.errors import GateFailed, UsageError
 from dpsynth.evidence.bundle import build_index, write_signed_bundle
 from dpsynth.evidence.keys import load_identity
 from dpsynth.holdout import split_encoded
+from dpsynth.manifest import build_manifest, jsonable_params
 from dpsynth.params import Interval, Options, Satisfies, validate_params
-from dpsynth.privacy.cost import PrivacyCost, event_to_dict
-from dpsynth.privacy.ledger import AnyLedger, open_ledger
+from dpsynth.privacy.cost import PrivacyCost
+from dpsynth.privacy.ledger import open_ledger
 from dpsynth.profiles import load_policy
 from dpsynth.schema import Schema
 from dpsynth.steps import NO_STEPS, Steps, current_steps
@@ -168,17 +163,6 @@ def _validate(request: ReleaseRequest) -> None:
         )
 
 
-def _versions() -> dict[str, str]:
-    names = ["dpsynth", "numpy", "pandas", "scikit-learn", "mbi", "dp-accounting", "opacus", "torch"]
-    found = {"python": platform.python_version()}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
-
-
 def generator_factory(
     generator: str, params: dict[str, Any], schema: Schema, epsilon: float, delta: float, accept_private_schema: bool
 ) -> Callable[[pd.DataFrame, int, int], pd.DataFrame]:
@@ -263,7 +247,7 @@ def run_release(
             request.dataset_id,
             planned,
             generator=request.generator,
-            parameters=_jsonable(synthesizer.get_params()),
+            parameters=jsonable_params(synthesizer.get_params()),
             purpose=f"release to {request.out}",
         )
     try:
@@ -311,7 +295,7 @@ def run_release(
         audit = report.to_dict()
         decision = audit["decision"]
         budget = ledger.summary(request.dataset_id)[0]
-        manifest = _manifest(
+        manifest = build_manifest(
             request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
         )
         manifest["policy"] = loaded.record(tier)
@@ -370,85 +354,6 @@ def run_release(
             + f". Report: {request.out / 'report.html'}. The budget stays spent."
         )
     return outcome
-
-
-def _manifest(
-    request: ReleaseRequest,
-    schema: Schema,
-    synthesizer: Synthesizer,
-    planned: PrivacyCost,
-    entry,
-    budget,
-    audit: dict,
-    report,
-    train: pd.DataFrame,
-    holdout: pd.DataFrame,
-    n_rows: int,
-    ledger: AnyLedger,
-) -> dict[str, Any]:
-    realised = synthesizer.privacy_cost_
-    return {
-        "format": "dpsynth-release/1",
-        "classification": "internal",
-        "notice": INTERNAL_NOTICE,
-        "release_id": uuid.uuid4().hex,
-        "decision": audit["decision"],
-        "reasons": [failure.message for failure in report.failures()],
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "dataset_id": request.dataset_id,
-        "generator": request.generator,
-        "parameters": _jsonable(synthesizer.get_params()),
-        "privacy": {
-            "epsilon": planned.epsilon,
-            "delta": planned.delta,
-            "accountant": planned.accountant,
-            "event": event_to_dict(planned.event),
-            "neighbouring": "add or remove one record",
-            "realised": realised.to_dict(),
-        },
-        "budget": {
-            "epsilon_cap": budget.epsilon_cap,
-            "delta_cap": budget.delta_cap,
-            "spent_epsilon": budget.spent_epsilon,
-            "remaining_epsilon": budget.remaining_epsilon,
-            "naive_sum_epsilon": budget.naive_sum_epsilon,
-            "accountant": budget.accountant,
-        },
-        "ledger": {
-            "path": ledger.location,
-            "entry_id": entry.id,
-            "entry_hash": entry.hash,
-            "head_hash": ledger.head_hash(),
-        },
-        "schema": {
-            "name": schema.name,
-            "source": schema.source,
-            "leaked_domain": not schema.is_public,
-            "sha256": hashlib.sha256(json.dumps(schema.to_dict(), sort_keys=True).encode()).hexdigest(),
-        },
-        "domain_report": synthesizer.domain_report_.to_dict(),
-        "rows": {
-            "train": len(train),
-            "holdout": len(holdout),
-            "synthetic": n_rows,
-            "row_count": row_count_source(request),
-        },
-        "seed": request.seed,
-        "noise_source": synthesizer.noise_source_,
-        "audit": {
-            "tier": audit.get("tier"),
-            "decision": audit["decision"],
-            "results": [
-                {
-                    k: r.get(k)
-                    for k in ("name", "family", "value", "ci_low", "ci_high", "threshold", "direction", "passed")
-                }
-                for r in audit["results"]
-            ],
-        },
-        "versions": _versions(),
-        "files": {},
-    }
 
 
 def synthetic_csv_text(synthetic: pd.DataFrame, schema: Schema) -> str:
@@ -514,10 +419,6 @@ def _write_release_dir(
         if finish is not None:
             with steps.step("bundle"):
                 finish(staging)
-
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(params, default=lambda v: repr(v)))
 
 
 __all__ = [

@@ -261,7 +261,7 @@ def plan_benchmark(request: BenchmarkRequest) -> Plan:
 
 
 def _versions() -> dict[str, str]:
-    from dpsynth.release import _versions as release_versions
+    from dpsynth.manifest import package_versions as release_versions
 
     return release_versions()
 
