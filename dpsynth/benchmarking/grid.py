@@ -41,6 +41,7 @@ from dpsynth._files import atomic_write_json
 from dpsynth.errors import BudgetExceeded, UsageError
 from dpsynth.params import Interval, Options, validate_params
 from dpsynth.privacy.cost import PrivacyCost, event_from_dict
+from dpsynth.privacy.ledger.records import composed_epsilon  # the ledger's own composition rule
 from dpsynth.schema import Schema
 from dpsynth.synthesizers import GENERATORS, make_synthesizer
 
@@ -180,12 +181,6 @@ def _load(request: BenchmarkRequest) -> tuple[Schema, pd.DataFrame]:
     return schema, table
 
 
-def _composed(events: list, delta: float) -> tuple[float, str]:
-    from dpsynth.privacy.ledger.records import composed_epsilon  # the ledger's own composition rule
-
-    return composed_epsilon(events, delta)
-
-
 def plan_benchmark(request: BenchmarkRequest) -> Plan:
     """Validate, read, split once and price the whole grid; nothing is spent yet."""
     from dpsynth.benchmarking.peers import plan_peers
@@ -233,8 +228,8 @@ def plan_benchmark(request: BenchmarkRequest) -> Plan:
     peer_runs, skipped = plan_peers(request.peers, request.epsilons, request.repeats, delta)
     runs.extend(peer_runs)
     events = [r.planned.event for r in runs]
-    grid_composed, accountant = _composed(events, delta_cap)
-    total_after, _ = _composed(stored + events, delta_cap) if not request.public_proxy else (grid_composed, "")
+    grid_composed, accountant = composed_epsilon(events, delta_cap)
+    total_after, _ = composed_epsilon(stored + events, delta_cap) if not request.public_proxy else (grid_composed, "")
     plan = Plan(
         request=request,
         schema=schema,

@@ -23,23 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 from matplotlib.figure import Figure
 
 from dpsynth._files import atomic_write_text
-from dpsynth.report.html import fmt_number
+from dpsynth.report.html import template_environment
 from dpsynth.report.plots import ROC_COLORS, PlotImage, _encode, _style
 
-_TEMPLATES = Path(__file__).resolve().parent / "templates"
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_ENV.filters["num"] = fmt_number
+_ENV = template_environment(Path(__file__).resolve().parent / "templates")
 
 #: utility scores plotted, with whether higher is better
 UTILITY_PLOTS = (

@@ -27,15 +27,6 @@ from dpsynth.report.criteria import criteria_context, release_risks
 from dpsynth.report.figures import ReportFigures, build_figures
 from dpsynth.report.signoff import Evidence, approval_context
 
-_TEMPLATES = Path(__file__).resolve().parent / "templates"
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
 
 def fmt_number(x: Any) -> str:
     """Human form of a number: ints with thousands separators, floats to 3 decimals (at least 2),
@@ -62,7 +53,20 @@ def fmt_number(x: Any) -> str:
     return text
 
 
-_ENV.filters["num"] = fmt_number
+def template_environment(directory: Path) -> jinja2.Environment:
+    """The reports' jinja2 setup for templates in ``directory``: autoescaped, strict, with the ``num`` filter."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = fmt_number
+    return env
+
+
+_ENV = template_environment(Path(__file__).resolve().parent / "templates")
 
 
 def _small(count: Any, min_cell: int) -> str:
