@@ -108,6 +108,22 @@ class DuckDBEngine:
             con.close()
 
 
+def _connect(path: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection whose query results keep the source's row order.
+
+    The split's coins are drawn per row in row order (:mod:`dpsynth.holdout`),
+    so a seed picks the same rows only if every read returns the rows in file
+    order. DuckDB keeps insertion order for scans and projections, but its
+    ``in_clause`` optimiser rewrites an ``IN (...)`` list (the null markers)
+    into a hash join, whose parallel probe returns row groups out of order on
+    two threads or more; it is switched off here.
+    """
+    con = duckdb.connect(path, read_only=True) if path is not None else duckdb.connect()
+    con.sql("SET preserve_insertion_order = true")
+    con.sql("SET disabled_optimizers = 'in_clause'")
+    return con
+
+
 def _open(source: Source) -> tuple[duckdb.DuckDBPyConnection, str]:
     """A fresh connection and the relation (table function, table or sub-query) holding the source."""
     path = source.path
@@ -124,11 +140,11 @@ def _open(source: Source) -> tuple[duckdb.DuckDBPyConnection, str]:
             f"header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', skip = 0, comment = '', "
             f"nullstr = {_DIALECT.text(_NO_NULL_STRING)}"
         )
-        return duckdb.connect(), f"read_csv({_DIALECT.text(str(path))}, {options})"
+        return _connect(), f"read_csv({_DIALECT.text(str(path))}, {options})"
     if source.kind == "parquet":
-        return duckdb.connect(), f"read_parquet({_DIALECT.text(str(path))})"
+        return _connect(), f"read_parquet({_DIALECT.text(str(path))})"
     try:
-        con = duckdb.connect(str(path), read_only=True) if path is not None else duckdb.connect()
+        con = _connect(str(path) if path is not None else None)
     except duckdb.Error as exc:
         raise DataError(f"{path} could not be opened as a DuckDB database: {exc}") from None
     if source.kind == "duckdb":

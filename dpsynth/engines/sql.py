@@ -51,6 +51,8 @@ NULL_NOT_NULLABLE, NOT_NUMERIC, UNKNOWN_CATEGORY = -1, -2, -3
 
 #: Characters Python's ``str.strip()`` removes that matter in practice (the pandas path strips with it).
 WHITESPACE = " \t\n\r\x0b\x0c"
+_CONTROL_RANGE = (9, 13)  # WHITESPACE other than the space: \t \n \x0b \x0c \r, code points 9..13
+assert sorted(ord(c) for c in WHITESPACE if c != " ") == list(range(_CONTROL_RANGE[0], _CONTROL_RANGE[1] + 1))
 
 
 class Dialect:
@@ -144,8 +146,10 @@ def encoding_query(
 
 def _strip_rest(trimmed: str, d: Dialect) -> str:
     """Strip tabs, newlines etc. around a space-trimmed text, testing its two ends first (a full strip is slow)."""
-    controls = ", ".join(str(ord(c)) for c in WHITESPACE if c != " ")
-    ends = f"ascii({trimmed}) IN ({controls}) OR ascii(right({trimmed}, 1)) IN ({controls})"
+    # a range test, not an IN list, which DuckDB would turn into a hash join that does not keep the rows
+    # in order (see dpsynth.engines.duckdb_engine._connect)
+    low, high = _CONTROL_RANGE
+    ends = f"ascii({trimmed}) BETWEEN {low} AND {high} OR ascii(right({trimmed}, 1)) BETWEEN {low} AND {high}"
     return f"CASE WHEN {ends} THEN {d.strip(trimmed)} ELSE {trimmed} END"
 
 
