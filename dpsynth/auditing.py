@@ -11,11 +11,11 @@ from pathlib import Path
 
 import audits
 from dpsynth._files import atomic_write_json, staged_directory
+from dpsynth.engines import read_table
 from dpsynth.errors import UsageError
 from dpsynth.profiles import load_policy
 from dpsynth.schema import Schema
 from dpsynth.steps import NO_STEPS, Steps, current_steps
-from dpsynth.tables import prepare, read_csv
 
 
 def run_audit(
@@ -28,10 +28,13 @@ def run_audit(
     tier: str = "quick",
     seed: int = 0,
     steps: Steps | None = None,
+    engine: str | None = None,
 ) -> tuple[str, list[str]]:
     """Audit, write ``out/audit.json`` and ``out/report.html``; return the decision and failure messages.
 
     ``steps`` records each stage (read per table, audit with one sub-step per test, report; :mod:`dpsynth.steps`).
+    Each table is read, checked and encoded by ``engine`` (:mod:`dpsynth.engines`; ``None``: the default, DuckDB),
+    as ``dpsynth release`` reads the private table, so a table of millions of rows never becomes object columns.
     """
     steps = steps if steps is not None else current_steps()
     if tier != "quick":
@@ -52,7 +55,7 @@ def run_audit(
     tables = {}
     for label, path in (("train", train_path), ("holdout", holdout_path), ("synthetic", synthetic_path)):
         with steps.step("read", table=label) as read_step:
-            tables[label], _ = prepare(read_csv(path, schema), schema, source=str(path))
+            tables[label] = read_table(path, schema, engine=engine).frame()
             read_step.rows = len(tables[label])
     spec = audits.TableSpec.from_schema_dict(schema.to_dict())
     with steps.step("audit", rows=len(tables["synthetic"]), tier="quick") as audit_step:

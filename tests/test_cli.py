@@ -291,6 +291,13 @@ def test_audit_command_flags_a_copy_and_passes_the_holdout(tmp_path):
     results = json.loads((tmp_path / "a2" / "audit.json").read_text())["results"]
     assert {"name", "family", "value", "ci_low", "ci_high", "threshold", "passed"} <= set(results[0])
     assert (tmp_path / "a2" / "report.html").exists()
+    # the tables are read by the release's engines: the pandas engine gives the same attacks' values
+    by_pandas = invoke(*common, "--synthetic", paths["fresh"], "--out", tmp_path / "a3", "--engine", "pandas")
+    assert by_pandas.exit_code == 0, by_pandas.output
+    again = json.loads((tmp_path / "a3" / "audit.json").read_text())["results"]
+    assert [(r["name"], r["value"]) for r in again] == [(r["name"], r["value"]) for r in results]
+    unknown = invoke(*common, "--synthetic", paths["fresh"], "--out", tmp_path / "a4", "--engine", "polars")
+    assert unknown.exit_code == 2 and "engine must be one of" in unknown.output and "Traceback" not in unknown.output
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,9 @@ def audit(
     ),
     tier: str = typer.Option("quick", "--tier", help="quick (thorough needs a generator: use dpsynth release)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the attacks' sampling."),
+    engine: str | None = typer.Option(
+        None, "--engine", help="How the tables are read: duckdb (the default when installed) or pandas."
+    ),
     log_json: str | None = typer.Option(None, "--log-json", metavar="PATH", help=LOG_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -173,7 +176,9 @@ def audit(
 
     with command_steps("audit", log_json, quiet) as steps:
         try:
-            decision, failures = run_audit(train, holdout, synthetic, schema, out_dir, policy, tier, seed, steps=steps)
+            decision, failures = run_audit(
+                train, holdout, synthetic, schema, out_dir, policy, tier, seed, steps=steps, engine=engine
+            )
         except DpsynthError as exc:
             _fail(exc)
         if decision == "PASS":

@@ -230,14 +230,14 @@ def schema_check(
     data: Path | None = typer.Option(None, help="Also check that this CSV matches the schema."),
 ) -> None:
     """Validate a schema (and optionally a CSV against it)."""
+    from dpsynth.engines import read_table
     from dpsynth.schema import Schema
-    from dpsynth.tables import prepare, read_csv
 
     try:
         schema = Schema.load(schema_path)
         message = f"{schema_path}: {len(schema)} columns, source {schema.source}"
         if data is not None:
-            _, report = prepare(read_csv(data, schema), schema, source=str(data))
+            report = read_table(data, schema).report  # the release's reader: same errors, same counts
             message += f"; {data} conforms ({report.total_changed} value(s) clipped or mapped to 'other')"
     except DpsynthError as exc:
         _fail(exc)
