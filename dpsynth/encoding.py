@@ -73,11 +73,10 @@ def _decode_column(column: Column, codes: np.ndarray, rng: np.random.Generator) 
     null_code = column.domain_size - 1 if column.nullable else None
     is_null = codes == null_code if null_code is not None else np.zeros(len(codes), dtype=bool)
     if column.kind == "categorical":
-        labels = np.asarray(column.categories, dtype=object)
-        values = np.empty(len(codes), dtype=object)
-        values[~is_null] = labels[codes[~is_null]]
-        values[is_null] = np.nan
-        return pd.Series(values, dtype=object)
+        # a Categorical over the schema's labels, not an object column: one byte per row, not a pointer
+        # (8M synthetic rows of Adult's 9 categorical columns were 0.6 GB of pointers, and slow to audit)
+        category = np.where(is_null, -1, codes) if null_code is not None else codes
+        return pd.Series(pd.Categorical.from_codes(category, categories=list(column.categories)))
     values = np.full(len(codes), np.nan)
     valid = ~is_null
     if column.integer:

@@ -42,9 +42,10 @@ def test_round_trip(mixed_schema: Schema, mixed_frame: pd.DataFrame) -> None:
     decoded = encoder.decode(codes, np.random.default_rng(1))
     assert list(decoded.columns) == mixed_schema.names and len(decoded) == len(data)
 
-    # categories come back exactly, nulls included
+    # categories come back exactly, nulls included, as Categoricals over the schema's labels
     for name in ("sex", "education", "country", "income"):
-        pd.testing.assert_series_equal(decoded[name], data[name], check_names=False)
+        assert list(decoded[name].cat.categories) == list(mixed_schema[name].categories)
+        pd.testing.assert_series_equal(decoded[name].astype(object), data[name].astype(object), check_names=False)
     # nulls come back as nulls and only there
     for name in ("hours", "score", "education"):
         assert decoded[name].isna().tolist() == data[name].isna().tolist()
@@ -169,7 +170,7 @@ def test_decode_types_and_reproducibility(mixed_schema: Schema, mixed_frame: pd.
     c = encoder.decode(codes, np.random.default_rng(12))
     pd.testing.assert_frame_equal(a, b)
     assert not a["score"].equals(c["score"])
-    assert a["age"].dtype == np.float64 and a["sex"].dtype == object
+    assert a["age"].dtype == np.float64 and isinstance(a["sex"].dtype, pd.CategoricalDtype)
 
 
 def test_random_codes_decode_inside_the_public_domain(mixed_schema: Schema) -> None:
