@@ -2,7 +2,7 @@
 
 smartnoise-synth pins old versions of opacus and torch, so it runs from its
 own virtual environment (``benchmarks/.venvs/smartnoise``, or
-``$DPSYNTH_SMARTNOISE_VENV``), created by ``benchmarks/smartnoise_compare.py``;
+``$DPSYNTH_SMARTNOISE_VENV``), created as docs/benchmark.md (Peers) says;
 it is never a dependency of dpsynth. A peer whose environment is absent is
 skipped with a message (in results.json and the report), not an error.
 
@@ -81,7 +81,7 @@ def venv_python() -> Path:
 
 def _environment_problem(python: Path) -> str | None:
     """Why the smartnoise environment cannot run a peer, or None if it imports snsynth."""
-    hint = f"(create it with benchmarks/smartnoise_compare.py, or set ${VENV_ENV})"
+    hint = f"(create it as docs/benchmark.md, Peers, says, or set ${VENV_ENV})"
     if not python.exists():
         return f"no smartnoise environment at {python.parent.parent} {hint}"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
