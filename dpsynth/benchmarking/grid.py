@@ -225,7 +225,7 @@ def plan_benchmark(request: BenchmarkRequest) -> Plan:
                         planned=model.planned_cost(len(train), schema),
                     )
                 )
-    peer_runs, skipped = plan_peers(request.peers, request.epsilons, request.repeats, delta)
+    peer_runs, skipped = plan_peers(request.peers, request.epsilons, request.repeats, delta, schema)
     runs.extend(peer_runs)
     events = [r.planned.event for r in runs]
     grid_composed, accountant = composed_epsilon(events, delta_cap)
