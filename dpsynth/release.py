@@ -21,7 +21,7 @@ a crash, a refusal or a failed fit all keep the spend.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from dpsynth.evidence.keys import load_identity
 from dpsynth.holdout import split_encoded
 from dpsynth.manifest import build_manifest, jsonable_params
 from dpsynth.params import Interval, Options, Satisfies, validate_params
+from dpsynth.person import n_units, release_unit, split_table
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.ledger import open_ledger
 from dpsynth.profiles import load_policy
@@ -75,6 +76,9 @@ class ReleaseRequest:
     # how the table is read (dpsynth.engines): None is the default engine (duckdb when installed)
     engine: str | None = None
     sql: str | None = None  # a SELECT giving the private table, run in DuckDB (in the database ``data`` names)
+    # person-level privacy (dpsynth.privacy.unit): the identifier column (or the schema's) and the bound K
+    privacy_unit: str | None = None
+    max_rows_per_unit: int | None = None
 
 
 @dataclass
@@ -115,13 +119,14 @@ def split_holdout(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -
     return train, holdout
 
 
-def read_private_table(request: ReleaseRequest, schema: Schema) -> EncodedTable:
+def read_private_table(request: ReleaseRequest, schema: Schema, unit_column: str | None = None) -> EncodedTable:
     """The private table read, checked against ``schema`` and encoded by the request's engine.
 
     Out-of-domain data (text in a numeric column, an unknown category without
-    ``other``) is refused here, before any budget is spent.
+    ``other``) is refused here, before any budget is spent. With
+    ``unit_column`` the table carries person codes of that identifier.
     """
-    return read_table(request.data, schema, engine=request.engine, sql=request.sql)
+    return read_table(request.data, schema, engine=request.engine, sql=request.sql, unit_column=unit_column)
 
 
 def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:
@@ -213,21 +218,26 @@ def run_release(
             "name the operator (release --as NAME)",
             parameter="operator",
         )
+    unit, generator_params = release_unit(
+        request.generator, request.privacy_unit, request.max_rows_per_unit, schema, request.generator_params
+    )
     ledger = open_ledger(request.ledger)
     _, delta_cap = ledger.caps(request.dataset_id)
 
     say(f"reading {request.sql if request.data is None else request.data}")
     with steps.step("read") as read_step:
-        table = read_private_table(request, schema)
+        table = read_private_table(request, schema, unit.column)
         read_step.rows = len(table)
-    check_delta_cap(delta_cap, len(table), request.dataset_id)
-    loaded.rules.check_delta(request.delta, len(table), loaded.label)
+    check_delta_cap(delta_cap, n_units(table), request.dataset_id)
+    loaded.rules.check_delta(request.delta, n_units(table), loaded.label)
     seeds = np.random.SeedSequence(request.seed) if request.seed is not None else np.random.SeedSequence()
     split_seed, fit_seed, audit_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(3))
     with steps.step("split", rows=len(table)):
-        train_codes, holdout_codes = split_encoded(table, request.holdout_fraction, np.random.default_rng(split_seed))
+        train_codes, holdout_codes = split_table(
+            table, unit, request.holdout_fraction, np.random.default_rng(split_seed)
+        )
     del table
-    check_privacy_parameters(request.epsilon, request.delta, len(train_codes))
+    check_privacy_parameters(request.epsilon, request.delta, n_units(train_codes))
     with steps.step("prepare", rows=len(train_codes) + len(holdout_codes)):
         train, holdout = train_codes.frame(), holdout_codes.frame()  # the audits' and the report's pandas frames
 
@@ -237,9 +247,11 @@ def run_release(
             epsilon=request.epsilon,
             delta=request.delta,
             random_state=fit_seed if request.seed is not None else None,
-            **request.generator_params,
+            **generator_params,
         )
         planned: PrivacyCost = synthesizer.planned_cost(len(train), schema)
+        if unit.is_person:  # the ledger records the unit per spend and refuses a mix (dpsynth.privacy.ledger)
+            planned = replace(planned, details={**planned.details, "privacy_unit": unit.to_dict()})
 
     say(f"reserving epsilon={planned.epsilon:.4g}, delta={planned.delta:.3g} on dataset {request.dataset_id!r}")
     with steps.step("reserve", epsilon=planned.epsilon, delta=planned.delta):
@@ -268,7 +280,7 @@ def run_release(
             if tier == "thorough":
                 factory = generator_factory(
                     request.generator,
-                    request.generator_params,
+                    generator_params,
                     schema,
                     request.epsilon,
                     request.delta,
@@ -296,7 +308,7 @@ def run_release(
         decision = audit["decision"]
         budget = ledger.summary(request.dataset_id)[0]
         manifest = build_manifest(
-            request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
+            request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger, unit
         )
         manifest["policy"] = loaded.record(tier)
         status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"

@@ -84,6 +84,18 @@ def release(
     sql: str | None = typer.Option(
         None, "--sql", help="SELECT query giving the private table, run by DuckDB (in the database DATA names)."
     ),
+    privacy_unit: str | None = typer.Option(
+        None,
+        "--privacy-unit",
+        metavar="COLUMN",
+        help="Person identifier column: protect a person (all their rows), not a row. Never modelled or released.",
+    ),
+    max_rows_per_unit: int | None = typer.Option(
+        None,
+        "--max-rows-per-unit",
+        metavar="K",
+        help="Public bound on one person's rows (with --privacy-unit); extra rows are dropped at random.",
+    ),
     pdf: bool = typer.Option(
         False, "--pdf", help="Also write report.pdf (headless Chromium, Debian package chromium), signed with the rest."
     ),
@@ -128,6 +140,8 @@ def release(
                 pdf=pdf,
                 engine=engine,
                 sql=sql,
+                privacy_unit=privacy_unit,
+                max_rows_per_unit=max_rows_per_unit,
             )
             outcome = run_release(request, steps=steps)
         except DpsynthError as exc:
