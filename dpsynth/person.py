@@ -27,6 +27,7 @@ def release_unit(
     max_rows_per_unit: int | None,
     schema: Schema,
     generator_params: dict[str, Any],
+    panel_time: str | None = None,
 ) -> tuple[PrivacyUnit, dict[str, Any]]:
     """The release's :class:`PrivacyUnit` and the generator parameters that implement it.
 
@@ -35,12 +36,28 @@ def release_unit(
     ``UsageError`` (K = 1, one row kept per person, works with every
     generator). ``max_rows_per_unit`` given as a generator ``--param`` is
     refused too: the bound is the release's, stated in the manifest.
+
+    A panel (``panel_time``) is a person with K = T rows (T public times);
+    its generator fits one wide row per person, so it needs no K of its own
+    and every generator works.
     """
     if "max_rows_per_unit" in generator_params:
         raise UsageError(
             "set the contribution bound with --max-rows-per-unit (with --privacy-unit), not --param",
             parameter="max_rows_per_unit",
         )
+    if panel_time is not None:
+        from dpsynth.panel import check_panel
+
+        column = privacy_unit if privacy_unit is not None else schema.privacy_unit
+        n_times = len(check_panel(schema, panel_time, column).times)
+        if max_rows_per_unit not in (None, n_times):
+            raise UsageError(
+                f"--max-rows-per-unit {max_rows_per_unit} contradicts --panel-time {panel_time!r}: a balanced panel "
+                f"has K = {n_times} rows a person (its number of times); leave --max-rows-per-unit out",
+                parameter="max_rows_per_unit",
+            )
+        return resolve_unit(column, n_times, schema.privacy_unit, None), dict(generator_params)
     unit = resolve_unit(privacy_unit, max_rows_per_unit, schema.privacy_unit, schema.max_rows_per_unit)
     cls = generator_class(generator)
     if unit.max_rows > 1 and not cls.supports_person_units:

@@ -37,6 +37,7 @@ from dpsynth.evidence.bundle import build_index, write_signed_bundle
 from dpsynth.evidence.keys import load_identity
 from dpsynth.holdout import split_encoded
 from dpsynth.manifest import build_manifest, jsonable_params
+from dpsynth.panel import check_panel, pivot
 from dpsynth.params import Interval, Options, Satisfies, validate_params
 from dpsynth.person import n_units, release_unit, split_table
 from dpsynth.privacy.cost import PrivacyCost
@@ -79,6 +80,7 @@ class ReleaseRequest:
     # person-level privacy (dpsynth.privacy.unit): the identifier column (or the schema's) and the bound K
     privacy_unit: str | None = None
     max_rows_per_unit: int | None = None
+    panel_time: str | None = None  # a balanced panel's time column: fit one wide row per person (dpsynth.panel)
 
 
 @dataclass
@@ -219,7 +221,12 @@ def run_release(
             parameter="operator",
         )
     unit, generator_params = release_unit(
-        request.generator, request.privacy_unit, request.max_rows_per_unit, schema, request.generator_params
+        request.generator,
+        request.privacy_unit,
+        request.max_rows_per_unit,
+        schema,
+        request.generator_params,
+        request.panel_time,
     )
     ledger = open_ledger(request.ledger)
     _, delta_cap = ledger.caps(request.dataset_id)
@@ -228,6 +235,10 @@ def run_release(
     with steps.step("read") as read_step:
         table = read_private_table(request, schema, unit.column)
         read_step.rows = len(table)
+    long_schema, panel = schema, None
+    if request.panel_time is not None:  # one wide row per person from here on; unpivoted when written
+        panel = check_panel(schema, request.panel_time, unit.column)
+        table, schema = pivot(table, panel), panel.wide_schema
     check_delta_cap(delta_cap, n_units(table), request.dataset_id)
     loaded.rules.check_delta(request.delta, n_units(table), loaded.label)
     seeds = np.random.SeedSequence(request.seed) if request.seed is not None else np.random.SeedSequence()
@@ -297,6 +308,8 @@ def run_release(
                 claimed_epsilon=synthesizer.privacy_cost_.epsilon,
                 seed=audit_seed,
                 on_test=steps.audit_callback(),
+                # person-level: targets are persons (all their rows); the split above is by person
+                units={"train": train_codes.units, "holdout": holdout_codes.units} if unit.is_person else None,
             )
             audit_step.set(decision=report.decision)
     except BaseException:
@@ -308,9 +321,24 @@ def run_release(
         decision = audit["decision"]
         budget = ledger.summary(request.dataset_id)[0]
         manifest = build_manifest(
-            request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger, unit
+            request,
+            long_schema,
+            synthesizer,
+            planned,
+            entry,
+            budget,
+            audit,
+            report,
+            train,
+            holdout,
+            n_rows,
+            ledger,
+            unit,
         )
         manifest["policy"] = loaded.record(tier)
+        if panel is not None:  # rows.train / holdout / synthetic count persons (wide rows); the files are long
+            manifest["panel"] = {"time": panel.time, "times": list(panel.times), "rows_per_person": len(panel.times)}
+            synthetic, train, schema = panel.unpivot(synthetic), panel.unpivot(train, with_ids=False), long_schema
         status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
         manifest["approval"] = {
             "required": needs_approval,

@@ -96,6 +96,12 @@ def release(
         metavar="K",
         help="Public bound on one person's rows (with --privacy-unit); extra rows are dropped at random.",
     ),
+    panel_time: str | None = typer.Option(
+        None,
+        "--panel-time",
+        metavar="COLUMN",
+        help="Balanced panel's time column (with --privacy-unit): fit one row per person, K = number of times.",
+    ),
     pdf: bool = typer.Option(
         False, "--pdf", help="Also write report.pdf (headless Chromium, Debian package chromium), signed with the rest."
     ),
@@ -142,6 +148,7 @@ def release(
                 sql=sql,
                 privacy_unit=privacy_unit,
                 max_rows_per_unit=max_rows_per_unit,
+                panel_time=panel_time,
             )
             outcome = run_release(request, steps=steps)
         except DpsynthError as exc:
@@ -179,6 +186,12 @@ def audit(
     ),
     tier: str = typer.Option("quick", "--tier", help="quick (thorough needs a generator: use dpsynth release)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the attacks' sampling."),
+    privacy_unit: str | None = typer.Option(
+        None,
+        "--privacy-unit",
+        metavar="COLUMN",
+        help="Person identifier column of train and holdout: audit persons (all their rows), not rows.",
+    ),
     log_json: str | None = typer.Option(None, "--log-json", metavar="PATH", help=LOG_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -187,7 +200,9 @@ def audit(
 
     with command_steps("audit", log_json, quiet) as steps:
         try:
-            decision, failures = run_audit(train, holdout, synthetic, schema, out_dir, policy, tier, seed, steps=steps)
+            decision, failures = run_audit(
+                train, holdout, synthetic, schema, out_dir, policy, tier, seed, steps=steps, privacy_unit=privacy_unit
+            )
         except DpsynthError as exc:
             _fail(exc)
         if decision == "PASS":
