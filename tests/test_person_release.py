@@ -160,3 +160,14 @@ def test_schema_can_name_the_unit(toy) -> None:
     run_release(request(toy, "out", privacy_unit=None, max_rows_per_unit=None))
     manifest = json.loads((toy["tmp"] / "out" / "manifest.json").read_text())
     assert manifest["privacy"]["unit"]["max_rows"] == K
+
+
+def test_report_states_the_person_unit_in_its_assumptions() -> None:
+    from dpsynth.report.criteria import criteria_context
+
+    unit = {"unit": "person", "column": "pid", "max_rows": K, "neighbouring": "..."}
+    for policy in (None, {"name": "gdpr-anonymisation"}):
+        manifest = {"privacy": {"unit": unit}, "policy": policy}
+        text = " ".join(criteria_context(manifest, [], [])["assumptions"])
+        assert f"a person with up to {K} rows" in text and "One row is one person" not in text
+    assert any("One row is one person" in a for a in criteria_context({}, [], [])["assumptions"])
