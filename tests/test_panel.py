@@ -147,3 +147,15 @@ def test_wage_panel_panel_release_is_person_level() -> None:
     assert len(wide) == 545 and len(wide.schema) == 8
     wages = np.stack([wide.values[f"lwage@{y}"] for y in range(1980, 1988)], axis=1)
     assert np.corrcoef(wages[:, 0], wages[:, 1])[0, 1] > 0.3  # trajectories survive the pivot
+
+
+def test_wage_panel_demo_exports_a_person_level_schema(tmp_path) -> None:
+    pytest.importorskip("linearmodels")
+    from dpsynth.demo import export_demo
+
+    csv_path, schema_path = export_demo("wage_panel", tmp_path)
+    schema = Schema.load(schema_path)
+    assert schema.privacy_unit == "nr" and schema.max_rows_per_unit == 8 and "nr" not in schema.names
+    table = read_table(csv_path, schema, unit_column="nr")
+    assert len(table) == 4360 and len(np.unique(table.units)) == 545
+    assert len(pivot(table, check_panel(schema, "year", "nr"))) == 545

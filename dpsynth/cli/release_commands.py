@@ -23,7 +23,10 @@ from dpsynth.errors import DpsynthError
 # -- demo data -----------------------------------------------------------------------------
 @app.command("demo-data")
 def demo_data(
-    name: str = typer.Argument("randhie", help="Demo dataset (randhie: RAND Health Insurance Experiment)."),
+    name: str = typer.Argument(
+        "randhie",
+        help="Demo dataset: randhie (RAND Health Insurance Experiment) or wage_panel (NLSY, needs linearmodels).",
+    ),
     out_dir: Path = typer.Argument(Path("demo"), help="Directory to write NAME.csv and NAME.schema.json into."),
 ) -> None:
     """Export a real public demo table (shipped by statsmodels) and its hand-written public schema."""
