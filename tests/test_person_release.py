@@ -171,3 +171,27 @@ def test_report_states_the_person_unit_in_its_assumptions() -> None:
         text = " ".join(criteria_context(manifest, [], [])["assumptions"])
         assert f"a person with up to {K} rows" in text and "One row is one person" not in text
     assert any("One row is one person" in a for a in criteria_context({}, [], [])["assumptions"])
+
+
+def test_audit_command_targets_persons(toy) -> None:
+    frame = toy["frame"]
+    persons = sorted(set(frame["pid"]))
+    in_train = frame["pid"].isin(persons[: len(persons) * 3 // 4])
+    paths = {name: toy["tmp"] / f"{name}.csv" for name in ("train", "holdout", "synthetic", "mixed")}
+    frame[in_train].to_csv(paths["train"], index=False)
+    frame[~in_train].to_csv(paths["holdout"], index=False)
+    frame[~in_train].drop(columns="pid").to_csv(paths["synthetic"], index=False)
+    frame.iloc[:200].to_csv(paths["mixed"], index=False)
+
+    def audit(holdout: Path, out: str):
+        args = ["audit", "--train", paths["train"], "--holdout", holdout, "--synthetic", paths["synthetic"]]
+        args += ["--schema", toy["schema"], "--out", toy["tmp"] / out, "--privacy-unit", "pid"]
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    audit(paths["holdout"], "audit")
+    report = json.loads((toy["tmp"] / "audit" / "audit.json").read_text())
+    assert report["sizes"]["train_persons"] == len(persons) * 3 // 4
+    mia = next(r for r in report["results"] if r["name"] == "mia_distance")
+    assert mia["details"]["target"].startswith("person")
+    refused = audit(paths["mixed"], "mixed-audit")
+    assert refused.exit_code == 2 and "split by person" in refused.output
