@@ -8,6 +8,14 @@ NNDR, for example) pay for it once.
 Sizes are equalised where a comparison needs it: the train reference used as
 "train" in DCR share / NNDR has the holdout's size, and membership attacks use
 as many member targets (from train) as non-member targets (from holdout).
+
+Person-level audits (``units``: one person code per train and holdout row,
+for a release whose unit of privacy is a person, dpsynth's ``--privacy-unit``):
+the split is then by person, targets are *persons* (all their rows), drawn
+equal in number per side, and an attack's per-row outcome becomes the
+person's by :func:`per_person` (the maximum score over their rows for
+membership, "any row" for a re-identification success). See
+docs/threat-model.md.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ class AuditData:
         max_queries: int = 10000,
         confidence: float = 0.95,
         n_bootstrap: int = 200,
+        units: dict[str, np.ndarray] | None = None,
     ) -> None:
         for role, df in (("train", train), ("holdout", holdout), ("synthetic", synthetic)):
             if not isinstance(df, pd.DataFrame):
@@ -87,6 +96,7 @@ class AuditData:
             "holdout": holdout[cols].reset_index(drop=True),
             "synthetic": synthetic[cols].reset_index(drop=True),
         }
+        self.units = _check_units(units, len(train), len(holdout))
         self.encoder = MixedEncoder(spec)
         encoded = self.encoder.fit_transform(*self.frames.values())
         n_train, n_hold, n_syn = (len(self.frames[k]) for k in ("train", "holdout", "synthetic"))
@@ -99,6 +109,10 @@ class AuditData:
             "members": self._sample("members", n_train, n_targets),
             "nonmembers": self._sample("nonmembers", n_hold, n_targets),
         }
+        if self.units is not None:  # membership targets: whole persons, as many per side
+            n_persons = min(len(np.unique(self.units["train"])), len(np.unique(self.units["holdout"])), max_targets)
+            self.indices["members"] = self.person_rows("train", n_persons, "members")
+            self.indices["nonmembers"] = self.person_rows("holdout", n_persons, "nonmembers")
         self._encoded: dict[str, Encoded] = dict(zip(self.frames, encoded))
         self._knn: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
         self._index: dict[str, GowerIndex] = {}
@@ -113,6 +127,27 @@ class AuditData:
         if size >= n:
             return np.arange(n)
         return np.sort(self.rng(stream).choice(n, size=size, replace=False))
+
+    @property
+    def person_level(self) -> bool:
+        """True when targets are persons (the audit was given person codes)."""
+        return self.units is not None
+
+    def person_rows(self, part: Literal["train", "holdout"], n_persons: int, stream: str) -> np.ndarray:
+        """Sorted row indices of every row of ``n_persons`` persons of ``part``, drawn at random from ``stream``."""
+        assert self.units is not None
+        persons = np.unique(self.units[part])
+        chosen = self.rng(stream).choice(persons, size=min(n_persons, len(persons)), replace=False)
+        return np.flatnonzero(np.isin(self.units[part], chosen))
+
+    def groups(self, part: Part) -> np.ndarray | None:
+        """The person code of each row of ``part`` (train, holdout or a part sampled from them); None row-level."""
+        if self.units is None:
+            return None
+        base = _DERIVED.get(part, part)
+        if base not in self.units:
+            return None
+        return self.units[base][self.indices[part]] if part in _DERIVED else self.units[base]
 
     def frame(self, part: Part) -> pd.DataFrame:
         """Rows of ``part`` as a DataFrame (sampled parts are subsets of their base table)."""
@@ -162,4 +197,37 @@ class AuditData:
     def sizes(self) -> dict[str, int]:
         out = {k: len(v) for k, v in self.frames.items()}
         out.update({k: len(v) for k, v in self.indices.items()})
+        if self.units is not None:
+            out.update({f"{k}_persons": int(len(np.unique(v))) for k, v in self.units.items()})
         return out
+
+
+def per_person(values: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """Each person's value: the maximum over their rows (a success: any row), in order of first appearance.
+
+    ``groups=None`` (a row-level audit) returns ``values`` unchanged. The
+    maximum is the attacker's best row for the person: a person is as
+    exposed as their most exposed row.
+    """
+    values = np.asarray(values)
+    if groups is None:
+        return values
+    codes, first = np.unique(groups, return_index=True)
+    inverse = np.searchsorted(codes, groups)
+    out = np.full(len(codes), -np.inf)
+    np.maximum.at(out, inverse, values.astype(float))
+    out = out[np.argsort(first)]
+    return out.astype(values.dtype) if values.dtype == bool else out
+
+
+def _check_units(units: dict[str, np.ndarray] | None, n_train: int, n_holdout: int) -> dict[str, np.ndarray] | None:
+    if units is None:
+        return None
+    if set(units) != {"train", "holdout"}:
+        raise AuditInputError("units must give one person code per row of both 'train' and 'holdout'")
+    out = {k: np.asarray(v, dtype=np.int64) for k, v in units.items()}
+    if len(out["train"]) != n_train or len(out["holdout"]) != n_holdout:
+        raise AuditInputError("units must give one person code per row of train and of holdout")
+    if np.intersect1d(out["train"], out["holdout"]).size:
+        raise AuditInputError("a person-level audit needs a split by person: some person is in train and holdout")
+    return out

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from audits.data import AuditData
+from audits.data import AuditData, per_person
 from audits.results import AuditResult
 from audits.stats import bootstrap_ratio_of_means, mean_interval, roc_summary, wilson_interval
 
@@ -209,11 +209,15 @@ def dcr_membership_attack(data: AuditData) -> AuditResult:
     start = time.perf_counter()
     d_mem, _ = data.knn("members", "synthetic", k=1)
     d_non, _ = data.knn("nonmembers", "synthetic", k=1)
-    scores = -np.r_[d_mem[:, 0], d_non[:, 0]]
-    labels = np.r_[np.ones(len(d_mem)), np.zeros(len(d_non))]
-    return roc_result(
-        "mia_distance", scores, labels, data, start, {"score": "minus Gower distance to the closest synthetic row"}
-    )
+    # person-level: a person's score is their best row's (per_person; row-level: unchanged)
+    s_mem = per_person(-d_mem[:, 0], data.groups("members"))
+    s_non = per_person(-d_non[:, 0], data.groups("nonmembers"))
+    scores = np.r_[s_mem, s_non]
+    labels = np.r_[np.ones(len(s_mem)), np.zeros(len(s_non))]
+    extra = {"score": "minus Gower distance to the closest synthetic row"}
+    if data.person_level:
+        extra["target"] = "person: the highest score over the person's rows"
+    return roc_result("mia_distance", scores, labels, data, start, extra)
 
 
 def roc_result(

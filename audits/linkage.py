@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from audits.data import AuditData
+from audits.data import AuditData, per_person
 from audits.embedding import Encoded, MixedEncoder
 from audits.errors import AuditInputError
 from audits.results import AuditResult
@@ -50,13 +50,26 @@ def _risk_details(risk: Risk) -> dict[str, object]:
 
 
 def _targets(data: AuditData, n_attacks: int, stream: str) -> tuple[np.ndarray, np.ndarray]:
-    """Equal numbers of train and control (holdout) target rows."""
+    """Equal numbers of train and control (holdout) target rows; person-level: every row of as many persons."""
+    if data.person_level:
+        persons = min(n_attacks, *(len(np.unique(data.groups(p))) for p in ("train", "holdout")))
+        return data.person_rows("train", persons, stream + "-train"), data.person_rows("holdout", persons, stream)
     n = min(n_attacks, data.size("train"), data.size("holdout"))
     rng = data.rng(stream)
     return (
         np.sort(rng.choice(data.size("train"), n, replace=False)),
         np.sort(rng.choice(data.size("holdout"), n, replace=False)),
     )
+
+
+def _successes(
+    data: AuditData, success: np.ndarray, train_idx: np.ndarray, control_idx: np.ndarray
+) -> tuple[int, int, int, int]:
+    """``(train successes, train targets, control successes, control targets)``; a person succeeds if any row does."""
+    n_tr = len(train_idx)
+    on_train = per_person(success[:n_tr], None if not data.person_level else data.groups("train")[train_idx])
+    on_control = per_person(success[n_tr:], None if not data.person_level else data.groups("holdout")[control_idx])
+    return int(on_train.sum()), len(on_train), int(on_control.sum()), len(on_control)
 
 
 def _sub_encoder(data: AuditData, columns: Sequence[str]) -> MixedEncoder:
@@ -107,9 +120,7 @@ def linkage_attack(
     _, ia = enc_a.knn(enc_a.project(targets), enc_a.index(enc_a.project(synthetic)), k=k)
     _, ib = enc_b.knn(enc_b.project(targets), enc_b.index(enc_b.project(synthetic)), k=k)
     linked = (ia[:, :, None] == ib[:, None, :]).any(axis=(1, 2))  # the two lookups share a synthetic row
-    n_tr = len(train_idx)
-    successes = [int(linked[:n_tr].sum()), int(linked[n_tr:].sum())]
-    risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), data.confidence)
+    risk = normalised_risk(*_successes(data, linked, train_idx, control_idx), data.confidence)
     details = _risk_details(risk)
     details.update({"columns_a": cols_a, "columns_b": cols_b, "split": split, "n_neighbors": k})
     return AuditResult(
@@ -194,8 +205,7 @@ def attribute_inference_attack(
             [data.frames["train"][secret_col].iloc[train_idx], data.frames["holdout"][secret_col].iloc[control_idx]]
         )
         correct = _correct(guesses, truth, data, secret_col)
-        successes = [int(correct[: len(train_idx)].sum()), int(correct[len(train_idx) :].sum())]
-        risk = normalised_risk(successes[0], len(train_idx), successes[1], len(control_idx), per_confidence)
+        risk = normalised_risk(*_successes(data, np.asarray(correct), train_idx, control_idx), per_confidence)
         per_secret[secret_col] = {
             "risk": risk.value,
             "ci": [risk.ci_low, risk.ci_high],

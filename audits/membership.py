@@ -33,12 +33,29 @@ import time
 
 import numpy as np
 
-from audits.data import AuditData
+from audits.data import AuditData, per_person
 from audits.distance import dcr_membership_attack, roc_result
 from audits.embedding import Encoded
 from audits.results import AuditResult
 
 __all__ = ["domias_attack", "dcr_membership_attack"]
+
+
+def _person_targets(data: AuditData, rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Person-level DOMIAS rows: member persons' rows, non-member persons' rows, reference persons' rows.
+
+    The holdout's persons are split in two halves (targets, reference); as
+    many member persons are drawn from train. Each person brings all rows.
+    """
+    hold_units, train_units = data.groups("holdout"), data.groups("train")
+    persons = rng.permutation(np.unique(hold_units))
+    n_targets = min(len(persons) // 2, len(np.unique(data.groups("members"))))
+    if n_targets < max(2, k):
+        raise ValueError(f"DOMIAS needs at least {2 * max(2, k)} holdout persons (half targets, half reference)")
+    non_idx = np.flatnonzero(np.isin(hold_units, persons[:n_targets]))
+    ref_idx = np.flatnonzero(np.isin(hold_units, persons[n_targets:]))
+    members = rng.choice(np.unique(train_units), size=n_targets, replace=False)
+    return np.flatnonzero(np.isin(train_units, members)), non_idx, ref_idx
 
 
 def domias_attack(data: AuditData, k: int = 1, eps: float = 1e-3) -> AuditResult:
@@ -51,13 +68,16 @@ def domias_attack(data: AuditData, k: int = 1, eps: float = 1e-3) -> AuditResult
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     rng = data.rng("domias")
-    n_hold = data.size("holdout")
-    perm = rng.permutation(n_hold)
-    n_targets = min(n_hold // 2, data.size("members"))
-    if n_targets < max(2, k):
-        raise ValueError(f"DOMIAS needs at least {2 * max(2, k)} holdout rows (half targets, half reference)")
-    non_idx, ref_idx = perm[:n_targets], perm[n_targets:]
-    mem_idx = rng.choice(data.size("train"), size=n_targets, replace=False)
+    if data.person_level:
+        mem_idx, non_idx, ref_idx = _person_targets(data, rng, k)
+    else:
+        n_hold = data.size("holdout")
+        perm = rng.permutation(n_hold)
+        n_targets = min(n_hold // 2, data.size("members"))
+        if n_targets < max(2, k):
+            raise ValueError(f"DOMIAS needs at least {2 * max(2, k)} holdout rows (half targets, half reference)")
+        non_idx, ref_idx = perm[:n_targets], perm[n_targets:]
+        mem_idx = rng.choice(data.size("train"), size=n_targets, replace=False)
 
     enc = data.encoder
     holdout = data.encoded("holdout")
@@ -68,7 +88,13 @@ def domias_attack(data: AuditData, k: int = 1, eps: float = 1e-3) -> AuditResult
     r_syn, _ = enc.knn(targets, data.searchable("synthetic", len(targets)), k=k_syn)
     r_ref, _ = enc.knn(targets, reference, k=k_ref)
     scores = np.log(r_ref[:, -1] + eps) - np.log(r_syn[:, -1] + eps)
-    labels = np.r_[np.ones(n_targets), np.zeros(n_targets)]
+    if data.person_level:  # a person's score: the highest over their rows
+        s_mem = per_person(scores[: len(mem_idx)], data.groups("train")[mem_idx])
+        s_non = per_person(scores[len(mem_idx) :], data.groups("holdout")[non_idx])
+        scores = np.r_[s_mem, s_non]
+        labels = np.r_[np.ones(len(s_mem)), np.zeros(len(s_non))]
+    else:
+        labels = np.r_[np.ones(len(mem_idx)), np.zeros(len(non_idx))]
     return roc_result(
         "mia_domias",
         scores,

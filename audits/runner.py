@@ -124,6 +124,7 @@ def run(
     progress: ProgressCallback | bool | None = None,
     claimed_delta: float = 0.0,
     on_test: AttackCallback | None = None,
+    units: Mapping[str, Any] | None = None,
 ) -> AuditReport:
     """Audit ``synthetic`` against ``train`` (members) and ``holdout`` (non-members).
 
@@ -148,6 +149,10 @@ def run(
     on_test:
         A callback given an :class:`AttackEvent` as each attack starts and ends (timings, failures),
         e.g. for a step log; it must not raise.
+    units:
+        Person-level audit: ``{"train": codes, "holdout": codes}``, one person code per row (a split by
+        person). Membership and re-identification targets are then persons, scored by their most
+        exposed row (:func:`audits.data.per_person`); ``None`` audits rows.
     """
     start = time.perf_counter()
     if on_test is not None and not callable(on_test):
@@ -166,6 +171,7 @@ def run(
         max_queries=p["max_queries"],
         confidence=level,
         n_bootstrap=p["n_bootstrap"],
+        units=None if units is None else dict(units),
     )
     attacks = _plan(data, policy, tier, generator, claimed_epsilon, claimed_delta)
     results = _execute(attacks, start, max_seconds, progress, on_test)

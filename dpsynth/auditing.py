@@ -29,8 +29,12 @@ def run_audit(
     seed: int = 0,
     steps: Steps | None = None,
     engine: str | None = None,
+    privacy_unit: str | None = None,
 ) -> tuple[str, list[str]]:
     """Audit, write ``out/audit.json`` and ``out/report.html``; return the decision and failure messages.
+
+    With ``privacy_unit`` (the person identifier column of train and holdout) the audit is person-level:
+    targets are persons, scored by their most exposed row; a person in both tables is refused.
 
     ``steps`` records each stage (read per table, audit with one sub-step per test, report; :mod:`dpsynth.steps`).
     Each table is read, checked and encoded by ``engine`` (:mod:`dpsynth.engines`; ``None``: the default, DuckDB),
@@ -57,6 +61,7 @@ def run_audit(
         with steps.step("read", table=label) as read_step:
             tables[label] = read_table(path, schema, engine=engine).frame()
             read_step.rows = len(tables[label])
+    units = None if privacy_unit is None else _person_codes(privacy_unit, train_path, holdout_path)
     spec = audits.TableSpec.from_schema_dict(schema.to_dict())
     with steps.step("audit", rows=len(tables["synthetic"]), tier="quick") as audit_step:
         report = audits.run(
@@ -68,6 +73,7 @@ def run_audit(
             tier="quick",
             seed=seed,
             on_test=steps.audit_callback(),
+            units=units,
         )
         audit_step.set(decision=report.decision)
     audit = report.to_dict()
@@ -79,6 +85,34 @@ def run_audit(
     }
     _write_dir(out, audit, manifest, tables, schema, steps)
     return audit["decision"], manifest["reasons"]
+
+
+def _person_codes(column: str, train_path: Path, holdout_path: Path) -> dict:
+    """Person codes of train and holdout rows, one code space for both (identifiers are never kept)."""
+    import numpy as np
+    import pandas as pd
+
+    from dpsynth.errors import DataError
+    from dpsynth.privacy.unit import unit_codes
+
+    values = []
+    for path in (train_path, holdout_path):
+        header = [str(c).strip() for c in pd.read_csv(path, dtype=str, nrows=0).columns]
+        if column not in header:
+            raise DataError(f"{path} lacks the privacy unit column {column!r}; it has {header}")
+        frame = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+            usecols=lambda name: str(name).strip() == column,
+        )
+        values.append(frame.iloc[:, 0])
+    codes = unit_codes(pd.concat(values, ignore_index=True), column, "train + holdout")
+    train, holdout = codes[: len(values[0])], codes[len(values[0]) :]
+    if np.intersect1d(train, holdout).size:
+        raise DataError(f"a person-level audit needs a split by person: some {column!r} is in both train and holdout")
+    return {"train": train, "holdout": holdout}
 
 
 def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Schema, steps: Steps = NO_STEPS) -> None:

@@ -3,6 +3,11 @@
 ``randhie`` is the RAND Health Insurance Experiment table that statsmodels
 ships (public domain, 20,190 person-years, 10 columns): a realistic health
 table for trying a release end to end without any private data at hand.
+
+``wage_panel`` is linearmodels' NLSY wage panel (545 persons x 8 years, 4,360
+rows; needs ``pip install linearmodels``, in the test extra): several rows per
+person, for person-level releases (``--privacy-unit nr``, the schema's
+``privacy_unit``; ``--panel-time year``; docs/threat-model.md).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dpsynth._files import atomic_write_text
 from dpsynth.errors import UsageError
 from dpsynth.schema import Schema
 
-DEMOS = ("randhie",)
+DEMOS = ("randhie", "wage_panel")
 
 
 def demo_schema(name: str) -> Schema:
@@ -30,6 +35,12 @@ def demo_schema(name: str) -> Schema:
 def demo_table(name: str) -> pd.DataFrame:
     """The demo table as a DataFrame, with 0/1 indicators written as whole numbers."""
     _check(name)
+    if name == "wage_panel":
+        try:
+            from linearmodels.datasets import wage_panel
+        except ImportError:
+            raise UsageError("the wage_panel demo needs linearmodels: pip install linearmodels") from None
+        return wage_panel.load()[["nr", "year", "married", "union", "lwage"]]
     from statsmodels.datasets import randhie
 
     table = randhie.load_pandas().data.copy()

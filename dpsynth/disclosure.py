@@ -42,6 +42,8 @@ def public_privacy_statement(
     repeated (``noise_source`` says whether one was fixed).
     """
     parameters = {k: v for k, v in manifest["parameters"].items() if k != "random_state"}
+    unit = manifest["privacy"].get("unit") or {}
+    neighbouring = manifest["privacy"].get("neighbouring", NEIGHBOURING)
     return {
         "format": "dpsynth-privacy/1",
         "classification": "public",
@@ -54,10 +56,12 @@ def public_privacy_statement(
         "delta": float(request.delta),
         "guarantee": (
             f"({request.epsilon:g}, {request.delta:g})-differential privacy of the whole fit, "
-            f"{NEIGHBOURING} of the source table; epsilon and delta are upper bounds"
+            f"{neighbouring} of the source table; epsilon and delta are upper bounds"
         ),
         "accountant": manifest["privacy"]["accountant"],
-        "neighbouring": NEIGHBOURING,
+        "neighbouring": neighbouring,
+        # the unit and its public bound K; the identifier column's values never appear in any file
+        "privacy_unit": {"unit": unit.get("unit", "record"), "max_rows": unit.get("max_rows", 1)},
         "noise_source": manifest["noise_source"],
         "row_count": {"rows": manifest["rows"]["synthetic"], "source": row_count_source(request)},
         # the policy profile the release was gated under (dpsynth.profiles), None for another policy

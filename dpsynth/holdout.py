@@ -46,4 +46,20 @@ def split_encoded(table: EncodedTable, fraction: float, rng: np.random.Generator
     return train, holdout
 
 
-__all__ = ["holdout_coins", "split_encoded"]
+def split_persons(table: EncodedTable, fraction: float, rng: np.random.Generator) -> tuple[EncodedTable, EncodedTable]:
+    """The person-level split: one coin per person (:func:`dpsynth.privacy.unit.person_coins`), all their rows follow.
+
+    ``table.units`` must hold the person codes. No person is on both sides,
+    so the holdout stays a set of non-members for the person-level audits,
+    and adding or removing one person changes one side by that person only.
+    """
+    from dpsynth.privacy.unit import person_coins
+
+    if table.units is None:
+        raise UsageError(f"{table.source}: a person-level split needs the table's person codes (--privacy-unit)")
+    train, holdout = table.split(person_coins(table.units, fraction, rng))
+    _check_split(len(table), len(train), len(holdout), fraction)
+    return train, holdout
+
+
+__all__ = ["holdout_coins", "split_encoded", "split_persons"]

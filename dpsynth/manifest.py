@@ -19,6 +19,7 @@ import pandas as pd
 from dpsynth.disclosure import INTERNAL_NOTICE, row_count_source
 from dpsynth.privacy.cost import PrivacyCost, event_to_dict
 from dpsynth.privacy.ledger import AnyLedger
+from dpsynth.privacy.unit import RECORD, PrivacyUnit
 from dpsynth.schema import Schema
 from dpsynth.synthesizers.base import Synthesizer
 
@@ -50,7 +51,9 @@ def build_manifest(
     holdout: pd.DataFrame,
     n_rows: int,
     ledger: AnyLedger,
+    unit: PrivacyUnit = RECORD,
 ) -> dict[str, Any]:
+    """The internal manifest; ``privacy.neighbouring`` and ``privacy.unit`` state the unit (record or person, K)."""
     realised = synthesizer.privacy_cost_
     return {
         "format": "dpsynth-release/1",
@@ -68,7 +71,8 @@ def build_manifest(
             "delta": planned.delta,
             "accountant": planned.accountant,
             "event": event_to_dict(planned.event),
-            "neighbouring": "add or remove one record",
+            "neighbouring": unit.neighbouring_relation,
+            "unit": unit.to_dict(),
             "realised": realised.to_dict(),
         },
         "budget": {

@@ -85,6 +85,21 @@ def make_streams(random_state: RandomState, secure_noise: bool | None = None) ->
     return Streams(NoiseSource(noise_seed), np.random.default_rng(fit_seed), sample)
 
 
+def unit_stream(random_state: RandomState, secure_noise: bool | None = None) -> np.random.Generator:
+    """The stream that picks which rows a person keeps under a contribution bound (:mod:`dpsynth.privacy.unit`).
+
+    Independent of the three fit streams: with an integer seed it is the
+    fourth child of ``SeedSequence(seed)`` (the others are the first three,
+    unchanged), so a seeded person-level fit is reproducible and a
+    record-level fit draws exactly what it always drew; otherwise (or with
+    ``secure_noise=True``) fresh OS entropy, like the noise.
+    """
+    seeded = isinstance(random_state, (int, np.integer))
+    if seeded and secure_noise is not True:
+        return np.random.default_rng(np.random.SeedSequence(int(random_state)).spawn(4)[3])
+    return _fresh()
+
+
 def check_random_state(random_state: RandomState) -> None:
     """Refuse anything but None, a non-negative integer or a numpy Generator, naming the parameter."""
     validate_params({"random_state": random_state}, {"random_state": RANDOM_STATE_CONSTRAINTS})

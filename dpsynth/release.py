@@ -21,7 +21,7 @@ a crash, a refusal or a failed fit all keep the spend.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,9 @@ from dpsynth.evidence.bundle import build_index, write_signed_bundle
 from dpsynth.evidence.keys import load_identity
 from dpsynth.holdout import split_encoded
 from dpsynth.manifest import build_manifest, jsonable_params
+from dpsynth.panel import check_panel, pivot
 from dpsynth.params import Interval, Options, Satisfies, validate_params
+from dpsynth.person import n_units, release_unit, split_table
 from dpsynth.privacy.cost import PrivacyCost
 from dpsynth.privacy.ledger import open_ledger
 from dpsynth.profiles import load_policy
@@ -75,6 +77,10 @@ class ReleaseRequest:
     # how the table is read (dpsynth.engines): None is the default engine (duckdb when installed)
     engine: str | None = None
     sql: str | None = None  # a SELECT giving the private table, run in DuckDB (in the database ``data`` names)
+    # person-level privacy (dpsynth.privacy.unit): the identifier column (or the schema's) and the bound K
+    privacy_unit: str | None = None
+    max_rows_per_unit: int | None = None
+    panel_time: str | None = None  # a balanced panel's time column: fit one wide row per person (dpsynth.panel)
 
 
 @dataclass
@@ -115,13 +121,14 @@ def split_holdout(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -
     return train, holdout
 
 
-def read_private_table(request: ReleaseRequest, schema: Schema) -> EncodedTable:
+def read_private_table(request: ReleaseRequest, schema: Schema, unit_column: str | None = None) -> EncodedTable:
     """The private table read, checked against ``schema`` and encoded by the request's engine.
 
     Out-of-domain data (text in a numeric column, an unknown category without
-    ``other``) is refused here, before any budget is spent.
+    ``other``) is refused here, before any budget is spent. With
+    ``unit_column`` the table carries person codes of that identifier.
     """
-    return read_table(request.data, schema, engine=request.engine, sql=request.sql)
+    return read_table(request.data, schema, engine=request.engine, sql=request.sql, unit_column=unit_column)
 
 
 def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:
@@ -213,21 +220,35 @@ def run_release(
             "name the operator (release --as NAME)",
             parameter="operator",
         )
+    unit, generator_params = release_unit(
+        request.generator,
+        request.privacy_unit,
+        request.max_rows_per_unit,
+        schema,
+        request.generator_params,
+        request.panel_time,
+    )
     ledger = open_ledger(request.ledger)
     _, delta_cap = ledger.caps(request.dataset_id)
 
     say(f"reading {request.sql if request.data is None else request.data}")
     with steps.step("read") as read_step:
-        table = read_private_table(request, schema)
+        table = read_private_table(request, schema, unit.column)
         read_step.rows = len(table)
-    check_delta_cap(delta_cap, len(table), request.dataset_id)
-    loaded.rules.check_delta(request.delta, len(table), loaded.label)
+    long_schema, panel = schema, None
+    if request.panel_time is not None:  # one wide row per person from here on; unpivoted when written
+        panel = check_panel(schema, request.panel_time, unit.column)
+        table, schema = pivot(table, panel), panel.wide_schema
+    check_delta_cap(delta_cap, n_units(table), request.dataset_id)
+    loaded.rules.check_delta(request.delta, n_units(table), loaded.label)
     seeds = np.random.SeedSequence(request.seed) if request.seed is not None else np.random.SeedSequence()
     split_seed, fit_seed, audit_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(3))
     with steps.step("split", rows=len(table)):
-        train_codes, holdout_codes = split_encoded(table, request.holdout_fraction, np.random.default_rng(split_seed))
+        train_codes, holdout_codes = split_table(
+            table, unit, request.holdout_fraction, np.random.default_rng(split_seed)
+        )
     del table
-    check_privacy_parameters(request.epsilon, request.delta, len(train_codes))
+    check_privacy_parameters(request.epsilon, request.delta, n_units(train_codes))
     with steps.step("prepare", rows=len(train_codes) + len(holdout_codes)):
         train, holdout = train_codes.frame(), holdout_codes.frame()  # the audits' and the report's pandas frames
 
@@ -237,9 +258,11 @@ def run_release(
             epsilon=request.epsilon,
             delta=request.delta,
             random_state=fit_seed if request.seed is not None else None,
-            **request.generator_params,
+            **generator_params,
         )
         planned: PrivacyCost = synthesizer.planned_cost(len(train), schema)
+        if unit.is_person:  # the ledger records the unit per spend and refuses a mix (dpsynth.privacy.ledger)
+            planned = replace(planned, details={**planned.details, "privacy_unit": unit.to_dict()})
 
     say(f"reserving epsilon={planned.epsilon:.4g}, delta={planned.delta:.3g} on dataset {request.dataset_id!r}")
     with steps.step("reserve", epsilon=planned.epsilon, delta=planned.delta):
@@ -268,7 +291,7 @@ def run_release(
             if tier == "thorough":
                 factory = generator_factory(
                     request.generator,
-                    request.generator_params,
+                    generator_params,
                     schema,
                     request.epsilon,
                     request.delta,
@@ -285,6 +308,8 @@ def run_release(
                 claimed_epsilon=synthesizer.privacy_cost_.epsilon,
                 seed=audit_seed,
                 on_test=steps.audit_callback(),
+                # person-level: targets are persons (all their rows); the split above is by person
+                units={"train": train_codes.units, "holdout": holdout_codes.units} if unit.is_person else None,
             )
             audit_step.set(decision=report.decision)
     except BaseException:
@@ -296,9 +321,24 @@ def run_release(
         decision = audit["decision"]
         budget = ledger.summary(request.dataset_id)[0]
         manifest = build_manifest(
-            request, schema, synthesizer, planned, entry, budget, audit, report, train, holdout, n_rows, ledger
+            request,
+            long_schema,
+            synthesizer,
+            planned,
+            entry,
+            budget,
+            audit,
+            report,
+            train,
+            holdout,
+            n_rows,
+            ledger,
+            unit,
         )
         manifest["policy"] = loaded.record(tier)
+        if panel is not None:  # rows.train / holdout / synthetic count persons (wide rows); the files are long
+            manifest["panel"] = {"time": panel.time, "times": list(panel.times), "rows_per_person": len(panel.times)}
+            synthetic, train, schema = panel.unpivot(synthetic), panel.unpivot(train, with_ids=False), long_schema
         status = ("awaiting-approval" if needs_approval else "released") if decision == "PASS" else "withheld"
         manifest["approval"] = {
             "required": needs_approval,

@@ -64,7 +64,7 @@ _COLUMN_KEYS = {
     "decimals",
 }
 MAX_DECIMALS = 12
-_SCHEMA_KEYS = {"name", "source", "columns", "na_values", "quasi_identifiers", "description", "target", "rules"}
+_SCHEMA_KEYS = set("name source columns na_values quasi_identifiers description target rules privacy_unit".split())
 
 
 @dataclass(frozen=True)
@@ -259,6 +259,8 @@ class Schema:
     description: str = ""
     # declared consistency rules (dpsynth.benchmarking.consistency): checked on synthetic tables, never fitted
     rules: tuple[Rule, ...] = ()
+    privacy_unit: str | None = None  # person-level privacy (dpsynth.privacy.unit): the identifier, never a column
+    max_rows_per_unit: int | None = None
     _index: dict[str, Column] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -273,6 +275,8 @@ class Schema:
         for qi in self.quasi_identifiers:
             if qi not in names:
                 raise SchemaError(f"quasi-identifier {qi!r} is not a column of the schema")
+        if self.privacy_unit is not None and self.privacy_unit in names:
+            raise SchemaError(f"privacy_unit {self.privacy_unit!r} is a column: an identifier is never modelled")
         if self.target is not None and self.target not in names:
             raise SchemaError(f"target {self.target!r} is not a column of the schema")
         for rule in self.rules:
@@ -341,7 +345,9 @@ class Schema:
         if raw.get("target") is not None and not isinstance(raw["target"], str):
             raise SchemaError(f"schema: 'target' must be a column name, got {raw['target']!r}")
         from dpsynth.benchmarking.consistency import parse_rules
+        from dpsynth.privacy.unit import parse_schema_unit
 
+        unit, max_rows = parse_schema_unit(raw.get("privacy_unit"))
         parsed = tuple(Column.from_dict(c, i) for i, c in enumerate(columns))
         return cls(
             columns=parsed,
@@ -352,6 +358,8 @@ class Schema:
             target=raw.get("target"),
             description=str(raw.get("description", "")),
             rules=parse_rules(raw.get("rules"), {c.name: c for c in parsed}),
+            privacy_unit=unit,
+            max_rows_per_unit=max_rows,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -366,6 +374,8 @@ class Schema:
         out["columns"] = [c.to_dict() for c in self.columns]
         if self.rules:
             out["rules"] = [r.to_dict() for r in self.rules]
+        if self.privacy_unit is not None:
+            out["privacy_unit"] = {"column": self.privacy_unit, "max_rows": self.max_rows_per_unit}
         return out
 
     @classmethod
@@ -395,6 +405,8 @@ class Schema:
             target=self.target if self.target in keep else None,
             description=self.description,
             rules=tuple(r for r in self.rules if r.columns <= set(keep)),
+            privacy_unit=self.privacy_unit,
+            max_rows_per_unit=self.max_rows_per_unit,
         )
 
 

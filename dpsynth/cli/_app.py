@@ -43,6 +43,9 @@ RELEASE_OPTIONS = {
     "policy": "--policy",
     "engine": "--engine",
     "sql": "--sql",
+    "privacy_unit": "--privacy-unit",
+    "max_rows_per_unit": "--max-rows-per-unit",
+    "panel_time": "--panel-time",
 }
 BUDGET_OPTIONS = {"epsilon_cap": "--epsilon", "delta_cap": "--delta"}
 DISCOVER_OPTIONS = {"epsilon": "--epsilon", "delta": "--delta"}

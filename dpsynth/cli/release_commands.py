@@ -23,7 +23,10 @@ from dpsynth.errors import DpsynthError
 # -- demo data -----------------------------------------------------------------------------
 @app.command("demo-data")
 def demo_data(
-    name: str = typer.Argument("randhie", help="Demo dataset (randhie: RAND Health Insurance Experiment)."),
+    name: str = typer.Argument(
+        "randhie",
+        help="Demo dataset: randhie (RAND Health Insurance Experiment) or wage_panel (NLSY, needs linearmodels).",
+    ),
     out_dir: Path = typer.Argument(Path("demo"), help="Directory to write NAME.csv and NAME.schema.json into."),
 ) -> None:
     """Export a real public demo table (shipped by statsmodels) and its hand-written public schema."""
@@ -84,6 +87,24 @@ def release(
     sql: str | None = typer.Option(
         None, "--sql", help="SELECT query giving the private table, run by DuckDB (in the database DATA names)."
     ),
+    privacy_unit: str | None = typer.Option(
+        None,
+        "--privacy-unit",
+        metavar="COLUMN",
+        help="Person identifier column: protect a person (all their rows), not a row. Never modelled or released.",
+    ),
+    max_rows_per_unit: int | None = typer.Option(
+        None,
+        "--max-rows-per-unit",
+        metavar="K",
+        help="Public bound on one person's rows (with --privacy-unit); extra rows are dropped at random.",
+    ),
+    panel_time: str | None = typer.Option(
+        None,
+        "--panel-time",
+        metavar="COLUMN",
+        help="Balanced panel's time column (with --privacy-unit): fit one row per person, K = number of times.",
+    ),
     pdf: bool = typer.Option(
         False, "--pdf", help="Also write report.pdf (headless Chromium, Debian package chromium), signed with the rest."
     ),
@@ -128,6 +149,9 @@ def release(
                 pdf=pdf,
                 engine=engine,
                 sql=sql,
+                privacy_unit=privacy_unit,
+                max_rows_per_unit=max_rows_per_unit,
+                panel_time=panel_time,
             )
             outcome = run_release(request, steps=steps)
         except DpsynthError as exc:
@@ -168,6 +192,12 @@ def audit(
     engine: str | None = typer.Option(
         None, "--engine", help="How the tables are read: duckdb (the default when installed) or pandas."
     ),
+    privacy_unit: str | None = typer.Option(
+        None,
+        "--privacy-unit",
+        metavar="COLUMN",
+        help="Person identifier column of train and holdout: audit persons (all their rows), not rows.",
+    ),
     log_json: str | None = typer.Option(None, "--log-json", metavar="PATH", help=LOG_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -177,7 +207,17 @@ def audit(
     with command_steps("audit", log_json, quiet) as steps:
         try:
             decision, failures = run_audit(
-                train, holdout, synthetic, schema, out_dir, policy, tier, seed, steps=steps, engine=engine
+                train,
+                holdout,
+                synthetic,
+                schema,
+                out_dir,
+                policy,
+                tier,
+                seed,
+                steps=steps,
+                engine=engine,
+                privacy_unit=privacy_unit,
             )
         except DpsynthError as exc:
             _fail(exc)

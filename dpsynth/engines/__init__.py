@@ -95,7 +95,7 @@ class Engine(Protocol):
 
     name: str
 
-    def read(self, source: Source, schema: Schema) -> EncodedTable: ...
+    def read(self, source: Source, schema: Schema, unit_column: str | None = None) -> EncodedTable: ...
 
 
 def available_engines() -> list[str]:
@@ -124,10 +124,27 @@ def get_engine(name: str | None = None) -> Engine:
 
 
 def read_table(
-    data: str | Path | None, schema: Schema, engine: str | None = None, sql: str | None = None
+    data: str | Path | None,
+    schema: Schema,
+    engine: str | None = None,
+    sql: str | None = None,
+    unit_column: str | None = None,
 ) -> EncodedTable:
-    """Read and encode the private table ``data`` (or the ``sql`` query) with ``engine``."""
-    return get_engine(engine).read(parse_source(data, sql), schema)
+    """Read and encode the private table ``data`` (or the ``sql`` query) with ``engine``.
+
+    With ``unit_column`` (person-level privacy), the table also carries the
+    person codes of that identifier column (:attr:`EncodedTable.units`); the
+    identifier must not be a schema column, and its values are never kept.
+    """
+    if unit_column is not None and unit_column in schema.names:
+        raise UsageError(
+            f"the privacy unit column {unit_column!r} is a schema column: an identifier is never modelled or "
+            "released; remove it from the schema's columns",
+            parameter="privacy_unit",
+        )
+    if unit_column is None:
+        return get_engine(engine).read(parse_source(data, sql), schema)
+    return get_engine(engine).read(parse_source(data, sql), schema, unit_column=unit_column)
 
 
 __all__ = [

@@ -58,7 +58,8 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def read(self, source: Source, schema: Schema) -> EncodedTable:
+    def read(self, source: Source, schema: Schema, unit_column: str | None = None) -> EncodedTable:
+        """Read and encode ``source``; with ``unit_column``, also the person codes of that identifier column."""
         label = str(source)
         con, relation = _open(source)
         try:
@@ -73,11 +74,19 @@ class DuckDBEngine:
                 raise DataError(f"{label} lacks column(s) {missing} declared in the schema; it has {stripped}")
             columns = {n: names[stripped.index(n)] for n in schema.names}
             types = {n: _source_type(str(described[stripped.index(n)][1])) for n in schema.names}
-            query = sql.encoding_query(schema, relation, columns, types, _DIALECT)
+            passthrough = ()
+            if unit_column is not None:
+                if unit_column not in stripped:
+                    raise DataError(f"{label} lacks the privacy unit column {unit_column!r}; it has {stripped}")
+                passthrough = (names[stripped.index(unit_column)],)
+            query = sql.encoding_query(schema, relation, columns, types, _DIALECT, passthrough=passthrough)
             collector = CodeCollector(schema)
+            unit_parts: list[pa.Array] = []
             try:
                 reader = con.sql(query.sql).to_arrow_reader(BATCH_ROWS)
                 for batch in reader:
+                    if query.text_columns:
+                        unit_parts.append(batch.column(next(iter(query.text_columns.values()))))
                     collector.add(
                         {n: batch.column(c).to_numpy() for n, c in query.code_columns.items()},
                         {n: batch.column(c).to_numpy(zero_copy_only=False) for n, c in query.value_columns.items()},
@@ -102,8 +111,13 @@ class DuckDBEngine:
                 return [str(row[0]) for row in con.sql(text).fetchall()]
 
             collector.raise_first_error(label, where, raw_value, unknown_examples)
-            ignored = [s for s in stripped if s not in schema.names]
-            return collector.table(label, self.name, list(dict.fromkeys(ignored)), cls=DuckDBTable)
+            ignored = [s for s in stripped if s not in schema.names and s != unit_column]
+            table = collector.table(label, self.name, list(dict.fromkeys(ignored)), cls=DuckDBTable)
+            if unit_column is not None:
+                from dpsynth.privacy.unit import unit_codes
+
+                table.with_units(unit_codes(pa.chunked_array(unit_parts, pa.string()), unit_column, label))
+            return table
         finally:
             con.close()
 

@@ -26,10 +26,17 @@ class PandasEngine:
 
     name = "pandas"
 
-    def read(self, source: Source, schema: Schema) -> EncodedTable:
+    def read(self, source: Source, schema: Schema, unit_column: str | None = None) -> EncodedTable:
+        """Read and encode ``source``; with ``unit_column``, also the person codes of that identifier column."""
         label = str(source)
-        typed = read_csv(source.path, schema) if source.kind == "csv" else coerce(_frame(source), schema, label, 1)
-        return encode_frame(typed, schema, label, engine=self.name)
+        raw = None if source.kind == "csv" else _frame(source)
+        typed = read_csv(source.path, schema) if raw is None else coerce(raw, schema, label, 1)
+        if unit_column is not None:
+            typed.attrs["ignored_columns"] = [c for c in typed.attrs.get("ignored_columns", []) if c != unit_column]
+        table = encode_frame(typed, schema, label, engine=self.name)
+        if unit_column is not None:
+            table.with_units(_unit_codes(source, raw, unit_column, label))
+        return table
 
 
 def encode_frame(typed: pd.DataFrame, schema: Schema, source: str, engine: str = "pandas") -> EncodedTable:
@@ -53,6 +60,33 @@ def encode_frame(typed: pd.DataFrame, schema: Schema, source: str, engine: str =
             status[column.name] = changed.astype(np.int8)
     return EncodedTable(
         schema=schema, codes=codes, values=values, report=report, source=source, engine=engine, status=status
+    )
+
+
+def _unit_codes(source: Source, raw: pd.DataFrame | None, column: str, label: str) -> np.ndarray:
+    """Person codes of ``column``, read in the same row order as the table (its own text, nothing guessed)."""
+    from dpsynth.privacy.unit import unit_codes
+
+    if raw is None:
+        header = pd.read_csv(source.path, dtype=str, nrows=0).columns
+        stripped = [str(c).strip() for c in header]
+        if column not in stripped:
+            raise DataError(f"{label} lacks the privacy unit column {column!r}; it has {stripped}")
+        raw = pd.read_csv(
+            source.path,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+            usecols=[header[stripped.index(column)]],
+        )
+        values = raw.iloc[:, 0]
+    else:
+        stripped = [str(c).strip() for c in raw.columns]
+        if column not in stripped:
+            raise DataError(f"{label} lacks the privacy unit column {column!r}; it has {stripped}")
+        values = raw.iloc[:, stripped.index(column)]
+    return unit_codes(
+        values.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v)), column, label
     )
 
 

@@ -93,6 +93,7 @@ class EncodingQuery:
     sql: str
     code_columns: dict[str, str]  # schema column -> output column holding its (folded) code
     value_columns: dict[str, str]  # numeric schema column -> output column holding its coerced value
+    text_columns: dict[str, str] | None = None  # passed-through source column -> output column (as text)
 
 
 def encoding_query(
@@ -101,6 +102,7 @@ def encoding_query(
     source_columns: Mapping[str, str],
     source_types: Mapping[str, SourceType],
     dialect: Dialect | None = None,
+    passthrough: Sequence[str] = (),
 ) -> EncodingQuery:
     """``SELECT`` codes (and numeric values) of every schema column from ``relation``.
 
@@ -111,6 +113,10 @@ def encoding_query(
     The query nests four selects so each step is computed once per cell:
     spaces trimmed (cheap), other surrounding whitespace stripped only where
     there is some, null flag and number or label, then the codes.
+
+    ``passthrough`` names source columns (not schema columns, e.g. a person
+    identifier, :mod:`dpsynth.privacy.unit`) returned as text in the same
+    rows, so they stay aligned with the codes whatever the relation's order.
     """
     d = dialect or Dialect()
     levels: list[list[str]] = [[], [], [], []]
@@ -136,12 +142,18 @@ def encoding_query(
             levels[2].append(f"{_label(text, kind, d)} AS {parsed}")
             levels[3].append(f"{_categorical_code(column, null, parsed, d)} AS c{i}")
         codes[column.name] = f"c{i}"
+    texts: dict[str, str] = {}
+    for j, name in enumerate(passthrough):
+        levels[0].append(f"CAST({d.ident(name)} AS STRING) AS p{j}")
+        for level in levels[1:]:
+            level.append(f"p{j}")
+        texts[name] = f"p{j}"
     query = relation
     for depth, columns in enumerate(levels):
         query = f"SELECT {', '.join(columns)} FROM {query}" + ("" if depth == 0 else f" AS level{depth}")
         if depth < len(levels) - 1:
             query = f"({query})"
-    return EncodingQuery(query, codes, values)
+    return EncodingQuery(query, codes, values, texts or None)
 
 
 def _strip_rest(trimmed: str, d: Dialect) -> str:

@@ -70,6 +70,12 @@ class EncodedTable:
     a subset of the rows (:meth:`take`) reports its own changes, as the pandas
     path's ``prepare`` of the training table did. ``source`` names the table
     in messages.
+
+    ``units`` (person-level privacy, :mod:`dpsynth.privacy.unit`) holds one
+    int64 person code per row when the table was read with a privacy unit:
+    the rank of the row's identifier among the sorted distinct identifiers,
+    never the identifier itself, and never a schema column (nothing models
+    or counts it). ``None`` for a record-level table.
     """
 
     schema: Schema
@@ -79,9 +85,11 @@ class EncodedTable:
     source: str = "table"
     engine: str = "numpy"
     status: dict[str, np.ndarray] = field(default_factory=dict)
+    units: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         lengths = {len(a) for a in self.codes.values()} | {len(a) for a in self.values.values()}
+        lengths |= set() if self.units is None else {len(self.units)}
         if set(self.codes) != set(self.schema.names) or len(lengths) > 1:
             raise UsageError(f"{self.source}: an encoded table needs one equally long code column per schema column")
 
@@ -131,7 +139,15 @@ class EncodedTable:
             source=self.source,
             engine=self.engine,
             status=status,
+            units=None if self.units is None else self.units[rows],
         )
+
+    def with_units(self, units: np.ndarray | None) -> EncodedTable:
+        """The same rows carrying person codes ``units`` (one per row), for person-level privacy."""
+        if units is not None and len(units) != len(self):
+            raise UsageError(f"{self.source}: {len(units)} person codes for {len(self)} rows")
+        self.units = None if units is None else np.asarray(units, dtype=np.int64)
+        return self
 
     def split(self, in_holdout: np.ndarray) -> tuple[EncodedTable, EncodedTable]:
         """``(train, holdout)``: the rows where ``in_holdout`` is false, then those where it is true."""

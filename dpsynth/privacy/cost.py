@@ -6,7 +6,8 @@ is parsed with an explicit allow-list of event types, never through
 ``dp_event.from_named_tuple`` (which imports whatever module a stored record
 names) and never through pickle.
 
-Neighbouring relation throughout: add or remove one record.
+Neighbouring relation: add or remove one record, or one person with up to K rows
+(:mod:`dpsynth.privacy.unit`; the person-level events carry K as their sensitivity).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import dp_accounting as dpa
 
 from dpsynth.errors import PrivacyAccountingError
 from dpsynth.params import Interval
-from dpsynth.privacy.events import DiscreteGaussianDpEvent, EpsilonDeltaDpEvent
+from dpsynth.privacy.events import DiscreteGaussianDpEvent, DiscreteGaussianVectorDpEvent, EpsilonDeltaDpEvent
 
 MAX_EVENT_DEPTH = 32  # nesting limit for stored events; real ones are a few levels deep
 
@@ -49,6 +50,12 @@ def event_to_dict(event: dpa.DpEvent) -> dict[str, Any]:
         return {"type": "laplace", "noise_multiplier": float(event.noise_multiplier)}
     if isinstance(event, DiscreteGaussianDpEvent):
         return {"type": "discrete_gaussian", "sigma": float(event.sigma), "sensitivity": int(event.sensitivity)}
+    if isinstance(event, DiscreteGaussianVectorDpEvent):
+        return {
+            "type": "discrete_gaussian_vector",
+            "sigma": float(event.sigma),
+            "l2_sensitivity": float(event.l2_sensitivity),
+        }
     if isinstance(event, EpsilonDeltaDpEvent):
         return {"type": "epsilon_delta", "epsilon": float(event.epsilon), "delta": float(event.delta)}
     if isinstance(event, dpa.ZCDpEvent):
@@ -85,6 +92,11 @@ def event_from_dict(raw: Any, _depth: int = 0) -> dpa.DpEvent:
         return DiscreteGaussianDpEvent(
             _positive(_field(raw, "sigma"), "sigma"), _count(raw.get("sensitivity", 1), "sensitivity")
         )
+    if kind == "discrete_gaussian_vector":
+        l2 = _positive(_field(raw, "l2_sensitivity"), "l2_sensitivity")
+        if l2 <= 0:
+            raise PrivacyAccountingError("stored privacy event: 'l2_sensitivity' must be > 0")
+        return DiscreteGaussianVectorDpEvent(_positive(_field(raw, "sigma"), "sigma"), l2)
     if kind == "epsilon_delta":
         delta = _positive(_field(raw, "delta"), "delta")
         if delta >= 1:

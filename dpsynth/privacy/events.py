@@ -21,6 +21,15 @@
     coordinates; such queries must use ``sensitivity`` > 1 on one coordinate
     or the zCDP bound. docs/noise.md gives the argument and the test.
 
+* :class:`DiscreteGaussianVectorDpEvent`: the same noise on a count *vector*
+  one unit can change by at most ``l2_sensitivity`` in L2 norm, spread over
+  any number of cells (a person with K rows changes one marginal by L2 at
+  most K: all K rows in one cell). Accounted only by its zCDP bound
+  ``rho = l2_sensitivity^2 / (2 sigma^2)`` (CKS 2020, Theorem 15, which holds
+  for any change of that L2 norm); the PLD accountant does not support it,
+  because the one-dimensional PLD is not the worst case of a multi-cell
+  change for the discrete Gaussian, so PLD never prices it.
+
 * :class:`EpsilonDeltaDpEvent`: a mechanism known only to be
   (epsilon, delta)-DP (e.g. OpenDP's thresholded histogram for category
   discovery). PLD takes the worst-case PLD of any (epsilon, delta)-DP
@@ -56,6 +65,18 @@ class DiscreteGaussianDpEvent(dpa.DpEvent):
 
     sigma: float
     sensitivity: int = 1
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class DiscreteGaussianVectorDpEvent(dpa.DpEvent):
+    """Discrete Gaussian noise ``N_Z(0, sigma^2)`` per cell of an integer vector of L2 sensitivity ``l2_sensitivity``.
+
+    The person-level counting query: one person with up to K rows changes a
+    marginal's counts by at most K in L2 norm. zCDP ``rho = l2^2 / (2 sigma^2)``.
+    """
+
+    sigma: float
+    l2_sensitivity: float = 1.0
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -102,6 +123,10 @@ class _RdpAccountant(rdp.RdpAccountant):
                 return super()._maybe_compose(dpa.NonPrivateDpEvent(), count, do_compose)
             rho = float(event.sensitivity) ** 2 / (2.0 * event.sigma**2)
             return super()._maybe_compose(dpa.ZCDpEvent(rho), count, do_compose)
+        if isinstance(event, DiscreteGaussianVectorDpEvent):
+            if event.sigma <= 0:
+                return super()._maybe_compose(dpa.NonPrivateDpEvent(), count, do_compose)
+            return super()._maybe_compose(dpa.ZCDpEvent(zcdp_rho(event)), count, do_compose)
         return super()._maybe_compose(event, count, do_compose)
 
 
@@ -113,9 +138,18 @@ def rdp_accountant() -> rdp.RdpAccountant:
     return _RdpAccountant()
 
 
-def zcdp_rho(event: DiscreteGaussianDpEvent) -> float:
-    """The zCDP parameter of one discrete Gaussian release."""
+def zcdp_rho(event: DiscreteGaussianDpEvent | DiscreteGaussianVectorDpEvent) -> float:
+    """The zCDP parameter of one discrete Gaussian release (scalar sensitivity or L2 vector sensitivity)."""
+    if isinstance(event, DiscreteGaussianVectorDpEvent):
+        return float(event.l2_sensitivity) ** 2 / (2.0 * event.sigma**2) if event.sigma > 0 else math.inf
     return float(event.sensitivity) ** 2 / (2.0 * event.sigma**2) if event.sigma > 0 else math.inf
 
 
-__all__ = ["DiscreteGaussianDpEvent", "EpsilonDeltaDpEvent", "pld_accountant", "rdp_accountant", "zcdp_rho"]
+__all__ = [
+    "DiscreteGaussianDpEvent",
+    "DiscreteGaussianVectorDpEvent",
+    "EpsilonDeltaDpEvent",
+    "pld_accountant",
+    "rdp_accountant",
+    "zcdp_rho",
+]

@@ -173,10 +173,36 @@ def criteria_context(
         "policy_name": policy.get("name"),
         "policy_source": policy.get("source"),
         "criteria": criteria,
-        "assumptions": [str(a) for a in profile.get("assumptions") or DEFAULT_PROFILE["assumptions"]],
+        "assumptions": _unit_assumptions(
+            [str(a) for a in profile.get("assumptions") or DEFAULT_PROFILE["assumptions"]], manifest
+        ),
         "residual_risk": [str(r) for r in profile.get("residual_risk") or DEFAULT_PROFILE["residual_risk"]]
         + list(extra_risks),
     }
+
+
+ROW_UNIT_ASSUMPTION = "One row is one person"  # how the default and the shipped profiles begin that assumption
+
+
+def _unit_assumptions(assumptions: list[str], manifest: Mapping[str, Any]) -> list[str]:
+    """The assumptions with the release's unit of privacy: a person-level release replaces the one-row-one-person
+    sentence and states its neighbouring relation (``privacy.unit`` in the manifest, dpsynth.privacy.unit)."""
+    privacy = manifest.get("privacy") if isinstance(manifest.get("privacy"), Mapping) else {}
+    unit = privacy.get("unit") if isinstance(privacy.get("unit"), Mapping) else {}
+    if unit.get("unit") != "person":
+        return assumptions
+    k = unit.get("max_rows")
+    person = (
+        f"The unit of privacy is a person with up to {k} rows, named by an identifier column that is never modelled "
+        f"or released; a person's rows beyond {k} were dropped at random before fitting, and the holdout was drawn "
+        "by person."
+    )
+    out = [person if a.startswith(ROW_UNIT_ASSUMPTION) else a for a in assumptions]
+    out = [
+        a.replace("add/remove-one-record neighbouring", f"add/remove-one-person (up to {k} rows) neighbouring")
+        for a in out
+    ]
+    return out if person in out else out + [person]
 
 
 def release_risks(manifest: Mapping[str, Any]) -> list[str]:

@@ -27,6 +27,12 @@ against the RDP accountant, which gives a larger rho than the closed-form
 conversion ``epsilon = rho + 2 sqrt(rho log(1/delta))`` the paper's code
 uses, and RDP composes Gaussians and zCDP events exactly additively, so the
 composed events never exceed the target.
+
+Person-level privacy (``max_rows_per_unit`` K > 1, :mod:`dpsynth.privacy.unit`):
+the schedule above is kept in units of sensitivity one, and every
+measurement's noise is K times its sigma (a
+``DiscreteGaussianVectorDpEvent(K sigma, K)``, the same zCDP) while every
+selection's quality sensitivity is K times the largest weight.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from dpsynth.errors import UsageError
 from dpsynth.params import POSITIVE, Constraint, Interval, Satisfies
 from dpsynth.privacy.accountant import calibrate, compose
 from dpsynth.privacy.cost import PrivacyCost
-from dpsynth.privacy.events import DiscreteGaussianDpEvent
+from dpsynth.privacy.events import DiscreteGaussianDpEvent, DiscreteGaussianVectorDpEvent
 from dpsynth.privacy.noise import NoiseSource
 from dpsynth.randomness import RandomState
 from dpsynth.steps import current_steps
@@ -110,6 +116,9 @@ class AIM(Synthesizer):
     rounds:
         The paper's T, the number of rounds the initial budget split assumes
         (default 16 x number of columns). Annealing usually ends AIM earlier.
+    max_rows_per_unit:
+        K, the public bound on one person's rows (person-level privacy; 1:
+        record-level). Noise and selection sensitivity scale with K.
     """
 
     name = "aim"
@@ -126,7 +135,9 @@ class AIM(Synthesizer):
         "max_iters": [Interval(int, 1, None)],
         "max_seconds": [None, POSITIVE],
         "rounds": [None, Interval(int, 1, None)],
+        "max_rows_per_unit": [Interval(int, 1, None)],
     }
+    supports_person_units = True
 
     def __init__(
         self,
@@ -139,6 +150,7 @@ class AIM(Synthesizer):
         max_seconds: float | None = 150.0,
         rounds: int | None = None,
         secure_noise: bool | None = None,
+        max_rows_per_unit: int = 1,
     ) -> None:
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
         self.workload = workload
@@ -146,6 +158,7 @@ class AIM(Synthesizer):
         self.max_iters = max_iters
         self.max_seconds = max_seconds
         self.rounds = rounds
+        self.max_rows_per_unit = max_rows_per_unit
 
     def _validate_parameters(self) -> None:
         """The declared constraints, then each workload entry (a constraint on every element)."""
@@ -174,11 +187,12 @@ class AIM(Synthesizer):
         sigma = math.sqrt(rounds / (2 * ALPHA * rho))
         epsilon = math.sqrt(8 * (1 - ALPHA) * rho / rounds)
         initial = (sigma, epsilon)
+        k = self.max_rows_per_unit  # noise is k * sigma; the budget arithmetic below is in sensitivity-1 units
 
         steps = current_steps()
         with steps.step("aim_one_way", columns=d):
-            measurements = mg.measure(codes, domain, [(a,) for a in domain], sigma, self._noise)
-            events: list[dpa.DpEvent] = [DiscreteGaussianDpEvent(sigma)] * d
+            measurements = mg.measure(codes, domain, [(a,) for a in domain], k * sigma, self._noise)
+            events: list[dpa.DpEvent] = [_gaussian_event(sigma, k)] * d
             rho_used = d / (2 * sigma**2)
             start = time.monotonic()
             model = self._estimate(domain, measurements)
@@ -202,26 +216,26 @@ class AIM(Synthesizer):
 
                 current = mg.ModelMarginals(model)
                 allowed = filter_candidates(candidates, model.cliques, domain, self.max_model_size * rho_used / rho)
-                clique = worst_approximated(allowed, answers, current, epsilon, sigma, self._noise)
-                events += [dpa.ZCDpEvent(epsilon**2 / 8), DiscreteGaussianDpEvent(sigma)]
-                measurements += mg.measure(codes, domain, [clique], sigma, self._noise)
+                clique = worst_approximated(allowed, answers, current, epsilon, k * sigma, self._noise, k)
+                events += [dpa.ZCDpEvent(epsilon**2 / 8), _gaussian_event(sigma, k)]
+                measurements += mg.measure(codes, domain, [clique], k * sigma, self._noise)
                 before = current.project(clique).ravel()
                 model = self._estimate(domain, measurements, warm_start=model)
                 after = mg.ModelMarginals(model).project(clique).ravel()
-                selected.append({"clique": list(clique), "sigma": sigma, "epsilon_selection": epsilon})
+                selected.append({"clique": list(clique), "sigma": k * sigma, "epsilon_selection": epsilon})
                 round_seconds = time.monotonic() - round_start
                 log.info(
                     "AIM round %d: measured %s with sigma=%.3g (%.0f%% of rho, %.1f s)",
                     len(selected),
                     clique,
-                    sigma,
+                    k * sigma,
                     100 * rho_used / rho,
                     time.monotonic() - start,
                 )
                 this_round.set(budget_used=round(rho_used / rho, 4))
                 if last:
                     break
-                if np.abs(after - before).sum() <= math.sqrt(2 / math.pi) * sigma * before.size:
+                if np.abs(after - before).sum() <= math.sqrt(2 / math.pi) * k * sigma * before.size:
                     sigma, epsilon = sigma / 2, epsilon * 2  # the model barely moved: measure more precisely
 
         self.model_ = model
@@ -236,9 +250,10 @@ class AIM(Synthesizer):
             rounds_planned=rounds,
             rounds=len(selected),
             stopped=stop_reason,
-            sigma_initial=initial[0],
+            sigma_initial=k * initial[0],
             epsilon_selection_initial=initial[1],
             selected=selected,
+            **({"max_rows_per_unit": k} if k > 1 else {}),
         )
 
     def _rounds(self, n_columns: int) -> int:
@@ -289,6 +304,13 @@ class AIM(Synthesizer):
         return mg.estimate(
             domain, combined, iters=self.max_iters, total=mg.estimate_total(combined), warm_start=warm_start
         )
+
+
+def _gaussian_event(sigma: float, max_rows_per_unit: int) -> dpa.DpEvent:
+    """One measurement at sensitivity-one scale ``sigma``: noise ``K sigma`` on a vector of L2 sensitivity K."""
+    if max_rows_per_unit == 1:
+        return DiscreteGaussianDpEvent(sigma)
+    return DiscreteGaussianVectorDpEvent(max_rows_per_unit * sigma, float(max_rows_per_unit))
 
 
 def _pace(
@@ -351,13 +373,16 @@ def worst_approximated(
     epsilon: float,
     sigma: float,
     noise: NoiseSource,
+    max_rows_per_unit: int = 1,
 ) -> mg.Clique:
     """The exponential mechanism's pick among ``candidates`` (paper, Sec. 4.2).
 
     Quality ``w_r (||M_r(D) - M_r(p_hat)||_1 - sqrt(2/pi) sigma n_r)``: the
     model's error on r minus the error measuring r would itself leave. Adding
     or removing a record moves ``M_r(D)`` by 1 in one cell, so the
-    sensitivity is ``max_r w_r``.
+    sensitivity is ``max_r w_r``; a person with up to K rows moves it by at
+    most K in L1, so ``K max_r w_r``. ``sigma`` is the noise the measurement
+    would get (K times the sensitivity-one sigma).
     """
     cliques = list(candidates)
     scores = np.array(
@@ -367,7 +392,7 @@ def worst_approximated(
             for r in cliques
         ]
     )
-    sensitivity = max(abs(candidates[r]) for r in cliques)
+    sensitivity = max_rows_per_unit * max(abs(candidates[r]) for r in cliques)
     return cliques[mg.exponential_mechanism(scores, epsilon, sensitivity, noise)]
 
 

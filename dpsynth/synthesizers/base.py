@@ -105,6 +105,9 @@ class Synthesizer(ABC):
     }
     #: True when ``_fit`` reads the data only through ``EncodedTable.counts`` (no pandas frame is built).
     fits_on_codes: ClassVar[bool] = False
+    #: True when the generator calibrates to a person-level bound (``max_rows_per_unit`` K > 1):
+    #: MST and AIM. Others accept person codes only with K = 1 (one row kept per person).
+    supports_person_units: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -142,8 +145,9 @@ class Synthesizer(ABC):
             raise UsageError(f"schema must be a dpsynth Schema, got {type(schema).__name__}: load it with Schema.load")
         schema.require_public(accept_private_schema)
         self._validate_parameters()
+        df, n_units = self._bound_units(df)
         data, report = self._training_input(df, schema)
-        check_privacy_parameters(self.epsilon, self.delta, len(data))
+        check_privacy_parameters(self.epsilon, self.delta, n_units if n_units is not None else len(data))
         streams = make_streams(self.random_state, self.secure_noise)
         self.schema_ = schema
         self.domain_report_ = report
@@ -162,6 +166,26 @@ class Synthesizer(ABC):
         self.privacy_cost_ = realised
         self.noise_source_ = streams.noise.describe()
         return self
+
+    def _bound_units(self, df: pd.DataFrame | EncodedTable) -> tuple[pd.DataFrame | EncodedTable, int | None]:
+        """A table with person codes trimmed to K rows a person before anything is counted; and the person count.
+
+        K is ``max_rows_per_unit`` (1 for generators without it). The rows
+        kept are chosen by :func:`dpsynth.privacy.unit.bound_contributions`
+        from the independent :func:`dpsynth.randomness.unit_stream`. How many
+        persons lost rows is private and kept in ``_persons_trimmed`` only
+        (never written). A table without person codes is returned as it is.
+        """
+        if not isinstance(df, EncodedTable) or df.units is None:
+            return df, None
+        from dpsynth.privacy.unit import bound_contributions
+        from dpsynth.randomness import unit_stream
+
+        k = int(getattr(self, "max_rows_per_unit", 1))
+        keep, self._persons_trimmed = bound_contributions(
+            df.units, k, unit_stream(self.random_state, self.secure_noise)
+        )
+        return df.take(keep), int(len(np.unique(df.units)))
 
     def _training_input(self, df: pd.DataFrame | EncodedTable, schema: Schema) -> tuple[object, DomainReport]:
         """What ``_fit`` reads, conformed to ``schema``: an encoded table (``fits_on_codes``) or a pandas frame."""

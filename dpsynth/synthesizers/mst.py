@@ -39,7 +39,7 @@ from dpsynth.encoding import TableEncoder
 from dpsynth.params import Constraint, Interval
 from dpsynth.privacy.accountant import calibrate
 from dpsynth.privacy.cost import PrivacyCost
-from dpsynth.privacy.events import DiscreteGaussianDpEvent
+from dpsynth.privacy.events import DiscreteGaussianDpEvent, DiscreteGaussianVectorDpEvent
 from dpsynth.privacy.noise import NoiseSource
 from dpsynth.randomness import RandomState
 from dpsynth.steps import current_steps
@@ -47,34 +47,48 @@ from dpsynth.synthesizers import marginals as mg
 from dpsynth.synthesizers.base import Synthesizer
 
 
-def mst_event(scale: float, n_columns: int) -> dpa.DpEvent:
-    """The whole MST fit as one DpEvent, for noise scale ``scale`` (each third costs 1/(2 scale^2) zCDP)."""
-    sigma1, sigma2, epsilon_selection = mst_parameters(scale, n_columns)
-    one_way = dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma1), n_columns)
+def mst_event(scale: float, n_columns: int, max_rows_per_unit: int = 1) -> dpa.DpEvent:
+    """The whole MST fit as one DpEvent, for noise scale ``scale`` (each third costs 1/(2 scale^2) zCDP).
+
+    With ``max_rows_per_unit`` K > 1 (a person with up to K rows,
+    :mod:`dpsynth.privacy.unit`) every measurement is a
+    :class:`DiscreteGaussianVectorDpEvent` of L2 sensitivity K at K times the
+    row-level sigma, and every selection an exponential mechanism of quality
+    sensitivity K at the same epsilon: the same zCDP per part, so the same
+    ``scale`` meets the same target.
+    """
+    k = max_rows_per_unit
+    sigma1, sigma2, epsilon_selection = mst_parameters(scale, n_columns, k)
+
+    def gaussian(sigma: float) -> dpa.DpEvent:
+        return DiscreteGaussianDpEvent(sigma) if k == 1 else DiscreteGaussianVectorDpEvent(sigma, float(k))
+
+    one_way = dpa.SelfComposedDpEvent(gaussian(sigma1), n_columns)
     if n_columns == 1:
         return one_way
     return dpa.ComposedDpEvent(
         [
             one_way,
-            # exponential mechanism, bounded range (Cesar & Rogers 2021)
+            # exponential mechanism, bounded range (Cesar & Rogers 2021); quality sensitivity K
             dpa.SelfComposedDpEvent(dpa.ZCDpEvent(epsilon_selection**2 / 8), n_columns - 1),
-            dpa.SelfComposedDpEvent(DiscreteGaussianDpEvent(sigma2), n_columns - 1),
+            dpa.SelfComposedDpEvent(gaussian(sigma2), n_columns - 1),
         ]
     )
 
 
-def mst_parameters(scale: float, n_columns: int) -> tuple[float, float, float]:
+def mst_parameters(scale: float, n_columns: int, max_rows_per_unit: int = 1) -> tuple[float, float, float]:
     """``(sigma_one_way, sigma_two_way, epsilon_selection)`` for noise scale ``scale``.
 
     With d columns, each part totals ``1 / (2 scale^2)`` zCDP: d one-way
-    Gaussians at ``scale sqrt(d)``, d-1 selections at ``2 / (scale sqrt(d-1))``,
-    d-1 two-way Gaussians at ``scale sqrt(d-1)``. With one column the whole
-    budget measures its one-way marginal at ``scale``.
+    Gaussians at ``K scale sqrt(d)``, d-1 selections at ``2 / (scale sqrt(d-1))``
+    (quality sensitivity K), d-1 two-way Gaussians at ``K scale sqrt(d-1)``,
+    K the rows one unit may contribute (1 for record-level privacy). With one
+    column the whole budget measures its one-way marginal at ``K scale``.
     """
-    d = n_columns
+    d, k = n_columns, max_rows_per_unit
     if d == 1:
-        return scale, math.inf, 0.0
-    return scale * math.sqrt(d), scale * math.sqrt(d - 1), 2.0 / (scale * math.sqrt(d - 1))
+        return k * scale, math.inf, 0.0
+    return k * scale * math.sqrt(d), k * scale * math.sqrt(d - 1), 2.0 / (scale * math.sqrt(d - 1))
 
 
 class MST(Synthesizer):
@@ -95,6 +109,11 @@ class MST(Synthesizer):
     compress:
         Merge values whose noisy one-way count is below 3 sigma (paper, Sec. 4);
         free, because it only reads noisy counts.
+    max_rows_per_unit:
+        K, the public bound on the rows one person contributes (person-level
+        privacy, :mod:`dpsynth.privacy.unit`; 1: record-level). Every count
+        and selection is calibrated to sensitivity K; an encoded table that
+        carries person codes is trimmed to K rows a person before counting.
     """
 
     name = "mst"
@@ -102,7 +121,9 @@ class MST(Synthesizer):
     _parameter_constraints: ClassVar[dict[str, list[Constraint]]] = {
         "iters": [Interval(int, 1, None)],
         "compress": [bool],
+        "max_rows_per_unit": [Interval(int, 1, None)],
     }
+    supports_person_units = True
 
     def __init__(
         self,
@@ -112,17 +133,19 @@ class MST(Synthesizer):
         iters: int = 2000,
         compress: bool = True,
         secure_noise: bool | None = None,
+        max_rows_per_unit: int = 1,
     ) -> None:
         super().__init__(epsilon=epsilon, delta=delta, random_state=random_state, secure_noise=secure_noise)
         self.iters = iters
         self.compress = compress
+        self.max_rows_per_unit = max_rows_per_unit
 
     def _fit(self, data: mg.CountSource, rng: np.random.Generator) -> PrivacyCost:
         self.encoder_ = TableEncoder(self.schema_)
         codes, domain = mg.encode_table(self.encoder_, data)
-        d = len(domain)
-        scale = calibrate(lambda s: mst_event(s, d), self.epsilon, self.delta, lower=1e-3, upper=1e7)
-        sigma1, sigma2, epsilon_selection = mst_parameters(scale, d)
+        d, k = len(domain), self.max_rows_per_unit
+        scale = calibrate(lambda s: mst_event(s, d, k), self.epsilon, self.delta, lower=1e-3, upper=1e7)
+        sigma1, sigma2, epsilon_selection = mst_parameters(scale, d, k)
 
         steps = current_steps()
         with steps.step("mst_one_way", columns=d):
@@ -135,7 +158,8 @@ class MST(Synthesizer):
             codes, domain = compression.compress_codes(codes), compression.domain
             one_way = [compression.compress_measurement(m) for m in raw_one_way]
         with steps.step("mst_select_tree", columns=d):
-            edges = select_tree(codes, domain, one_way, mg.estimate_total(raw_one_way), epsilon_selection, self._noise)
+            total = mg.estimate_total(raw_one_way)
+            edges = select_tree(codes, domain, one_way, total, epsilon_selection, self._noise, sensitivity=k)
         with steps.step("mst_two_way", columns=d):
             two_way = mg.measure(codes, domain, edges, sigma2, self._noise)
 
@@ -150,9 +174,10 @@ class MST(Synthesizer):
         rho = (1.0 if d == 1 else 3.0) / (2 * scale**2)
         return PrivacyCost.of(
             self.name,
-            mst_event(scale, d),
+            mst_event(scale, d, k),
             self.delta,
             rho=rho,
+            **({"max_rows_per_unit": k} if k > 1 else {}),
             noise_scale=scale,
             sigma_one_way=sigma1,
             sigma_two_way=sigma2 if d > 1 else None,
@@ -163,9 +188,9 @@ class MST(Synthesizer):
 
     def _planned_cost(self, n_rows: int, schema) -> PrivacyCost:
         """MST's cost depends only on the number of columns and the target: exactly what ``fit`` spends."""
-        d = len(schema)
-        scale = calibrate(lambda s: mst_event(s, d), self.epsilon, self.delta, lower=1e-3, upper=1e7)
-        return PrivacyCost.of(self.name, mst_event(scale, d), self.delta, noise_scale=scale)
+        d, k = len(schema), self.max_rows_per_unit
+        scale = calibrate(lambda s: mst_event(s, d, k), self.epsilon, self.delta, lower=1e-3, upper=1e7)
+        return PrivacyCost.of(self.name, mst_event(scale, d, k), self.delta, noise_scale=scale)
 
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         codes = mg.sample_records(self.model_, n, rng)
@@ -179,6 +204,7 @@ def select_tree(
     total: float,
     epsilon: float,
     noise: NoiseSource,
+    sensitivity: float = 1.0,
 ) -> list[mg.Clique]:
     """Kruskal's algorithm with noisy choices: d-1 pairs that join the columns into a tree.
 
@@ -187,7 +213,8 @@ def select_tree(
     product of a's and b's (each noisy one-way vector projected onto the
     simplex of the estimated total). Each step picks, among pairs that join
     two components, the one that model gets most wrong, by the exponential
-    mechanism (quality sensitivity 1).
+    mechanism (quality sensitivity 1 per record; ``sensitivity`` K when a
+    person may contribute K rows, each moving the L1 error by at most one).
     """
     fitted = {m.clique[0]: mg.project_to_simplex(_one_way_answer(m), total) for m in one_way}
     attributes = list(domain.attributes)
@@ -200,7 +227,9 @@ def select_tree(
     tree: list[mg.Clique] = []
     for _ in range(len(attributes) - 1):
         candidates = [e for e in errors if not components.connected(*e)]
-        chosen = candidates[mg.exponential_mechanism(np.array([errors[e] for e in candidates]), epsilon, 1.0, noise)]
+        chosen = candidates[
+            mg.exponential_mechanism(np.array([errors[e] for e in candidates]), epsilon, sensitivity, noise)
+        ]
         components.merge(*chosen)
         tree.append(chosen)
     return tree

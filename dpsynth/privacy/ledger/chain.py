@@ -145,6 +145,7 @@ def _check_spend(
             f"dataset {dataset_id!r}: the release needs delta={cost.delta:.3g} but the dataset's delta cap "
             f"is {delta_cap:.3g}. Nothing was spent. Use a smaller delta."
         )
+    _check_unit(rows, dataset_id, cost, where)
     stored = [_load_event(r) for r in rows if r["kind"] == "spend" and r["dataset_id"] == dataset_id]
     total, accountant = composed_epsilon(stored + [new_event], delta_cap)
     if not total <= epsilon_cap:
@@ -157,6 +158,43 @@ def _check_spend(
             "Use a smaller epsilon, or a new dataset."
         )
     return float(total)
+
+
+def _check_unit(rows: list[dict[str, Any]], dataset_id: str, cost: PrivacyCost, where: Any) -> None:
+    """Refuse a spend whose unit of privacy (record, or person by an identifier column) differs from earlier ones.
+
+    Each spend stores its unit in ``details_json["privacy_unit"]`` (absent:
+    record-level, as before units existed). Spends compose into one guarantee
+    only under one neighbouring relation: record-level spends protect a person
+    with m rows only at about m times their epsilon, so mixing them with
+    person-level spends would make the dataset's total mean neither. Spends
+    on the same identifier with different bounds K compose: each trims every
+    person to its own K before counting, so each is DP for adding or removing
+    a whole person.
+    """
+    import json
+
+    from dpsynth.privacy.unit import PrivacyUnit
+
+    new = PrivacyUnit.from_dict(cost.details.get("privacy_unit"))
+    for row in rows:
+        if row["kind"] != "spend" or row["dataset_id"] != dataset_id:
+            continue
+        try:
+            details = json.loads(row["details_json"] or "{}")
+        except (TypeError, ValueError):
+            details = {}
+        old = PrivacyUnit.from_dict(details.get("privacy_unit") if isinstance(details, dict) else None)
+        if old.column != new.column:
+            raise LedgerError(
+                f"dataset {dataset_id!r} in ledger {where}: spend {row['id']} was made with the unit of privacy "
+                f"'{old.neighbouring_relation}'"
+                + (f" (identifier column {old.column!r})" if old.column else "")
+                + f", but this release asks for '{new.neighbouring_relation}'"
+                + (f" (identifier column {new.column!r})" if new.column else "")
+                + ". A dataset's spends compose into one guarantee only under one unit; nothing was spent. "
+                "Use the same --privacy-unit as the earlier releases, or a new dataset id."
+            )
 
 
 def _budget_problems(rows: list[dict[str, Any]]) -> list[tuple[list[int], str]]:
