@@ -75,6 +75,7 @@ class ReleaseRequest:
     # how the table is read (dpsynth.engines): None is the default engine (duckdb when installed)
     engine: str | None = None
     sql: str | None = None  # a SELECT giving the private table, run in DuckDB (in the database ``data`` names)
+    spark_master: str | None = None  # --engine spark's cluster: local[N] or spark://HOST:PORT (None: local[2])
 
 
 @dataclass
@@ -121,7 +122,7 @@ def read_private_table(request: ReleaseRequest, schema: Schema) -> EncodedTable:
     Out-of-domain data (text in a numeric column, an unknown category without
     ``other``) is refused here, before any budget is spent.
     """
-    return read_table(request.data, schema, engine=request.engine, sql=request.sql)
+    return read_table(request.data, schema, engine=request.engine, sql=request.sql, spark_master=request.spark_master)
 
 
 def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:

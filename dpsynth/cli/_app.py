@@ -43,6 +43,7 @@ RELEASE_OPTIONS = {
     "policy": "--policy",
     "engine": "--engine",
     "sql": "--sql",
+    "spark_master": "--spark-master",
 }
 BUDGET_OPTIONS = {"epsilon_cap": "--epsilon", "delta_cap": "--delta"}
 DISCOVER_OPTIONS = {"epsilon": "--epsilon", "delta": "--delta"}
