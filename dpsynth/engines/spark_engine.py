@@ -77,7 +77,8 @@ class SparkEngine:
         self.master = check_master(master or DEFAULT_MASTER)
 
     def read(self, source: Source, schema: Schema) -> EncodedTable:
-        if source.kind != "parquet":
+        directory = source.url is None and source.path is not None and source.path.is_dir()
+        if source.kind != "parquet" and not directory:  # a directory is read as a Parquet table's files
             raise UsageError(
                 f"the spark engine reads Parquet (a file, a directory of Parquet files or a URL), not {source}: "
                 "convert the table to Parquet, or read it with --engine duckdb",
