@@ -97,7 +97,8 @@ class SparkEngine:
             names = list(raw.columns)
             types = {f.name: f.dataType.typeName() for f in raw.schema.fields}
             rows = raw.select("*", F.col("_metadata.file_path").alias(_FILE), F.col("_metadata.row_index").alias(_POS))
-            per_file = sorted((r[0], r[1]) for r in rows.groupBy(_FILE).count().collect())
+            # one file (the usual export) needs no count: its row index is the row's position
+            per_file = [] if len(raw.inputFiles()) <= 1 else sorted(rows.groupBy(_FILE).count().collect())
         except PySparkException as exc:
             raise DataError(f"{label} could not be read as Parquet: {_first_line(exc)}") from None
         stripped = [n.strip() for n in names]
@@ -149,14 +150,14 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _with_row_index(spark: Any, rows: Any, per_file: list[tuple[str, int]]) -> Any:
+def _with_row_index(spark: Any, rows: Any, per_file: list[Any]) -> Any:
     """``rows`` with :data:`ROW`: the rows of the files before (in path order) plus the row's index in its file."""
     from pyspark.sql import functions as F
 
     if len(per_file) <= 1:
         return rows.withColumn(ROW, F.col(_POS)).drop(_FILE, _POS)
-    offsets = np.concatenate([[0], np.cumsum([n for _, n in per_file])[:-1]]).tolist()
-    table = spark.createDataFrame([(f, int(o)) for (f, _), o in zip(per_file, offsets)], [_FILE, "_offset"])
+    offsets = np.concatenate([[0], np.cumsum([int(r[1]) for r in per_file])[:-1]]).tolist()
+    table = spark.createDataFrame([(str(r[0]), int(o)) for r, o in zip(per_file, offsets)], [_FILE, "_offset"])
     joined = rows.join(F.broadcast(table), on=_FILE)
     return joined.withColumn(ROW, F.col("_offset") + F.col(_POS)).drop(_FILE, _POS, "_offset")
 
