@@ -163,25 +163,50 @@ def _with_row_index(spark: Any, rows: Any, per_file: list[Any]) -> Any:
 
 
 def _scan(
-    encoded: Any, schema: Schema, code_columns: dict[str, str]
+    encoded: Any, schema: Schema, code_columns: dict[str, str], changed_only: Sequence[str] | None = None
 ) -> tuple[int, dict[tuple[str, int], tuple[int, int]], dict[str, tuple[int, int]]]:
-    """One aggregation over the folded codes: rows, each column's failures ``(count, first row)`` per error,
-    and its rows clipped low / clipped high or mapped to ``other`` (``changed``)."""
+    """Rows, each column's failures ``(count, first row)`` per error, and its rows clipped low / clipped
+    high or mapped to ``other`` (``changed``), in at most two aggregations over the folded codes.
+
+    The first finds each column's least and greatest folded code: a column whose codes are all in
+    ``0 .. domain_size - 1`` (most of them) has neither failures nor changes. The second counts only
+    the columns that have some. ``changed_only`` (a subset of the rows: the split's sides) names the
+    columns to count without the first pass: only those the whole table had changes in.
+    """
+    q = _D.ident
+    n_rows = None
+    if changed_only is None:
+        parts = ["count(*)"]
+        for column in schema:
+            parts += [f"min({q(code_columns[column.name])})", f"max({q(code_columns[column.name])})"]
+        row = encoded.selectExpr(*parts).collect()[0]
+        n_rows = int(row[0])
+        ranges = {c.name: (row[1 + 2 * i], row[2 + 2 * i]) for i, c in enumerate(schema)}
+        bad = [c.name for c in schema if ranges[c.name][0] is not None and ranges[c.name][0] < 0]
+        odd = [c.name for c in schema if ranges[c.name][1] is not None and ranges[c.name][1] >= c.domain_size]
+    else:
+        bad, odd = [], list(changed_only)
+    failures = {(c.name, e): (0, -1) for c in schema for e in _ERRORS}
+    changed = {c.name: (0, 0) for c in schema}
     parts = ["count(*) AS n"]
-    for column in schema:
-        c, size = _D.ident(code_columns[column.name]), column.domain_size
+    for name in bad:
+        c = q(code_columns[name])
         for error in _ERRORS:
-            parts.append(f"count_if({c} = {error})")
-            parts.append(f"min(CASE WHEN {c} = {error} THEN {ROW} END)")
+            parts += [f"count_if({c} = {error})", f"min(CASE WHEN {c} = {error} THEN {ROW} END)"]
+    for name in odd:
+        c, size = q(code_columns[name]), schema[name].domain_size
         parts.append(f"count_if({c} >= {size * CLIPPED_LOW} AND {c} < {size * (CLIPPED_LOW + 1)})")
         parts.append(f"count_if({c} >= {size * CLIPPED_HIGH})")
+    if len(parts) == 1 and n_rows is not None:
+        return n_rows, failures, changed
     row = encoded.selectExpr(*parts).collect()[0]
-    failures, changed, i = {}, {}, 1
-    for column in schema:
+    i = 1
+    for name in bad:
         for error in _ERRORS:
-            failures[column.name, error] = (int(row[i]), -1 if row[i + 1] is None else int(row[i + 1]))
+            failures[name, error] = (int(row[i]), -1 if row[i + 1] is None else int(row[i + 1]))
             i += 2
-        changed[column.name] = (int(row[i]), int(row[i + 1]))
+    for name in odd:
+        changed[name] = (int(row[i]), int(row[i + 1]))
         i += 2
     return int(row[0]), failures, changed
 
@@ -293,15 +318,23 @@ class SparkTable(EncodedTable):
 
         spark = self._encoded.sparkSession
         ids = spark.createDataFrame(pa.table({ROW: pa.array(np.flatnonzero(in_holdout).astype(np.int64))}))
-        marked = self._encoded.join(F.broadcast(ids.withColumn("_in_holdout", F.lit(True))), on=ROW, how="left")
-        marked = marked.withColumn("_in_holdout", F.coalesce(F.col("_in_holdout"), F.lit(False))).persist()
+        ids = F.broadcast(ids)  # a fifth of the row numbers: small next to the rows
+        n_holdout = int(in_holdout.sum())
+        changed_columns = [
+            *self.report.clipped_low,
+            *self.report.clipped_high,
+            *self.report.mapped_to_other,
+        ]
         sides = []
-        for flag in (False, True):
-            part = marked.where(F.col("_in_holdout") == flag).drop("_in_holdout")
-            n, _, changed = _scan(part, self.schema, self._code_columns)
+        for part, n in (
+            (self._encoded.join(ids, on=ROW, how="left_anti"), len(self) - n_holdout),
+            (self._encoded.join(ids, on=ROW, how="left_semi"), n_holdout),
+        ):
+            changed = {c.name: (0, 0) for c in self.schema}
+            if changed_columns:  # each side's own domain report, as prepare() of that side gives
+                _, _, changed = _scan(part, self.schema, self._code_columns, list(dict.fromkeys(changed_columns)))
             report = _report(self.schema, changed, self.report.ignored_columns)
             sides.append(SparkTable(self.schema, part, self._code_columns, self._value_columns, n, report, self.source))
-        self._encoded.unpersist()
         return sides[0], sides[1]
 
     def take(self, rows: np.ndarray) -> EncodedTable:

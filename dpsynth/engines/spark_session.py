@@ -86,7 +86,9 @@ def spark_session(master: str | None = None) -> Any:
         from pyspark.sql import SparkSession
     if _session is not None:
         _session.stop()
-    log = f"-Dlog4j2.configurationFile=file:{_quiet_log_config()}"
+    # HotSpot never compiles a method over 8000 bytecodes; the encoding query's generated code has
+    # such methods (a CASE tree per column), which would then run interpreted, several times slower
+    log = f"-Dlog4j2.configurationFile=file:{_quiet_log_config()} -XX:-DontCompileHugeMethods"
     builder = (
         SparkSession.builder.master(master)
         .appName("dpsynth")
