@@ -44,7 +44,7 @@ from dpsynth.tables import DomainReport
 ROW = "_dpsynth_row"  # the row's 0-based global position (file order, then row order in the file)
 _FILE, _POS = "_dpsynth_file", "_dpsynth_pos"
 _D = sql.SparkDialect()
-_MAX_SETS_PER_QUERY = 16  # one scan of the cached codes per query; Spark expands each row once per set
+_MAX_SETS_PER_QUERY = 32  # one scan per query; Spark expands each row (distinct code tuple) once per set
 _ERRORS = (sql.NULL_NOT_NULLABLE, sql.NOT_NUMERIC, sql.UNKNOWN_CATEGORY)
 _views = itertools.count()
 
@@ -253,6 +253,8 @@ class SparkTable(EncodedTable):
         self._code_columns, self._value_columns = code_columns, value_columns
         self._local: EncodedTable | None = None
         self._view: str | None = None
+        self._weight = "count(*)"
+        self._compact: Any = None
 
     def __repr__(self) -> str:
         return f"SparkTable({self.source!r}, {self._n_rows} rows)"
@@ -281,20 +283,38 @@ class SparkTable(EncodedTable):
             out.append(np.transpose(found[key], [key.index(a) for a in clique]))
         return out
 
+    def _counts_view(self) -> tuple[str, str]:
+        """The relation the counts run on, and how a row of it counts.
+
+        Rows that agree on every code count alike, so the table is first reduced on the cluster to
+        its distinct code tuples with their row counts (cached there); the marginals then sum those
+        counts, the same integers from a fraction of the work. Where the tuples are more than half the
+        rows the reduction gains nothing and is dropped: the marginals count the codes directly.
+        """
+        if self._view is None:
+            q = _D.ident
+            codes = [f"pmod({q(self._code_columns[c.name])}, {c.domain_size}) AS {q(c.name)}" for c in self.schema]
+            cols = ", ".join(q(a) for a in self.schema.names)
+            rows = _view(self._encoded.selectExpr(*codes), "codes")
+            spark = self._encoded.sparkSession
+            compact = spark.sql(f"SELECT {cols}, count(*) AS n FROM {rows} GROUP BY {cols}").persist()
+            if compact.count() <= len(self) // 2:
+                self._compact, self._view, self._weight = compact, _view(compact, "tuples"), "sum(n)"
+            else:
+                compact.unpersist()
+                self._view, self._weight = rows, "count(*)"
+        return self._view, self._weight
+
     def _grouping_sets(self, sets: list[tuple[str, ...]]) -> dict[tuple[str, ...], np.ndarray]:
         """Counts of every set by one ``GROUP BY GROUPING SETS`` job; codes are never NULL, so the
         NULL pattern of a result row tells its set (as in the DuckDB engine)."""
-        if self._view is None:
-            self._view = _view(self._encoded, "codes")
+        view, weight = self._counts_view()
         attrs = [a for a in self.schema.names if any(a in s for s in sets)]
         q = _D.ident
-        codes = ", ".join(f"pmod({q(self._code_columns[a])}, {self.schema[a].domain_size}) AS {q(a)}" for a in attrs)
         grouping = ", ".join("(" + ", ".join(q(a) for a in s) + ")" for s in sets)
         cols = ", ".join(q(a) for a in attrs)
         spark = self._encoded.sparkSession
-        text = (
-            f"SELECT {cols}, count(*) AS n FROM (SELECT {codes} FROM {self._view}) GROUP BY GROUPING SETS ({grouping})"
-        )
+        text = f"SELECT {cols}, {weight} AS n FROM {view} GROUP BY GROUPING SETS ({grouping})"
         arrow = spark.sql(text).toArrow()
         valid = np.stack([arrow.column(a).is_valid().to_numpy(zero_copy_only=False) for a in attrs], axis=1)
         n = arrow.column("n").to_numpy()
