@@ -286,3 +286,13 @@ def test_cli_refuses_an_unknown_engine_before_spending(files):
     assert result.exit_code == 2
     assert "option --engine must be one of 'duckdb', 'pandas'" in result.output
     assert not (files["root"] / "bogus").exists()
+
+
+def test_urls_name_a_lake_table_only_the_spark_engine_reads():
+    source = parse_source("s3a://lake/adult/")
+    assert source.kind == "parquet" and source.url == "s3a://lake/adult/" and source.path is None
+    assert str(source) == "s3a://lake/adult/" and parse_source("hdfs://nn/t.csv").kind == "csv"
+    with pytest.raises(UsageError, match="only --engine spark reads"):
+        read_table("s3a://lake/adult/", SMALL, "duckdb")
+    with pytest.raises(UsageError, match="--spark-master is for --engine spark"):
+        read_table("s3a://lake/adult/", SMALL, "pandas", spark_master="local[2]")
