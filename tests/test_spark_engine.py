@@ -98,6 +98,10 @@ def test_errors_name_the_column_and_row_as_duckdb(files, tmp_path):
         read_table(files["csv"], SMALL, "spark")
     with pytest.raises(DataError, match="data file not found"):
         read_table(tmp_path / "missing.parquet", SMALL, "spark")
+    junk = tmp_path / "junk.parquet"
+    junk.write_text("not parquet")
+    with pytest.raises(DataError, match="junk.parquet could not be read as Parquet: .*footer"):
+        read_table(junk, SMALL, "spark")
     with pytest.raises(UsageError, match="--spark-master must be local"):
         read_table(bad, SMALL, "spark", spark_master="yarn")
     with pytest.raises(UsageError, match="--spark-master is for --engine spark"):

@@ -88,8 +88,11 @@ class SparkEngine:
             raise DataError(f"data file not found: {source.path}")
         label = str(source)
         spark = spark_session(self.master)
+        from py4j.protocol import Py4JError
         from pyspark.errors import PySparkException
         from pyspark.sql import functions as F
+
+        failures_of_spark = (PySparkException, Py4JError)  # a JVM error pyspark does not translate stays Py4J's
 
         location = source.url or str(source.path.resolve())
         try:
@@ -99,7 +102,7 @@ class SparkEngine:
             rows = raw.select("*", F.col("_metadata.file_path").alias(_FILE), F.col("_metadata.row_index").alias(_POS))
             # one file (the usual export) needs no count: its row index is the row's position
             per_file = [] if len(raw.inputFiles()) <= 1 else sorted(rows.groupBy(_FILE).count().collect())
-        except PySparkException as exc:
+        except failures_of_spark as exc:
             raise DataError(f"{label} could not be read as Parquet: {_first_line(exc)}") from None
         stripped = [n.strip() for n in names]
         missing = [n for n in schema.names if n not in stripped]
@@ -114,7 +117,7 @@ class SparkEngine:
         try:
             encoded = spark.sql(query.sql).persist()
             n_rows, failures, changed = _scan(encoded, schema, query.code_columns)
-        except PySparkException as exc:
+        except failures_of_spark as exc:
             raise DataError(f"{label} could not be read: {_first_line(exc)}") from None
         collector = CodeCollector(schema)
         collector.n_rows = n_rows
@@ -147,7 +150,9 @@ class SparkEngine:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+    """The first line of Spark's message (for a Py4J error: the Java exception's, not the call's)."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.getMessage() if java is not None else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
