@@ -153,6 +153,10 @@ REQUEST_CONSTRAINTS = {
 def _validate(request: ReleaseRequest) -> None:
     check_privacy_parameters(request.epsilon, request.delta)
     validate_params(vars(request), REQUEST_CONSTRAINTS, owner="release")
+    if request.spark_master is not None:  # a bad master is refused before the ledger is opened
+        from dpsynth.engines.spark_session import check_master
+
+        check_master(request.spark_master)
     if request.pdf:
         from dpsynth.report.browser import find_browser
 
