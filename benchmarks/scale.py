@@ -10,6 +10,10 @@ resident memory (``ru_maxrss``, also after each step):
   + coerce + encode in one DuckDB query, split by coins, pandas Categorical
   frames for the audits, MST fitted on the codes (``GROUP BY`` counts).
 * ``pandas-engine``: the same path with ``--engine pandas`` (reads through pandas).
+* ``spark``: the same path with ``--engine spark`` in local mode (``--spark-master``, default
+  ``local[2]``; Parquet only, so pass ``--format parquet``): the JVM's start is its own step,
+  then read + encode on Spark (codes cached there), split by a join on the row index, the
+  frames collected for the audits, MST's counts as Spark ``GROUP BY GROUPING SETS`` jobs.
 * ``pandas``: today's path as it was before the engines: ``read_csv`` (object
   columns), ``split_holdout`` on the frame, ``prepare`` of the whole table,
   MST fitted on the pandas frame. It is the baseline the others are compared
@@ -45,7 +49,8 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = HERE / "adult.schema.json"
-CONFIGS = ("duckdb", "pandas-engine", "pandas")
+CONFIGS = ("duckdb", "pandas-engine", "pandas", "spark")
+ENGINE = {"duckdb": "duckdb", "pandas-engine": "pandas", "spark": "spark"}
 CHUNK = 1_000_000
 
 
@@ -112,7 +117,7 @@ class Steps:
         self._start = time.perf_counter()
 
 
-def run_one(config: str, data: Path, skip_audit: bool, seed: int) -> dict:
+def run_one(config: str, data: Path, skip_audit: bool, seed: int, spark_master: str | None = None) -> dict:
     import audits
     from dpsynth.engines import read_table
     from dpsynth.holdout import split_encoded
@@ -134,7 +139,12 @@ def run_one(config: str, data: Path, skip_audit: bool, seed: int) -> dict:
         fit_input = train
         steps.done("split")
     else:
-        encoded = read_table(data, schema, engine="duckdb" if config == "duckdb" else "pandas")
+        if config == "spark":
+            from dpsynth.engines.spark_session import spark_session
+
+            spark_session(spark_master)
+            steps.done("spark start")
+        encoded = read_table(data, schema, engine=ENGINE[config], spark_master=spark_master)
         steps.done("read+encode")
         train_codes, holdout_codes = split_encoded(encoded, 0.2, rng)
         del encoded
@@ -192,12 +202,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "dpsynth-scale")
     parser.add_argument("--timeout", type=float, default=3600, help="Seconds before a configuration is abandoned.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spark-master", default=None, help="The spark configuration's master (local[2]).")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "scale.json")
     parser.add_argument("--one", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.data, args.skip_audit, args.seed)))
+        print(json.dumps(run_one(args.one, args.data, args.skip_audit, args.seed, args.spark_master)))
         return
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -215,6 +226,7 @@ def main() -> None:
             print(f"{config} on {size:,} rows", file=sys.stderr, flush=True)
             command = [sys.executable, __file__, "--one", config, "--data", str(stem.with_suffix(f".{args.format}"))]
             command += ["--seed", str(args.seed)] + (["--skip-audit"] if args.skip_audit else [])
+            command += ["--spark-master", args.spark_master] if args.spark_master else []
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
             except subprocess.TimeoutExpired:
@@ -244,8 +256,13 @@ def main() -> None:
                 time_ratio = by[config]["total_seconds"] / base["total_seconds"]
                 memory_ratio = by[config]["peak_rss_mb"] / base["peak_rss_mb"]
                 print(f"{size:,} rows, {config} / pandas: time {time_ratio:.2f}x, peak memory {memory_ratio:.2f}x")
+        if "spark" in by and "duckdb" in by:
+            spark, duck = by["spark"], by["duckdb"]
+            ratio = spark["total_seconds"] / duck["total_seconds"]
+            print(f"{size:,} rows, spark / duckdb: time {ratio:.2f}x (in-process peak memory, JVM not included)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"cpus": os.cpu_count(), "skip_audit": args.skip_audit, "format": args.format, "seed": args.seed}
+    meta["spark_master"] = args.spark_master or "local[2]"
     args.out.write_text(json.dumps({"machine": meta, "results": results}, indent=2) + "\n")
 
 

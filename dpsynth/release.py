@@ -81,6 +81,7 @@ class ReleaseRequest:
     privacy_unit: str | None = None
     max_rows_per_unit: int | None = None
     panel_time: str | None = None  # a balanced panel's time column: fit one wide row per person (dpsynth.panel)
+    spark_master: str | None = None  # --engine spark's cluster: local[N] or spark://HOST:PORT (None: local[2])
 
 
 @dataclass
@@ -128,7 +129,14 @@ def read_private_table(request: ReleaseRequest, schema: Schema, unit_column: str
     ``other``) is refused here, before any budget is spent. With
     ``unit_column`` the table carries person codes of that identifier.
     """
-    return read_table(request.data, schema, engine=request.engine, sql=request.sql, unit_column=unit_column)
+    return read_table(
+        request.data,
+        schema,
+        engine=request.engine,
+        sql=request.sql,
+        unit_column=unit_column,
+        spark_master=request.spark_master,
+    )
 
 
 def check_delta_cap(delta_cap: float, n_rows: int, dataset_id: str) -> None:
@@ -159,6 +167,10 @@ REQUEST_CONSTRAINTS = {
 def _validate(request: ReleaseRequest) -> None:
     check_privacy_parameters(request.epsilon, request.delta)
     validate_params(vars(request), REQUEST_CONSTRAINTS, owner="release")
+    if request.spark_master is not None:  # a bad master is refused before the ledger is opened
+        from dpsynth.engines.spark_session import check_master
+
+        check_master(request.spark_master)
     if request.pdf:
         from dpsynth.report.browser import find_browser
 

@@ -313,3 +313,13 @@ def test_duckdb_keeps_the_files_row_order_over_many_row_groups_and_threads(tmp_p
         table = read_table(path, schema, engine="duckdb")
         np.testing.assert_array_equal(table.codes["id"], ids, err_msg=f"rows out of order reading {path.name}")
         assert table.frame()["x"].isna().sum() == (ids % 3 == 0).sum()
+
+
+def test_urls_name_a_lake_table_only_the_spark_engine_reads():
+    source = parse_source("s3a://lake/adult/")
+    assert source.kind == "parquet" and source.url == "s3a://lake/adult/" and source.path is None
+    assert str(source) == "s3a://lake/adult/" and parse_source("hdfs://nn/t.csv").kind == "csv"
+    with pytest.raises(UsageError, match="only --engine spark reads"):
+        read_table("s3a://lake/adult/", SMALL, "duckdb")
+    with pytest.raises(UsageError, match="--spark-master is for --engine spark"):
+        read_table("s3a://lake/adult/", SMALL, "pandas", spark_master="local[2]")

@@ -46,6 +46,7 @@ RELEASE_OPTIONS = {
     "privacy_unit": "--privacy-unit",
     "max_rows_per_unit": "--max-rows-per-unit",
     "panel_time": "--panel-time",
+    "spark_master": "--spark-master",
 }
 BUDGET_OPTIONS = {"epsilon_cap": "--epsilon", "delta_cap": "--delta"}
 DISCOVER_OPTIONS = {"epsilon": "--epsilon", "delta": "--delta"}

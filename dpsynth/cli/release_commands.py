@@ -82,7 +82,15 @@ def release(
         None, "--keys-dir", help="Key directory (default $DPSYNTH_KEYS or ~/.config/dpsynth/keys)."
     ),
     engine: str | None = typer.Option(
-        None, "--engine", help="How the table is read and encoded: duckdb (the default when installed) or pandas."
+        None,
+        "--engine",
+        help="How the table is read and encoded: duckdb (the default when installed), pandas, or spark "
+        "(Parquet on a Spark cluster; docs/spark.md).",
+    ),
+    spark_master: str | None = typer.Option(
+        None,
+        "--spark-master",
+        help="--engine spark's master: local[N] (default local[2]), local[*] or spark://HOST:PORT.",
     ),
     sql: str | None = typer.Option(
         None, "--sql", help="SELECT query giving the private table, run by DuckDB (in the database DATA names)."
@@ -152,6 +160,7 @@ def release(
                 privacy_unit=privacy_unit,
                 max_rows_per_unit=max_rows_per_unit,
                 panel_time=panel_time,
+                spark_master=spark_master,
             )
             outcome = run_release(request, steps=steps)
         except DpsynthError as exc:

@@ -2,8 +2,8 @@
 
 The interface, which every engine implements (a Spark engine included)::
 
-    engine = get_engine("duckdb")            # or "pandas"; None: the default (duckdb when installed)
-    source = parse_source("adult.parquet")   # CSV / Parquet path, duckdb:PATH?table=NAME, or sql="SELECT ..."
+    engine = get_engine("duckdb")            # or "pandas", "spark"; None: the default (duckdb when installed)
+    source = parse_source("adult.parquet")   # CSV / Parquet path or URL, duckdb:PATH?table=NAME, or sql="SELECT ..."
     table = engine.read(source, schema)      # -> EncodedTable, or DataError naming the column and the row
     table.counts(("age", "sex"))             # exact int64 counts, shape (domain["age"], domain["sex"])
     train, holdout = table.split(coins)      # one boolean per row, drawn by the caller (dpsynth.release)
@@ -28,6 +28,7 @@ split stays one independent coin per row, drawn in numpy by the caller
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -38,7 +39,9 @@ from dpsynth.errors import UsageError
 from dpsynth.schema import Schema
 
 SourceKind = Literal["csv", "parquet", "duckdb", "sql"]
-ENGINES = ("duckdb", "pandas")
+ENGINES = ("duckdb", "pandas", "spark")
+_PACKAGES = {"duckdb": "duckdb", "pandas": "pandas", "spark": "pyspark"}  # the package each engine needs
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -48,15 +51,20 @@ class Source:
 
     ``path`` is the file (for ``sql``: an optional DuckDB database the query
     runs in; without one it runs in an empty in-memory database and may read
-    files with ``read_parquet(...)`` / ``read_csv(...)``).
+    files with ``read_parquet(...)`` / ``read_csv(...)``). ``url`` is a file
+    or directory named by URL (``s3a://``, ``hdfs://``, ``file://``), which
+    only the Spark engine reads: the table stays in the data lake.
     """
 
     kind: SourceKind
     path: Path | None = None
     table: str | None = None
     sql: str | None = None
+    url: str | None = None
 
     def __str__(self) -> str:
+        if self.url is not None:
+            return self.url
         if self.kind in ("csv", "parquet"):
             return str(self.path)
         if self.kind == "duckdb":
@@ -86,6 +94,9 @@ def parse_source(data: str | Path | None, sql: str | None = None) -> Source:
         if not path or len(tables) != 1 or not tables[0].strip():
             raise UsageError(f"a DuckDB source reads duckdb:PATH?table=NAME, got {text!r} (or pass --sql QUERY)")
         return Source("duckdb", path=Path(path), table=tables[0])
+    if _URL.match(text):
+        kind = "csv" if text.lower().rstrip("/").endswith(".csv") else "parquet"
+        return Source(kind, url=text)
     path = Path(text)
     return Source("parquet" if path.suffix.lower() in PARQUET_SUFFIXES else "csv", path=path)
 
@@ -100,20 +111,33 @@ class Engine(Protocol):
 
 def available_engines() -> list[str]:
     """Engines whose packages are installed, in order of preference."""
-    return [name for name in ENGINES if name == "pandas" or importlib.util.find_spec(name) is not None]
+    return [name for name in ENGINES if name == "pandas" or importlib.util.find_spec(_PACKAGES[name]) is not None]
 
 
 def default_engine() -> str:
     return available_engines()[0]
 
 
-def get_engine(name: str | None = None) -> Engine:
-    """The engine called ``name`` (``None``: :func:`default_engine`); ``UsageError`` naming the choices."""
+def get_engine(name: str | None = None, spark_master: str | None = None) -> Engine:
+    """The engine called ``name`` (``None``: :func:`default_engine`); ``UsageError`` naming the choices.
+
+    ``spark_master`` is the Spark engine's cluster (``local[N]`` or ``spark://HOST:PORT``; ``None``:
+    :data:`~dpsynth.engines.spark_engine.DEFAULT_MASTER`); other engines refuse it.
+    """
     name = default_engine() if name is None else name
     if name not in ENGINES:
         raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}", parameter="engine")
     if name not in available_engines():
-        raise UsageError(f"engine {name!r} needs the {name} package: pip install {name}", parameter="engine")
+        extra = " (or pip install 'dpsynth[spark]')" if name == "spark" else ""
+        package = _PACKAGES[name]
+        message = f"engine {name!r} needs the {package} package: pip install {package}{extra}"
+        raise UsageError(message, parameter="engine")
+    if spark_master is not None and name != "spark":
+        raise UsageError(f"--spark-master is for --engine spark, not {name!r}", parameter="spark_master")
+    if name == "spark":
+        from dpsynth.engines.spark_engine import SparkEngine
+
+        return SparkEngine(spark_master)
     if name == "duckdb":
         from dpsynth.engines.duckdb_engine import DuckDBEngine
 
@@ -129,12 +153,14 @@ def read_table(
     engine: str | None = None,
     sql: str | None = None,
     unit_column: str | None = None,
+    spark_master: str | None = None,
 ) -> EncodedTable:
     """Read and encode the private table ``data`` (or the ``sql`` query) with ``engine``.
 
     With ``unit_column`` (person-level privacy), the table also carries the
     person codes of that identifier column (:attr:`EncodedTable.units`); the
     identifier must not be a schema column, and its values are never kept.
+    ``spark_master`` is ``--engine spark``'s cluster (``local[N]`` or ``spark://HOST:PORT``).
     """
     if unit_column is not None and unit_column in schema.names:
         raise UsageError(
@@ -142,9 +168,19 @@ def read_table(
             "released; remove it from the schema's columns",
             parameter="privacy_unit",
         )
+    if unit_column is not None and engine == "spark":
+        raise UsageError(
+            "--engine spark does not read a privacy unit yet: run person-level releases with --engine duckdb",
+            parameter="engine",
+        )
+    chosen = get_engine(engine, spark_master)
+    source = parse_source(data, sql)
+    if source.url is not None and chosen.name != "spark":
+        message = f"{source.url} is a URL, which only --engine spark reads (from its cluster)"
+        raise UsageError(message, parameter="engine")
     if unit_column is None:
-        return get_engine(engine).read(parse_source(data, sql), schema)
-    return get_engine(engine).read(parse_source(data, sql), schema, unit_column=unit_column)
+        return chosen.read(source, schema)
+    return chosen.read(source, schema, unit_column=unit_column)
 
 
 __all__ = [

@@ -80,6 +80,14 @@ class CodeCollector:
                 self._values[column.name].append(np.asarray(values[column.name], dtype=np.float64))
         self.n_rows += len(next(iter(folded.values())))
 
+    def add_failures(self, name: str, error: int, count: int, first: int) -> None:
+        """Failures counted elsewhere (on a cluster, by the Spark engine): ``count`` rows of column ``name``
+        with the negative code ``error``, the first at 0-based row ``first``."""
+        failures = self._failures[name, error]
+        if count:
+            failures.count += int(count)
+            failures.first = int(first) if failures.first < 0 else min(failures.first, int(first))
+
     def raise_first_error(
         self,
         source: str,

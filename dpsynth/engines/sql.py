@@ -103,12 +103,15 @@ def encoding_query(
     source_types: Mapping[str, SourceType],
     dialect: Dialect | None = None,
     passthrough: Sequence[str] = (),
+    carry: Sequence[str] = (),
 ) -> EncodingQuery:
     """``SELECT`` codes (and numeric values) of every schema column from ``relation``.
 
     ``source_columns`` maps each schema column to the column of ``relation``
     holding it (header names may differ by surrounding spaces); ``source_types``
     says how that column is typed. Output rows are in the relation's order.
+    ``carry`` names columns of ``relation`` passed through unchanged (the
+    Spark engine's row index, which keeps the order across a cluster).
 
     The query nests four selects so each step is computed once per cell:
     spaces trimmed (cheap), other surrounding whitespace stripped only where
@@ -119,7 +122,7 @@ def encoding_query(
     rows, so they stay aligned with the codes whatever the relation's order.
     """
     d = dialect or Dialect()
-    levels: list[list[str]] = [[], [], [], []]
+    levels: list[list[str]] = [[d.ident(c) for c in carry] for _ in range(4)]
     codes: dict[str, str] = {}
     values: dict[str, str] = {}
     for i, column in enumerate(schema):

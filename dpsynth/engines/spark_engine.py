@@ -1,0 +1,429 @@
+"""The Spark engine: the table is read, coerced, encoded and counted on a Spark cluster.
+
+``--engine spark`` reads Parquet (a file, a directory of files, or a URL
+such as ``s3a://`` / ``hdfs://``) into a Spark DataFrame and runs the
+schema's encoding query (:func:`dpsynth.engines.sql.encoding_query` with
+:class:`~dpsynth.engines.sql.SparkDialect`) on the executors. The codes
+stay there, cached; :class:`SparkTable` answers
+:meth:`~dpsynth.engines.table.EncodedTable.counts_many` with
+``GROUP BY GROUPING SETS`` jobs, and only the exact count arrays (one
+number per cell of a marginal) come back to the driver, where the
+synthesizer adds the noise. docs/spark.md says what runs where.
+
+Row order is what makes a seed pick the same holdout rows as the embedded
+engine (the coins are drawn in numpy, one per row, in row order). Each row
+gets its global position from Parquet's own metadata, ``_metadata.row_index``
+(the row's position in its file) plus the rows of the files before it
+(files in path order): exact, no shuffle, and no extra scan of the data
+(the per-file row counts read only the files' metadata column). Spark's
+``monotonically_increasing_id`` is not contiguous and ``zipWithIndex``
+needs an RDD pass through Python, so neither is used.
+
+Errors are the other engines' (:class:`~dpsynth.engines.collect.CodeCollector`
+raises them): one aggregation on the cluster counts each column's failures
+and finds the first failing row, and the domain report's clipped / mapped
+counts come from the same scan.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dpsynth.engines import Source, sql
+from dpsynth.engines.collect import CodeCollector
+from dpsynth.engines.spark_session import DEFAULT_MASTER, check_master, spark_session
+from dpsynth.engines.table import CLIPPED_HIGH, CLIPPED_LOW, EncodedTable, code_dtype
+from dpsynth.errors import DataError, UsageError
+from dpsynth.schema import Schema
+from dpsynth.tables import DomainReport
+
+ROW = "_dpsynth_row"  # the row's 0-based global position (file order, then row order in the file)
+_FILE, _POS = "_dpsynth_file", "_dpsynth_pos"
+_D = sql.SparkDialect()
+_MAX_SETS_PER_QUERY = 32  # one scan per query; Spark expands each row (distinct code tuple) once per set
+_ERRORS = (sql.NULL_NOT_NULLABLE, sql.NOT_NUMERIC, sql.UNKNOWN_CATEGORY)
+_views = itertools.count()
+
+
+def _source_type(type_name: str) -> sql.SourceType:
+    t = type_name.lower()
+    if t in ("string", "varchar", "char"):
+        return "text"
+    if t == "boolean":
+        return "boolean"
+    if t in ("float", "double"):
+        return "float"
+    if t in ("byte", "short", "integer", "long"):
+        return "integer"
+    return "other"
+
+
+def _view(frame: Any, stem: str) -> str:
+    name = f"dpsynth_{stem}_{next(_views)}"
+    frame.createOrReplaceTempView(name)
+    return name
+
+
+class SparkEngine:
+    """Reads a Parquet :class:`~dpsynth.engines.Source` on Spark into a :class:`SparkTable`."""
+
+    name = "spark"
+
+    def __init__(self, master: str | None = None) -> None:
+        self.master = check_master(master or DEFAULT_MASTER)
+
+    def read(self, source: Source, schema: Schema) -> EncodedTable:
+        directory = source.url is None and source.path is not None and source.path.is_dir()
+        if source.kind != "parquet" and not directory:  # a directory is read as a Parquet table's files
+            raise UsageError(
+                f"the spark engine reads Parquet (a file, a directory of Parquet files or a URL), not {source}: "
+                "convert the table to Parquet, or read it with --engine duckdb",
+                parameter="engine",
+            )
+        if source.url is None and not source.path.exists():
+            raise DataError(f"data file not found: {source.path}")
+        label = str(source)
+        spark = spark_session(self.master)
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+        from pyspark.sql import functions as F
+
+        failures_of_spark = (PySparkException, Py4JError)  # a JVM error pyspark does not translate stays Py4J's
+
+        location = source.url or str(source.path.resolve())
+        try:
+            raw = spark.read.parquet(location)
+            names = list(raw.columns)
+            types = {f.name: f.dataType.typeName() for f in raw.schema.fields}
+            rows = raw.select("*", F.col("_metadata.file_path").alias(_FILE), F.col("_metadata.row_index").alias(_POS))
+            # one file (the usual export) needs no count: its row index is the row's position
+            per_file = [] if len(raw.inputFiles()) <= 1 else sorted(rows.groupBy(_FILE).count().collect())
+        except failures_of_spark as exc:
+            raise DataError(f"{label} could not be read as Parquet: {_first_line(exc)}") from None
+        stripped = [n.strip() for n in names]
+        missing = [n for n in schema.names if n not in stripped]
+        if missing:
+            raise DataError(f"{label} lacks column(s) {missing} declared in the schema; it has {stripped}")
+        columns = {n: names[stripped.index(n)] for n in schema.names}
+        source_types = {n: _source_type(types[columns[n]]) for n in schema.names}
+        rows = _with_row_index(spark, rows, per_file)
+        rows = _spread(spark, rows)
+        relation = _view(rows, "source")
+        query = sql.encoding_query(schema, relation, columns, source_types, _D, carry=[ROW])
+        try:
+            encoded = spark.sql(query.sql).persist()
+            n_rows, failures, changed = _scan(encoded, schema, query.code_columns)
+        except failures_of_spark as exc:
+            raise DataError(f"{label} could not be read: {_first_line(exc)}") from None
+        collector = CodeCollector(schema)
+        collector.n_rows = n_rows
+        for (name, error), (count, first) in failures.items():
+            collector.add_failures(name, error, count, first)
+
+        def raw_value(name: str, row: int) -> object:
+            cell = spark.sql(f"SELECT {_D.ident(columns[name])} FROM {relation} WHERE {ROW} = {int(row)}").collect()
+            return cell[0][0]
+
+        def unknown_examples(name: str) -> list[str]:
+            text = sql.unknown_labels_query(schema, name, relation, columns[name], source_types[name], 3, _D)
+            return [str(r[0]) for r in spark.sql(text).collect()]
+
+        try:
+            collector.raise_first_error(label, lambda row: f"row {row + 1}", raw_value, unknown_examples)
+        except DataError:
+            encoded.unpersist()
+            raise
+        ignored = list(dict.fromkeys(s for s in stripped if s not in schema.names))
+        return SparkTable(
+            schema,
+            encoded,
+            dict(query.code_columns),
+            dict(query.value_columns),
+            n_rows,
+            _report(schema, changed, ignored),
+            label,
+        )
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of Spark's message (for a Py4J error: the Java exception's, not the call's)."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.getMessage() if java is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _with_row_index(spark: Any, rows: Any, per_file: list[Any]) -> Any:
+    """``rows`` with :data:`ROW`: the rows of the files before (in path order) plus the row's index in its file."""
+    from pyspark.sql import functions as F
+
+    if len(per_file) <= 1:
+        return rows.withColumn(ROW, F.col(_POS)).drop(_FILE, _POS)
+    offsets = np.concatenate([[0], np.cumsum([int(r[1]) for r in per_file])[:-1]]).tolist()
+    table = spark.createDataFrame([(str(r[0]), int(o)) for r, o in zip(per_file, offsets)], [_FILE, "_offset"])
+    joined = rows.join(F.broadcast(table), on=_FILE)
+    return joined.withColumn(ROW, F.col("_offset") + F.col(_POS)).drop(_FILE, _POS, "_offset")
+
+
+def _spread(spark: Any, rows: Any) -> Any:
+    """``rows`` over at least as many partitions as the cluster runs tasks at once.
+
+    Spark reads a Parquet file in row groups, one task each; a table written as one row group
+    (pyarrow writes up to a million rows per group) would be encoded, cached and counted by one
+    task while the other cores idle. Spreading the rows costs one shuffle of the raw columns; the
+    row index travels with each row, so the order is untouched.
+    """
+    cores = spark.sparkContext.defaultParallelism
+    return rows.repartition(cores) if rows.rdd.getNumPartitions() < cores else rows
+
+
+def _scan(
+    encoded: Any, schema: Schema, code_columns: dict[str, str], changed_only: Sequence[str] | None = None
+) -> tuple[int, dict[tuple[str, int], tuple[int, int]], dict[str, tuple[int, int]]]:
+    """Rows, each column's failures ``(count, first row)`` per error, and its rows clipped low / clipped
+    high or mapped to ``other`` (``changed``), in at most two aggregations over the folded codes.
+
+    The first finds each column's least and greatest folded code: a column whose codes are all in
+    ``0 .. domain_size - 1`` (most of them) has neither failures nor changes. The second counts only
+    the columns that have some. ``changed_only`` (a subset of the rows: the split's sides) names the
+    columns to count without the first pass: only those the whole table had changes in.
+    """
+    q = _D.ident
+    n_rows = None
+    if changed_only is None:
+        parts = ["count(*)"]
+        for column in schema:
+            parts += [f"min({q(code_columns[column.name])})", f"max({q(code_columns[column.name])})"]
+        row = encoded.selectExpr(*parts).collect()[0]
+        n_rows = int(row[0])
+        ranges = {c.name: (row[1 + 2 * i], row[2 + 2 * i]) for i, c in enumerate(schema)}
+        bad = [c.name for c in schema if ranges[c.name][0] is not None and ranges[c.name][0] < 0]
+        odd = [c.name for c in schema if ranges[c.name][1] is not None and ranges[c.name][1] >= c.domain_size]
+    else:
+        bad, odd = [], list(changed_only)
+    failures = {(c.name, e): (0, -1) for c in schema for e in _ERRORS}
+    changed = {c.name: (0, 0) for c in schema}
+    parts = ["count(*) AS n"]
+    for name in bad:
+        c = q(code_columns[name])
+        for error in _ERRORS:
+            parts += [f"count_if({c} = {error})", f"min(CASE WHEN {c} = {error} THEN {ROW} END)"]
+    for name in odd:
+        c, size = q(code_columns[name]), schema[name].domain_size
+        parts.append(f"count_if({c} >= {size * CLIPPED_LOW} AND {c} < {size * (CLIPPED_LOW + 1)})")
+        parts.append(f"count_if({c} >= {size * CLIPPED_HIGH})")
+    if len(parts) == 1 and n_rows is not None:
+        return n_rows, failures, changed
+    row = encoded.selectExpr(*parts).collect()[0]
+    i = 1
+    for name in bad:
+        for error in _ERRORS:
+            failures[name, error] = (int(row[i]), -1 if row[i + 1] is None else int(row[i + 1]))
+            i += 2
+    for name in odd:
+        changed[name] = (int(row[i]), int(row[i + 1]))
+        i += 2
+    return int(row[0]), failures, changed
+
+
+def _report(schema: Schema, changed: dict[str, tuple[int, int]], ignored: list[str]) -> DomainReport:
+    """The :class:`DomainReport` of per-column ``(status 1, status 2)`` row counts (see :func:`_scan`)."""
+    report = DomainReport(ignored_columns=list(ignored))
+    for column in schema:
+        low, high = changed[column.name]
+        if column.kind == "numeric":
+            if low:
+                report.clipped_low[column.name] = low
+            if high:
+                report.clipped_high[column.name] = high
+        elif high:
+            report.mapped_to_other[column.name] = high
+    return report
+
+
+class SparkTable(EncodedTable):
+    """An :class:`EncodedTable` whose codes live on the Spark cluster.
+
+    ``counts_many`` runs ``GROUP BY GROUPING SETS`` there and returns the
+    count arrays; :meth:`split` selects rows by the driver's coins with a
+    join on the row index, on the cluster. :meth:`local` (and so
+    :attr:`codes`, :attr:`values`, :meth:`take` and :meth:`frame`) brings the
+    rows' codes and numeric values to the driver: the audits, the report and
+    the DP-SGD generators read rows, so a release that runs them moves the
+    encoded rows across (docs/spark.md).
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        encoded: Any,
+        code_columns: dict[str, str],
+        value_columns: dict[str, str],
+        n_rows: int,
+        report: DomainReport,
+        source: str,
+    ) -> None:
+        self.schema, self.report, self.source, self.engine = schema, report, source, "spark"
+        self._encoded, self._n_rows = encoded, n_rows
+        self._code_columns, self._value_columns = code_columns, value_columns
+        self._local: EncodedTable | None = None
+        self._view: str | None = None
+        self._weight = "count(*)"
+        self._compact: Any = None
+
+    def __repr__(self) -> str:
+        return f"SparkTable({self.source!r}, {self._n_rows} rows)"
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def __len__(self) -> int:
+        return self._n_rows
+
+    # -- counts on the cluster -----------------------------------------------------------
+    def counts_many(self, cliques: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        wanted = [tuple(c) for c in cliques]
+        for clique in wanted:
+            self._check_clique(clique)
+        sets = list(dict.fromkeys(tuple(sorted(c, key=self.schema.names.index)) for c in wanted if c))
+        found: dict[tuple[str, ...], np.ndarray] = {}
+        for start in range(0, len(sets), _MAX_SETS_PER_QUERY):
+            found.update(self._grouping_sets(sets[start : start + _MAX_SETS_PER_QUERY]))
+        out = []
+        for clique in wanted:
+            if not clique:
+                out.append(np.array(len(self), dtype=np.int64))
+                continue
+            key = tuple(sorted(clique, key=self.schema.names.index))
+            out.append(np.transpose(found[key], [key.index(a) for a in clique]))
+        return out
+
+    def _counts_view(self) -> tuple[str, str]:
+        """The relation the counts run on, and how a row of it counts.
+
+        Rows that agree on every code count alike, so the table is first reduced on the cluster to
+        its distinct code tuples with their row counts (cached there); the marginals then sum those
+        counts, the same integers from a fraction of the work. Where the tuples are more than half the
+        rows the reduction gains nothing and is dropped: the marginals count the codes directly.
+        """
+        if self._view is None:
+            q = _D.ident
+            codes = [f"pmod({q(self._code_columns[c.name])}, {c.domain_size}) AS {q(c.name)}" for c in self.schema]
+            cols = ", ".join(q(a) for a in self.schema.names)
+            rows = _view(self._encoded.selectExpr(*codes), "codes")
+            spark = self._encoded.sparkSession
+            compact = spark.sql(f"SELECT {cols}, count(*) AS n FROM {rows} GROUP BY {cols}").persist()
+            if compact.count() <= len(self) // 2:
+                self._compact, self._view, self._weight = compact, _view(compact, "tuples"), "sum(n)"
+            else:
+                compact.unpersist()
+                self._view, self._weight = rows, "count(*)"
+        return self._view, self._weight
+
+    def _grouping_sets(self, sets: list[tuple[str, ...]]) -> dict[tuple[str, ...], np.ndarray]:
+        """Counts of every set by one ``GROUP BY GROUPING SETS`` job; codes are never NULL, so the
+        NULL pattern of a result row tells its set (as in the DuckDB engine)."""
+        view, weight = self._counts_view()
+        attrs = [a for a in self.schema.names if any(a in s for s in sets)]
+        q = _D.ident
+        grouping = ", ".join("(" + ", ".join(q(a) for a in s) + ")" for s in sets)
+        cols = ", ".join(q(a) for a in attrs)
+        spark = self._encoded.sparkSession
+        text = f"SELECT {cols}, {weight} AS n FROM {view} GROUP BY GROUPING SETS ({grouping})"
+        arrow = spark.sql(text).toArrow()
+        valid = np.stack([arrow.column(a).is_valid().to_numpy(zero_copy_only=False) for a in attrs], axis=1)
+        n = arrow.column("n").to_numpy()
+        found = {}
+        for s in sets:
+            mask = np.all(valid == np.isin(attrs, s), axis=1)
+            table = np.zeros(tuple(self.domain[a] for a in s), dtype=np.int64)
+            index = tuple(arrow.column(a).to_numpy(zero_copy_only=False)[mask].astype(np.int64) for a in s)
+            table[index] = n[mask]
+            found[s] = table
+        return found
+
+    # -- rows ----------------------------------------------------------------------------
+    def split(self, in_holdout: np.ndarray) -> tuple[EncodedTable, EncodedTable]:
+        """``(train, holdout)`` selected on the cluster: the holdout's row indices are sent, joined on the row."""
+        in_holdout = np.asarray(in_holdout, dtype=bool)
+        if in_holdout.shape != (len(self),):
+            raise UsageError(f"{self.source}: the split needs one coin per row ({len(self)}), got {in_holdout.shape}")
+        import pyarrow as pa
+        from pyspark.sql import functions as F
+
+        spark = self._encoded.sparkSession
+        ids = spark.createDataFrame(pa.table({ROW: pa.array(np.flatnonzero(in_holdout).astype(np.int64))}))
+        ids = F.broadcast(ids)  # a fifth of the row numbers: small next to the rows
+        n_holdout = int(in_holdout.sum())
+        changed_columns = [
+            *self.report.clipped_low,
+            *self.report.clipped_high,
+            *self.report.mapped_to_other,
+        ]
+        sides = []
+        for part, n in (
+            (self._encoded.join(ids, on=ROW, how="left_anti"), len(self) - n_holdout),
+            (self._encoded.join(ids, on=ROW, how="left_semi"), n_holdout),
+        ):
+            changed = {c.name: (0, 0) for c in self.schema}
+            if changed_columns:  # each side's own domain report, as prepare() of that side gives
+                _, _, changed = _scan(part, self.schema, self._code_columns, list(dict.fromkeys(changed_columns)))
+            report = _report(self.schema, changed, self.report.ignored_columns)
+            sides.append(SparkTable(self.schema, part, self._code_columns, self._value_columns, n, report, self.source))
+        return sides[0], sides[1]
+
+    def take(self, rows: np.ndarray) -> EncodedTable:
+        """The selected rows, on the driver (:meth:`local`)."""
+        return self.local().take(rows)
+
+    def local(self) -> EncodedTable:
+        """The codes and numeric values brought to the driver, in row order, as an in-memory table."""
+        if self._local is None:
+            names = [ROW, *self._code_columns.values(), *self._value_columns.values()]
+            arrow = self._encoded.select(*names).toArrow()
+            order = np.argsort(arrow.column(ROW).to_numpy(), kind="stable")
+            codes, values, status = {}, {}, {}
+            for column in self.schema:
+                folded = arrow.column(self._code_columns[column.name]).to_numpy()[order].astype(np.int64)
+                code, state = sql.split_status(folded, column.domain_size)
+                codes[column.name] = code.astype(code_dtype(column.domain_size))
+                if state.any():
+                    status[column.name] = state.astype(np.int8)
+                if column.name in self._value_columns:
+                    x = arrow.column(self._value_columns[column.name]).to_numpy(zero_copy_only=False)
+                    values[column.name] = np.asarray(x, dtype=np.float64)[order]
+            self._local = EncodedTable(
+                schema=self.schema,
+                codes=codes,
+                values=values,
+                report=self.report,
+                source=self.source,
+                engine=self.engine,
+                status=status,
+            )
+        return self._local
+
+    @property
+    def codes(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return self.local().codes
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return self.local().values
+
+    @property
+    def status(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return self.local().status
+
+    def frame(self, conformed: bool = False):
+        return self.local().frame(conformed)
+
+    def unpersist(self) -> None:
+        """Free the cluster's cached codes (the table can still be recomputed from its source)."""
+        self._encoded.unpersist()
+
+
+__all__ = ["ROW", "SparkEngine", "SparkTable"]
