@@ -68,6 +68,20 @@ class Encoded:
         return Encoded(np.concatenate([p.num for p in parts]), np.concatenate([p.codes for p in parts]))
 
 
+def _factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of a column: (code per row, -1 if missing; the distinct values).
+
+    A ``Categorical`` column (what dpsynth's engines and generators hand over)
+    already is that pair: its codes (one byte a row for a short category list,
+    where ``pd.factorize`` makes eight) over its categories, which are never
+    fewer than the values present. Audits of 10M-row tables hold this for
+    three tables at once, so the difference is about a gigabyte.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(), np.asarray(series.cat.categories, dtype=object)
+    return pd.factorize(series, use_na_sentinel=True)
+
+
 class MixedEncoder:
     """Encode tables described by a :class:`TableSpec` for the Gower-style distance.
 
@@ -92,7 +106,7 @@ class MixedEncoder:
     def _factorize(self, df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per categorical column: (code per row, -1 if missing; the distinct values)."""
         kinds = {c: self.spec.column(c).kind for c in self.columns}
-        return {c: pd.factorize(df[c], use_na_sentinel=True) for c in self.columns if kinds[c] == "categorical"}
+        return {c: _factorize(df[c]) for c in self.columns if kinds[c] == "categorical"}
 
     def _fit(
         self, frames: Sequence[pd.DataFrame], factorized: Sequence[dict[str, tuple[np.ndarray, np.ndarray]]]
