@@ -142,15 +142,24 @@ class MixedEncoder:
         sub._parent = self
         return sub._blocks()
 
-    def project(self, enc: Encoded) -> Encoded:
-        """An encoding by the encoder this one was :meth:`restricted` from, as this encoder's own."""
+    def project(self, enc: Encoded, rows: np.ndarray | None = None) -> Encoded:
+        """An encoding by the encoder this one was :meth:`restricted` from, as this encoder's own.
+
+        With ``rows``, only those rows, in that order: one indexing step, so
+        projecting a permuted synthetic table never copies all of its columns
+        first (at 8M synthetic rows that copy was 0.6 GB).
+        """
         parent = getattr(self, "_parent", None)
         if parent is None:
             raise ValueError("project() needs an encoder made by restricted()")
-        num_cols = [parent.numeric_.index(c) for c in self.numeric_]
+        num_cols = np.array([parent.numeric_.index(c) for c in self.numeric_], dtype=np.intp)
         code_cols = [parent.categorical_.index(c) for c in self.categorical_]
         code_cols += [len(parent.categorical_) + parent.nan_flag_.index(c) for c in self.nan_flag_]
-        return Encoded(enc.num[:, num_cols], enc.codes[:, code_cols])
+        codes = np.array(code_cols, dtype=np.intp)
+        if rows is None:
+            return Encoded(enc.num[:, num_cols], enc.codes[:, codes])
+        at = np.asarray(rows, dtype=np.intp)[:, None]
+        return Encoded(enc.num[at, num_cols[None, :]], enc.codes[at, codes[None, :]])
 
     def _blocks(self) -> MixedEncoder:
         blocks = [(c, len(self.levels_[c]), 1.0) for c in self.categorical_]

@@ -113,12 +113,12 @@ def linkage_attack(
         split = "random halves (no quasi-identifiers declared)"
     train_idx, control_idx = _targets(data, n_attacks, "linkage-targets")
     syn_order = rng.permutation(data.size("synthetic"))  # random tie-breaking
-    synthetic = data.encoded("synthetic").take(syn_order)
+    synthetic = data.encoded("synthetic")  # searched in syn_order: each half projected and permuted at once
     k = min(n_neighbors, len(synthetic))
     enc_a, enc_b = _sub_encoder(data, cols_a), _sub_encoder(data, cols_b)
     targets = _encoded_targets(data, train_idx, control_idx)
-    _, ia = enc_a.knn(enc_a.project(targets), enc_a.index(enc_a.project(synthetic)), k=k)
-    _, ib = enc_b.knn(enc_b.project(targets), enc_b.index(enc_b.project(synthetic)), k=k)
+    _, ia = enc_a.knn(enc_a.project(targets), enc_a.index(enc_a.project(synthetic, syn_order)), k=k)
+    _, ib = enc_b.knn(enc_b.project(targets), enc_b.index(enc_b.project(synthetic, syn_order)), k=k)
     linked = (ia[:, :, None] == ib[:, None, :]).any(axis=(1, 2))  # the two lookups share a synthetic row
     risk = normalised_risk(*_successes(data, linked, train_idx, control_idx), data.confidence)
     details = _risk_details(risk)
@@ -190,7 +190,7 @@ def attribute_inference_attack(
         raise AuditInputError("attribute inference needs at least one auxiliary column besides the secret")
     train_idx, control_idx = _targets(data, n_attacks, "inference-targets")
     syn_order = rng.permutation(data.size("synthetic"))
-    synthetic = data.encoded("synthetic").take(syn_order)
+    synthetic = data.encoded("synthetic")  # searched in syn_order (projected and permuted at once, per secret)
     targets = _encoded_targets(data, train_idx, control_idx)
     per_secret: dict[str, dict[str, object]] = {}
     best: tuple[Risk, str] | None = None
@@ -199,7 +199,7 @@ def attribute_inference_attack(
     lows, highs = [], []
     for secret_col, aux in plan:
         enc = _sub_encoder(data, aux)
-        _, nn = enc.knn(enc.project(targets), enc.index(enc.project(synthetic)), k=1)
+        _, nn = enc.knn(enc.project(targets), enc.index(enc.project(synthetic, syn_order)), k=1)
         guesses = data.frames["synthetic"][secret_col].iloc[syn_order[nn[:, 0]]]
         truth = pd.concat(
             [data.frames["train"][secret_col].iloc[train_idx], data.frames["holdout"][secret_col].iloc[control_idx]]

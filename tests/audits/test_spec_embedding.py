@@ -102,3 +102,26 @@ def test_ties_and_row_keys():
     assert dist[0, 0] == 0.0 and ties[0] == 2
     keys = enc.row_keys(pd.DataFrame({"x": [1, 1.0000000000001, np.nan], "c": ["a", "a", None]}))
     assert keys[0] == keys[1] and keys[2] == enc.row_keys(df.iloc[[3]])[0]
+
+
+def test_projecting_rows_in_one_step_equals_take_then_project():
+    """Linkage and inference search the synthetic rows in a random order, projected to a column subset."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=200),
+            "b": pd.Categorical(rng.choice(["x", "y", "z"], 200)),
+            "c": rng.integers(0, 9, 200).astype(float),
+            "d": pd.Categorical(rng.choice(["p", "q"], 200)),
+        }
+    )
+    frame.loc[::7, "c"] = np.nan
+    spec = TableSpec.infer(frame)
+    encoder = MixedEncoder(spec)
+    (encoded,) = encoder.fit_transform(frame)
+    sub = encoder.restricted(["b", "c"])
+    rows = rng.permutation(200)
+    at_once, in_two = sub.project(encoded, rows), sub.project(encoded.take(rows))
+    np.testing.assert_array_equal(at_once.num, in_two.num)
+    np.testing.assert_array_equal(at_once.codes, in_two.codes)
+    assert at_once.codes.shape == (200, 2) and at_once.num.shape == (200, 1)  # b; c and its missing flag
