@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from dpsynth.engines import Source, sql
 from dpsynth.engines.collect import CodeCollector
-from dpsynth.engines.table import EncodedTable
+from dpsynth.engines.table import EncodedTable, counts_by_sets
 from dpsynth.errors import DataError
 from dpsynth.schema import Schema
 from dpsynth.tables import _record_lines
@@ -191,21 +191,7 @@ class DuckDBTable(EncodedTable):
         return self._connection
 
     def counts_many(self, cliques: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        wanted = [tuple(c) for c in cliques]
-        for clique in wanted:
-            self._check_clique(clique)
-        sets = list(dict.fromkeys(tuple(sorted(c, key=self.schema.names.index)) for c in wanted if c))
-        found: dict[tuple[str, ...], np.ndarray] = {}
-        for start in range(0, len(sets), _MAX_SETS_PER_QUERY):
-            found.update(self._grouping_sets(sets[start : start + _MAX_SETS_PER_QUERY]))
-        out = []
-        for clique in wanted:
-            if not clique:
-                out.append(np.array(len(self), dtype=np.int64))
-                continue
-            key = tuple(sorted(clique, key=self.schema.names.index))
-            out.append(np.transpose(found[key], [key.index(a) for a in clique]))
-        return out
+        return counts_by_sets(self, cliques, self._grouping_sets, _MAX_SETS_PER_QUERY)
 
     def _grouping_sets(self, sets: list[tuple[str, ...]]) -> dict[tuple[str, ...], np.ndarray]:
         """Counts of every set by one ``GROUP BY GROUPING SETS`` scan; codes are never NULL, so the

@@ -36,7 +36,7 @@ import numpy as np
 from dpsynth.engines import Source, sql
 from dpsynth.engines.collect import CodeCollector
 from dpsynth.engines.spark_session import DEFAULT_MASTER, check_master, spark_session
-from dpsynth.engines.table import CLIPPED_HIGH, CLIPPED_LOW, EncodedTable, code_dtype
+from dpsynth.engines.table import CLIPPED_HIGH, CLIPPED_LOW, EncodedTable, code_dtype, counts_by_sets
 from dpsynth.errors import DataError, UsageError
 from dpsynth.schema import Schema
 from dpsynth.tables import DomainReport
@@ -285,21 +285,7 @@ class SparkTable(EncodedTable):
 
     # -- counts on the cluster -----------------------------------------------------------
     def counts_many(self, cliques: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        wanted = [tuple(c) for c in cliques]
-        for clique in wanted:
-            self._check_clique(clique)
-        sets = list(dict.fromkeys(tuple(sorted(c, key=self.schema.names.index)) for c in wanted if c))
-        found: dict[tuple[str, ...], np.ndarray] = {}
-        for start in range(0, len(sets), _MAX_SETS_PER_QUERY):
-            found.update(self._grouping_sets(sets[start : start + _MAX_SETS_PER_QUERY]))
-        out = []
-        for clique in wanted:
-            if not clique:
-                out.append(np.array(len(self), dtype=np.int64))
-                continue
-            key = tuple(sorted(clique, key=self.schema.names.index))
-            out.append(np.transpose(found[key], [key.index(a) for a in clique]))
-        return out
+        return counts_by_sets(self, cliques, self._grouping_sets, _MAX_SETS_PER_QUERY)
 
     def _counts_view(self) -> tuple[str, str]:
         """The relation the counts run on, and how a row of it counts.
