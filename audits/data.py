@@ -27,11 +27,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from audits.embedding import BRUTE_FORCE_PAIRS, Encoded, MixedEncoder
-from audits.errors import AuditInputError
+from audits.embedding import Encoded, MixedEncoder
+from audits.errors import AuditInputError, SpecError
 from audits.neighbours import GowerIndex
+from audits.sources import FrameRows, RealRows
 from audits.spec import TableSpec
 
+Base = Literal["train", "holdout", "synthetic"]
 Part = Literal["train", "holdout", "synthetic", "train_ref", "holdout_ref", "synthetic_q", "members", "nonmembers"]
 
 # Base parts and the sampled parts derived from them.
@@ -50,7 +52,10 @@ class AuditData:
     Parameters
     ----------
     train, holdout, synthetic:
-        Same columns (at least the spec's; extra columns are ignored).
+        Same columns (at least the spec's; extra columns are ignored). Train and
+        holdout may be :class:`~audits.sources.RealRows` instead of frames: tables
+        that live elsewhere (a Spark cluster) and answer the attacks' questions
+        there (``spec`` is then required).
     spec:
         Column kinds and bounds; inferred from train + holdout when ``None``.
     seed:
@@ -64,8 +69,8 @@ class AuditData:
 
     def __init__(
         self,
-        train: pd.DataFrame,
-        holdout: pd.DataFrame,
+        train: pd.DataFrame | RealRows,
+        holdout: pd.DataFrame | RealRows,
         synthetic: pd.DataFrame,
         spec: TableSpec | None = None,
         seed: int = 0,
@@ -75,13 +80,16 @@ class AuditData:
         n_bootstrap: int = 200,
         units: dict[str, np.ndarray] | None = None,
     ) -> None:
-        for role, df in (("train", train), ("holdout", holdout), ("synthetic", synthetic)):
-            if not isinstance(df, pd.DataFrame):
-                raise AuditInputError(f"{role} must be a pandas DataFrame, got {type(df).__name__}")
+        for role, table in (("train", train), ("holdout", holdout), ("synthetic", synthetic)):
+            if not isinstance(table, pd.DataFrame) and (role == "synthetic" or not isinstance(table, RealRows)):
+                kinds = "a pandas DataFrame" + ("" if role == "synthetic" else " or an audits.sources.RealRows")
+                raise AuditInputError(f"{role} must be {kinds}, got {type(table).__name__}")
         if spec is None:
+            if not (isinstance(train, pd.DataFrame) and isinstance(holdout, pd.DataFrame)):
+                raise AuditInputError("a spec is needed to audit tables that are not pandas DataFrames")
             spec = TableSpec.infer(pd.concat([train, holdout], ignore_index=True))
-        for role, df in (("train", train), ("holdout", holdout), ("synthetic", synthetic)):
-            spec.check_frame(df, role)
+        for role, table in (("train", train), ("holdout", holdout), ("synthetic", synthetic)):
+            _check_columns(spec, table, role)
         if len(train) < 2 or len(holdout) < 2:
             raise AuditInputError("train and holdout need at least 2 rows each")
         if max_targets < 1 or max_queries < 1:
@@ -91,15 +99,22 @@ class AuditData:
         self.confidence = float(confidence)
         self.n_bootstrap = int(n_bootstrap)
         cols = spec.names
-        self.frames: dict[str, pd.DataFrame] = {
-            "train": train[cols].reset_index(drop=True),
-            "holdout": holdout[cols].reset_index(drop=True),
-            "synthetic": synthetic[cols].reset_index(drop=True),
+        self.sources: dict[str, RealRows] = {
+            role: FrameRows(t[cols]) if isinstance(t, pd.DataFrame) else t
+            for role, t in (("train", train), ("holdout", holdout), ("synthetic", synthetic))
         }
         self.units = _check_units(units, len(train), len(holdout))
         self.encoder = MixedEncoder(spec)
-        encoded = self.encoder.fit_transform(*self.frames.values())
-        n_train, n_hold, n_syn = (len(self.frames[k]) for k in ("train", "holdout", "synthetic"))
+        categorical = [c for c in cols if spec.column(c).kind == "categorical"]
+        numeric = [c for c in cols if spec.column(c).kind == "numeric"]
+        seen: dict[str, set[str]] = {c: set() for c in categorical}
+        missing: set[str] = set()
+        for source in self.sources.values():
+            for c, labels in source.seen_labels(categorical).items():
+                seen[c] |= labels
+            missing |= source.missing_numeric(numeric)
+        self.encoder.fit_seen(seen, missing)
+        n_train, n_hold, n_syn = (len(self.sources[k]) for k in ("train", "holdout", "synthetic"))
         n_ref = min(n_train, n_hold)
         n_targets = min(n_ref, max_targets)
         self.indices: dict[str, np.ndarray] = {
@@ -113,9 +128,9 @@ class AuditData:
             n_persons = min(len(np.unique(self.units["train"])), len(np.unique(self.units["holdout"])), max_targets)
             self.indices["members"] = self.person_rows("train", n_persons, "members")
             self.indices["nonmembers"] = self.person_rows("holdout", n_persons, "nonmembers")
-        self._encoded: dict[str, Encoded] = dict(zip(self.frames, encoded))
+        self._encoded: dict[str, Encoded] = {}
         self._knn: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
-        self._index: dict[str, GowerIndex] = {}
+        self._frames: dict[str, pd.DataFrame] = {}
         self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- helpers
@@ -132,6 +147,15 @@ class AuditData:
     def person_level(self) -> bool:
         """True when targets are persons (the audit was given person codes)."""
         return self.units is not None
+
+    @property
+    def frames(self) -> _Frames:
+        """Whole tables as frames, by base part; a table that is not in memory is read in full when asked for.
+
+        Only the thorough tier's refits (shadow models, canaries) ask for a whole
+        real table; the quick tier asks :meth:`rows` for chosen rows.
+        """
+        return _Frames(self)
 
     def person_rows(self, part: Literal["train", "holdout"], n_persons: int, stream: str) -> np.ndarray:
         """Sorted row indices of every row of ``n_persons`` persons of ``part``, drawn at random from ``stream``."""
@@ -152,54 +176,96 @@ class AuditData:
     def frame(self, part: Part) -> pd.DataFrame:
         """Rows of ``part`` as a DataFrame (sampled parts are subsets of their base table)."""
         if part in _DERIVED:
-            return self.frames[_DERIVED[part]].iloc[self.indices[part]].reset_index(drop=True)
+            return self.rows(_DERIVED[part], self.indices[part])  # type: ignore[arg-type]
         return self.frames[part]
 
+    def rows(self, part: Base, idx: np.ndarray) -> pd.DataFrame:
+        """Rows ``idx`` of base table ``part``, in that order (for a table not in memory, only these cross)."""
+        return self.sources[part].rows(idx)
+
+    def encoded_rows(self, part: Base, idx: np.ndarray) -> Encoded:
+        """Rows ``idx`` of base table ``part`` in the audit's encoding, in that order."""
+        return self.sources[part].encoded(self.encoder, idx)
+
     def encoded(self, part: Part) -> Encoded:
+        """A whole part encoded: the synthetic table, or a sampled part (a bounded set of chosen rows)."""
         if part not in self._encoded:
             if part in _DERIVED:
-                self._encoded[part] = self.encoded(_DERIVED[part]).take(self.indices[part])  # type: ignore[arg-type]
+                self._encoded[part] = self.encoded_rows(_DERIVED[part], self.indices[part])  # type: ignore[arg-type]
             else:
-                self._encoded[part] = self.encoder.transform(self.frames[part])
+                self._encoded[part] = self.encoded_rows(part, np.arange(self.size(part)))  # type: ignore[arg-type]
         return self._encoded[part]
 
-    def index(self, part: Part) -> GowerIndex:
-        """The exact nearest-neighbour index over ``part`` (built once, shared by the attacks that search it)."""
-        if part not in self._index:
-            self._index[part] = self.encoder.index(self.encoded(part))
-        return self._index[part]
-
-    def searchable(self, part: Part, n_queries: int) -> Encoded | GowerIndex:
-        """What :meth:`MixedEncoder.knn` should search for ``n_queries`` queries among ``part``'s rows:
+    def searchable(self, part: Literal["synthetic"], n_queries: int) -> Encoded | GowerIndex:
+        """What :meth:`MixedEncoder.knn` should search for ``n_queries`` queries among the synthetic rows:
         the cached index above ``BRUTE_FORCE_PAIRS`` pairs, else the rows themselves (all pairs)."""
-        return self.index(part) if n_queries * self.size(part) > BRUTE_FORCE_PAIRS else self.encoded(part)
+        source = self.sources[part]
+        assert isinstance(source, FrameRows)
+        return source.searchable(self.encoder, n_queries)
 
     def size(self, part: Part) -> int:
-        return len(self.indices[part]) if part in _DERIVED else len(self.frames[part])
+        return len(self.indices[part]) if part in _DERIVED else len(self.sources[part])
 
-    def knn(self, query: Part, ref: Part, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Cached exact k-NN of ``query`` rows among ``ref`` rows: ``(distances, indices into ref)``."""
-        dist, idx, _ = self.knn_ties(query, ref, k)
-        return dist, idx
-
-    def knn_ties(self, query: Part, ref: Part, k: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Like :meth:`knn` plus, per query, the number of ``ref`` rows at exactly the nearest distance."""
+    def knn(self, query: Part, ref: Literal["synthetic"], k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Cached exact k-NN of ``query`` rows among the synthetic rows: ``(distances, indices into ref)``."""
         key = (query, ref)
         cached = self._knn.get(key)
         if cached is None or cached[0].shape[1] < k:
             start = time.perf_counter()
             queries = self.encoded(query)
-            cached = self.encoder.knn(queries, self.searchable(ref, len(queries)), k=k, ties=True)
+            cached = self.encoder.knn(queries, self.searchable(ref, len(queries)), k=k)
             self._knn[key] = cached
             self.timings[f"knn {query}->{ref}"] = time.perf_counter() - start
-        return cached[0][:, :k], cached[1][:, :k], cached[2]
+        return cached[0][:, :k], cached[1][:, :k]
+
+    def nearest(self, query: Part, ref: Base, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Cached exact ``k`` nearest distances of ``query`` rows among all rows of ``ref``, and the nearest ties.
+
+        ``ref`` may be a table that is not in memory: the search then runs
+        where it lives (:meth:`RealRows.nearest`).
+        """
+        key = (query, ref)
+        cached = self._knn.get(key)
+        if cached is None or cached[0].shape[1] < k:
+            start = time.perf_counter()
+            cached = self.sources[ref].nearest(self.encoder, self.encoded(query), k)
+            self._knn[key] = cached
+            self.timings[f"knn {query}->{ref}"] = time.perf_counter() - start
+        return cached[0][:, :k], cached[1]
 
     def sizes(self) -> dict[str, int]:
-        out = {k: len(v) for k, v in self.frames.items()}
+        out = {k: len(v) for k, v in self.sources.items()}
         out.update({k: len(v) for k, v in self.indices.items()})
         if self.units is not None:
             out.update({f"{k}_persons": int(len(np.unique(v))) for k, v in self.units.items()})
         return out
+
+
+class _Frames:
+    """``AuditData.frames``: a base table's frame, read in full from its source when asked for."""
+
+    def __init__(self, data: AuditData) -> None:
+        self._data = data
+
+    def __getitem__(self, part: str) -> pd.DataFrame:
+        cache = self._data._frames
+        if part not in cache:
+            source = self._data.sources[part]
+            cache[part] = source.frame if isinstance(source, FrameRows) else source.rows(np.arange(len(source)))
+        return cache[part]
+
+
+def _check_columns(spec: TableSpec, table: pd.DataFrame | RealRows, role: str) -> None:
+    """Raise ``SpecError`` naming the table and the columns when ``table`` lacks spec columns or rows."""
+    if isinstance(table, pd.DataFrame):
+        spec.check_frame(table, role)
+        return
+    have = table.columns()
+    missing = [n for n in spec.names if n not in have]
+    if missing:
+        raise SpecError(f"the {role} table lacks spec columns {missing}; it has {have}")
+    if len(table) == 0:
+        raise SpecError(f"the {role} table is empty")
 
 
 def per_person(values: np.ndarray, groups: np.ndarray | None) -> np.ndarray:

@@ -61,8 +61,8 @@ def dcr_share(data: AuditData) -> AuditResult:
     rows (a 24k/6k split caps the share at 0.625 instead of 1.0).
     """
     start = time.perf_counter()
-    d_train, _, c_train = data.knn_ties("synthetic_q", "train", k=2)
-    d_hold, _, c_hold = data.knn_ties("synthetic_q", "holdout", k=1)
+    d_train, c_train = data.nearest("synthetic_q", "train", k=2)
+    d_hold, c_hold = data.nearest("synthetic_q", "holdout", k=1)
     d_train, d_hold = d_train[:, 0], d_hold[:, 0]
     frac = np.where(d_train < d_hold, 1.0, 0.0)
     tie = d_train == d_hold
@@ -70,7 +70,7 @@ def dcr_share(data: AuditData) -> AuditResult:
     mean, lo, hi = mean_interval(frac, data.confidence)
     n_t, n_h = data.size("train"), data.size("holdout")
     to_equal = _equal_size_share(n_t, n_h)
-    d_base, _ = data.knn("holdout_ref", "train", k=2)
+    d_base, _ = data.nearest("holdout_ref", "train", k=2)
     hist = _histograms({"synthetic_to_train": d_train, "holdout_to_train": d_base[:, 0]})
     return AuditResult(
         name="dcr_share",
@@ -126,8 +126,8 @@ def nndr(data: AuditData) -> AuditResult:
     the threshold.
     """
     start = time.perf_counter()
-    d_syn, _ = data.knn("synthetic_q", "train", k=2)
-    d_hold, _ = data.knn("holdout_ref", "train", k=2)
+    d_syn, _ = data.nearest("synthetic_q", "train", k=2)
+    d_hold, _ = data.nearest("holdout_ref", "train", k=2)
     r_syn, r_hold = _nndr(d_syn), _nndr(d_hold)
     value, lo, hi = bootstrap_ratio_of_means(
         r_syn, r_hold, n_bootstrap=data.n_bootstrap, confidence=data.confidence, seed=data.seed
@@ -163,12 +163,11 @@ def exact_copy_rate(data: AuditData) -> AuditResult:
     (Adult: ~11% of rows repeat) an honest generator reproduces common rows too.
     """
     start = time.perf_counter()
-    train_keys, syn_keys, hold_keys = (
-        data.encoder.row_keys(data.frame(part), data.encoded(part)) for part in ("train", "synthetic", "holdout")
-    )
-    train_sorted = np.sort(train_keys)
-    syn_hits, hold_hits = (int(_contained(keys, train_sorted).sum()) for keys in (syn_keys, hold_keys))
-    n_syn, n_hold = len(syn_keys), len(hold_keys)
+    train, holdout = data.sources["train"], data.sources["holdout"]
+    syn_keys = data.encoder.row_keys(data.frame("synthetic"), data.encoded("synthetic"))
+    syn_hits = int(train.contains(data.encoder, syn_keys).sum())
+    hold_hits = holdout.rows_found_in(data.encoder, train)  # where the tables live: no keys of real rows cross
+    n_syn, n_hold = len(syn_keys), len(holdout)
     lo, hi = wilson_interval(syn_hits, n_syn, data.confidence)
     b_lo, b_hi = wilson_interval(hold_hits, n_hold, data.confidence)
     return AuditResult(
@@ -189,14 +188,6 @@ def exact_copy_rate(data: AuditData) -> AuditResult:
         },
         seconds=time.perf_counter() - start,
     )
-
-
-def _contained(keys: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
-    """``np.isin(keys, sorted_ref)`` by binary search (``sorted_ref`` sorted ascending)."""
-    if not len(sorted_ref):
-        return np.zeros(len(keys), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_ref, keys), len(sorted_ref) - 1)
-    return sorted_ref[pos] == keys
 
 
 def dcr_membership_attack(data: AuditData) -> AuditResult:

@@ -103,6 +103,11 @@ class MixedEncoder:
         self._fit(frames, factorized)
         return [self.transform(df, f) for df, f in zip(frames, factorized)]
 
+    @staticmethod
+    def labels_of(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, set[str]]:
+        """Per column of ``columns``, the canonical labels of its distinct values (a Categorical's: its categories)."""
+        return {c: {category_label(v) for v in _factorize(df[c])[1]} for c in columns}
+
     def _factorize(self, df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per categorical column: (code per row, -1 if missing; the distinct values)."""
         kinds = {c: self.spec.column(c).kind for c in self.columns}
@@ -111,20 +116,31 @@ class MixedEncoder:
     def _fit(
         self, frames: Sequence[pd.DataFrame], factorized: Sequence[dict[str, tuple[np.ndarray, np.ndarray]]]
     ) -> MixedEncoder:
+        numeric = [c for c in self.columns if self.spec.column(c).kind == "numeric"]
+        seen = {
+            name: {category_label(v) for f in factorized for v in f[name][1]}
+            for name in self.columns
+            if self.spec.column(name).kind == "categorical"
+        }
+        return self.fit_seen(seen, {c for c in numeric if any(df[c].isna().any() for df in frames)})
+
+    def fit_seen(self, seen: dict[str, set[str]], missing: set[str]) -> MixedEncoder:
+        """Fit from what the tables hold: ``seen`` labels per categorical column, numeric columns ``missing`` values.
+
+        The vocabulary of a column is its declared categories, then any other
+        label seen (sorted), then the missing level; numeric columns get a
+        missing flag where declared nullable or ``missing``. Tables that are
+        not in memory (:class:`audits.sources.RealRows`) report both.
+        """
         self.numeric_ = [c for c in self.columns if self.spec.column(c).kind == "numeric"]
         self.categorical_ = [c for c in self.columns if self.spec.column(c).kind == "categorical"]
         self.levels_: dict[str, list[str | None]] = {}
         for name in self.categorical_:
             declared = list(self.spec.column(name).categories)
-            seen: set[str] = set()
-            for f in factorized:
-                seen.update(category_label(v) for v in f[name][1])
-            extra = sorted(seen - set(declared))
+            extra = sorted(set(seen.get(name, ())) - set(declared))
             self.levels_[name] = declared + extra + [None]
         # Numeric missing flags only where a value can be missing (declared or seen).
-        self.nan_flag_ = [
-            c for c in self.numeric_ if self.spec.column(c).nullable or any(df[c].isna().any() for df in frames)
-        ]
+        self.nan_flag_ = [c for c in self.numeric_ if self.spec.column(c).nullable or c in missing]
         return self._blocks()
 
     def restricted(self, columns: Sequence[str]) -> MixedEncoder:

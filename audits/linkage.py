@@ -78,7 +78,7 @@ def _sub_encoder(data: AuditData, columns: Sequence[str]) -> MixedEncoder:
 
 def _encoded_targets(data: AuditData, train_idx: np.ndarray, control_idx: np.ndarray) -> Encoded:
     """Train targets then control targets, in the audit's encoding."""
-    return Encoded.concat([data.encoded("train").take(train_idx), data.encoded("holdout").take(control_idx)])
+    return Encoded.concat([data.encoded_rows("train", train_idx), data.encoded_rows("holdout", control_idx)])
 
 
 # ---------------------------------------------------------------------------- linkage
@@ -192,6 +192,7 @@ def attribute_inference_attack(
     syn_order = rng.permutation(data.size("synthetic"))
     synthetic = data.encoded("synthetic")  # searched in syn_order (projected and permuted at once, per secret)
     targets = _encoded_targets(data, train_idx, control_idx)
+    real_targets = {"train": data.rows("train", train_idx), "holdout": data.rows("holdout", control_idx)}
     per_secret: dict[str, dict[str, object]] = {}
     best: tuple[Risk, str] | None = None
     k = len(plan)
@@ -201,9 +202,7 @@ def attribute_inference_attack(
         enc = _sub_encoder(data, aux)
         _, nn = enc.knn(enc.project(targets), enc.index(enc.project(synthetic, syn_order)), k=1)
         guesses = data.frames["synthetic"][secret_col].iloc[syn_order[nn[:, 0]]]
-        truth = pd.concat(
-            [data.frames["train"][secret_col].iloc[train_idx], data.frames["holdout"][secret_col].iloc[control_idx]]
-        )
+        truth = pd.concat([real_targets["train"][secret_col], real_targets["holdout"][secret_col]])
         correct = _correct(guesses, truth, data, secret_col)
         risk = normalised_risk(*_successes(data, np.asarray(correct), train_idx, control_idx), per_confidence)
         per_secret[secret_col] = {

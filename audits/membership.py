@@ -80,13 +80,11 @@ def domias_attack(data: AuditData, k: int = 1, eps: float = 1e-3) -> AuditResult
         mem_idx = rng.choice(data.size("train"), size=n_targets, replace=False)
 
     enc = data.encoder
-    holdout = data.encoded("holdout")
-    reference = holdout.take(ref_idx)
     n_syn = data.size("synthetic")
-    k_syn, k_ref = min(k, n_syn), min(k, len(reference))
-    targets = Encoded.concat([data.encoded("train").take(mem_idx), holdout.take(non_idx)])  # members first
+    k_syn, k_ref = min(k, n_syn), min(k, len(ref_idx))
+    targets = Encoded.concat([data.encoded_rows("train", mem_idx), data.encoded_rows("holdout", non_idx)])
     r_syn, _ = enc.knn(targets, data.searchable("synthetic", len(targets)), k=k_syn)
-    r_ref, _ = enc.knn(targets, reference, k=k_ref)
+    r_ref, _ = data.sources["holdout"].nearest(enc, targets, k_ref, within=np.asarray(ref_idx))
     scores = np.log(r_ref[:, -1] + eps) - np.log(r_syn[:, -1] + eps)
     if data.person_level:  # a person's score: the highest over their rows
         s_mem = per_person(scores[: len(mem_idx)], data.groups("train")[mem_idx])

@@ -141,7 +141,7 @@ def _classifier(kind: str, seed: int):
 
 
 def _outliers(data: AuditData, part: str, other: str, n: int) -> np.ndarray:
-    d, _ = data.knn(part, other, k=1)  # type: ignore[arg-type]
+    d, _ = data.nearest(part, other, k=1)  # type: ignore[arg-type]
     return np.argsort(-d[:, 0], kind="stable")[:n]
 
 

@@ -19,7 +19,7 @@ from audits.data import AuditData
 from audits.errors import AuditInputError
 from audits.linkage import _risk_details
 from audits.results import AuditResult
-from audits.spec import category_labels, numeric_values
+from audits.spec import TableSpec, category_labels, numeric_values
 from audits.stats import normalised_risk, risk_values, z_value
 
 Condition = tuple[str, str, float]  # (column, "==" | "isna" | ">=" | "<=", value): one clause of a predicate
@@ -34,13 +34,13 @@ class _Columns:
     lists, numbers a sorted order, so ``x >= v`` is a slice.
     """
 
-    def __init__(self, frame: pd.DataFrame, data: AuditData, vocab: dict[str, dict[str | None, int]]) -> None:
+    def __init__(self, frame: pd.DataFrame, spec: TableSpec, vocab: dict[str, dict[str | None, int]]) -> None:
         self.n = len(frame)
         self.values: dict[str, np.ndarray] = {}
         self._rows: dict[tuple[str, float], np.ndarray] = {}
         self._order: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name in data.spec.names:
-            col = data.spec.column(name)
+        for name in spec.names:
+            col = spec.column(name)
             if col.kind == "numeric":
                 self.values[name] = numeric_values(frame[name], col)
             else:
@@ -192,7 +192,7 @@ def singling_out_attack(
         raise ValueError(f"max_columns must be >= 1, got {max_columns}")
     vocab = {n: {lvl: i for i, lvl in enumerate(data.encoder.levels_[n])} for n in data.encoder.categorical_}
     rng = data.rng("singling-out")
-    syn, train, control = _singling_out_samples(data, vocab, rng)
+    syn, train_rows, control_rows = _singling_out_samples(data, vocab, rng)
     predicates, attempts = _isolating_predicates(
         _Rarity(syn, data.spec.names, vocab), rng, n_attacks, max_columns, max_attempts_factor
     )
@@ -201,8 +201,14 @@ def singling_out_attack(
             f"singling out: no predicate of at most {max_columns} columns isolates a synthetic "
             f"row in {attempts} attempts; the synthetic table has no rare records"
         )
-    n, n_eval = len(predicates), train.n
-    pooled = _match_matrix(predicates, train, control)
+    n, n_eval = len(predicates), len(train_rows)
+    matcher = _Matcher(predicates, data.spec, vocab)
+    pooled = _match_matrix(
+        n,
+        data.sources["train"].matching(train_rows, matcher),  # where the table lives: matches cross, not rows
+        data.sources["holdout"].matching(control_rows, matcher),
+        n_eval,
+    )
     in_train = (np.arange(pooled.shape[1]) < n_eval).astype(np.float32)
     hits_train, hits_control = _singled_out(pooled, in_train[:, None])
     risk = normalised_risk(int(hits_train[0]), n, int(hits_control[0]), n, data.confidence)
@@ -238,21 +244,30 @@ def singling_out_attack(
 
 def _singling_out_samples(
     data: AuditData, vocab: dict[str, dict[str | None, int]], rng: np.random.Generator
-) -> tuple[_Columns, _Columns, _Columns]:
-    """Synthetic, train and control (holdout) samples, all of the size of the smaller real side.
+) -> tuple[_Columns, np.ndarray, np.ndarray]:
+    """The synthetic sample, and the train and control (holdout) rows to check, all of the size of the smaller side.
 
     Predicates isolate a row of a synthetic sample as large as the target
     sets: isolating a row of the whole synthetic table (which mirrors the
     whole train set) would select predicates that avoid most train records
-    and bias the equal-size comparison against train.
+    and bias the equal-size comparison against train. The real samples are
+    row numbers (sorted): their rows are matched where the tables live.
     """
     n_eval = min(data.size("train"), data.size("holdout"))
     sizes = {"synthetic": min(data.size("synthetic"), n_eval), "train": n_eval, "holdout": n_eval}
-    syn, train, control = (
-        _Columns(data.frames[part].iloc[np.sort(rng.choice(data.size(part), n, replace=False))], data, vocab)
-        for part, n in sizes.items()
-    )
-    return syn, train, control
+    syn, train, control = (np.sort(rng.choice(data.size(part), n, replace=False)) for part, n in sizes.items())
+    return _Columns(data.rows("synthetic", syn), data.spec, vocab), train, control
+
+
+class _Matcher:
+    """Which rows of a frame each predicate matches (a picklable callable: an engine may run it on parts of a table)."""
+
+    def __init__(self, predicates: Sequence[Predicate], spec: TableSpec, vocab: dict[str, dict[str | None, int]]):
+        self.predicates, self.spec, self.vocab = list(predicates), spec, vocab
+
+    def __call__(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        columns = _Columns(frame, self.spec, self.vocab)
+        return [np.sort(columns.matching(p)) for p in self.predicates]
 
 
 def _isolating_predicates(
@@ -309,16 +324,21 @@ def _clip_risk(v: float) -> float:
     return float(min(1.0, max(-1.0, v)))
 
 
-def _match_matrix(predicates: Sequence[Predicate], train: _Columns, control: _Columns) -> sparse.csr_matrix:
-    """Sparse 0/1 matrix, predicates x pooled records (train targets first, then control targets)."""
+def _match_matrix(
+    n_predicates: int, train: list[np.ndarray], control: list[np.ndarray], n_side: int
+) -> sparse.csr_matrix:
+    """Sparse 0/1 matrix, predicates x pooled records (train targets first, then control targets).
+
+    ``train[i]`` / ``control[i]``: the positions of the records predicate ``i`` matches on that side.
+    """
     rows, cols = [], []
-    for i, p in enumerate(predicates):
-        hit = np.r_[train.matching(p), control.matching(p) + train.n]
+    for i in range(n_predicates):
+        hit = np.r_[train[i], control[i] + n_side]
         rows.append(np.full(len(hit), i, dtype=np.int64))
         cols.append(hit)
     r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
     c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    shape = (len(predicates), train.n + control.n)
+    shape = (n_predicates, 2 * n_side)
     return sparse.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=shape)
 
 

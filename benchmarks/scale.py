@@ -12,8 +12,9 @@ resident memory (``ru_maxrss``, also after each step):
 * ``pandas-engine``: the same path with ``--engine pandas`` (reads through pandas).
 * ``spark``: the same path with ``--engine spark`` in local mode (``--spark-master``, default
   ``local[2]``; Parquet only, so pass ``--format parquet``): the JVM's start is its own step,
-  then read + encode on Spark (codes cached there), split by a join on the row index, the
-  frames collected for the audits, MST's counts as Spark ``GROUP BY GROUPING SETS`` jobs.
+  then read + encode on Spark (codes cached there), split by a join on the row index, MST's
+  counts as Spark ``GROUP BY GROUPING SETS`` jobs, the audits' searches and lookups on the
+  executors (dpsynth.engines.spark_audit) and the report's real columns from their marginals.
 * ``pandas``: today's path as it was before the engines: ``read_csv`` (object
   columns), ``split_holdout`` on the frame, ``prepare`` of the whole table,
   MST fitted on the pandas frame. It is the baseline the others are compared
@@ -119,7 +120,7 @@ class Steps:
 
 def run_one(config: str, data: Path, skip_audit: bool, seed: int, spark_master: str | None = None) -> dict:
     import audits
-    from dpsynth.engines import read_table
+    from dpsynth.engines import audit_tables, read_table
     from dpsynth.holdout import split_encoded
     from dpsynth.release import split_holdout, synthetic_csv_text
     from dpsynth.report import write_report
@@ -148,7 +149,7 @@ def run_one(config: str, data: Path, skip_audit: bool, seed: int, spark_master: 
         steps.done("read+encode")
         train_codes, holdout_codes = split_encoded(encoded, 0.2, rng)
         del encoded
-        train, holdout = train_codes.frame(), holdout_codes.frame()
+        train, holdout = audit_tables(train_codes, holdout_codes)  # a Spark side stays on the cluster
         fit_input = train_codes
         steps.done("split")
     model = MST(epsilon=1.0, delta=1e-9, random_state=seed).fit(fit_input, schema)
@@ -174,7 +175,8 @@ def run_one(config: str, data: Path, skip_audit: bool, seed: int, spark_master: 
         manifest |= {"privacy": {"epsilon": 1.0, "delta": 1e-9}, "budget": {}, "schema": {}, "rows": {}}
         kinds = {c.name: c.kind for c in schema}
         bounds = {c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"}
-        write_report(Path(tmp, "report.html"), manifest, audit, train, synthetic, kinds, bounds=bounds)
+        real = train if isinstance(train, pd.DataFrame) else train.frame_for_report()
+        write_report(Path(tmp, "report.html"), manifest, audit, real, synthetic, kinds, bounds=bounds)
         steps.done("report")
     return {
         "config": config,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 import audits
 from dpsynth._files import atomic_write_json, staged_directory
-from dpsynth.engines import read_table
+from dpsynth.engines import audit_tables, read_table
 from dpsynth.errors import UsageError
 from dpsynth.profiles import load_policy
 from dpsynth.schema import Schema
@@ -57,10 +59,17 @@ def run_audit(
         )
     policy = loaded.policy
     tables = {}
+    read = {}
     for label, path in (("train", train_path), ("holdout", holdout_path), ("synthetic", synthetic_path)):
         with steps.step("read", table=label) as read_step:
-            tables[label] = read_table(path, schema, engine=engine).frame()
-            read_step.rows = len(tables[label])
+            read[label] = read_table(path, schema, engine=engine)
+            read_step.rows = len(read[label])
+    # a Spark engine's real tables stay on the cluster, where the audits' searches run (docs/spark.md)
+    if privacy_unit is None:
+        tables["train"], tables["holdout"] = audit_tables(read["train"], read["holdout"])
+    else:
+        tables["train"], tables["holdout"] = read["train"].frame(), read["holdout"].frame()
+    tables["synthetic"] = read.pop("synthetic").frame()
     units = None if privacy_unit is None else _person_codes(privacy_unit, train_path, holdout_path)
     spec = audits.TableSpec.from_schema_dict(schema.to_dict())
     with steps.step("audit", rows=len(tables["synthetic"]), tier="quick") as audit_step:
@@ -125,11 +134,12 @@ def _write_dir(out: Path, audit: dict, manifest: dict, tables: dict, schema: Sch
         }
         atomic_write_json(staging / "audit.json", {**internal, **audit})
         with steps.step("report"):
+            train = tables["train"]
             write_report(
                 staging / "report.html",
                 manifest,
                 audit,
-                tables["train"],
+                train if isinstance(train, pd.DataFrame) else train.frame_for_report(),
                 tables["synthetic"],
                 {c.name: c.kind for c in schema},
                 bounds={c.name: (c.lower, c.upper) for c in schema if c.kind == "numeric"},

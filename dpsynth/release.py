@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 import audits
+from audits.sources import RealRows
 from dpsynth._files import atomic_write_json, atomic_write_text, sha256_file, staged_directory
 from dpsynth.disclosure import INTERNAL_NOTICE, public_privacy_statement
-from dpsynth.engines import ENGINES, EncodedTable, read_table
+from dpsynth.engines import ENGINES, EncodedTable, audit_tables, read_table
 from dpsynth.errors import GateFailed, UsageError
 from dpsynth.evidence.bundle import build_index, write_signed_bundle
 from dpsynth.evidence.keys import load_identity
@@ -262,7 +263,7 @@ def run_release(
     del table
     check_privacy_parameters(request.epsilon, request.delta, n_units(train_codes))
     with steps.step("prepare", rows=len(train_codes) + len(holdout_codes)):
-        train, holdout = train_codes.frame(), holdout_codes.frame()  # the audits' and the report's pandas frames
+        train, holdout = audit_tables(train_codes, holdout_codes)  # pandas frames, or tables left on the cluster
 
     with steps.step("plan", generator=request.generator):
         synthesizer: Synthesizer = make_synthesizer(
@@ -430,7 +431,7 @@ def _write_release_dir(
     out: Path,
     manifest: dict[str, Any],
     audit: dict,
-    train: pd.DataFrame,
+    train: pd.DataFrame | RealRows,
     synthetic: pd.DataFrame | None,
     schema: Schema,
     public: dict[str, Any] | None,
@@ -459,7 +460,8 @@ def _write_release_dir(
         with steps.step("report"):
             from dpsynth.report import write_report  # matplotlib: imported (seconds) only when a report is written
 
-            html = write_report(staging / "report.html", manifest, audit, train, synthetic, kinds, bounds=bounds)
+            real = train if isinstance(train, pd.DataFrame) else train.frame_for_report()
+            html = write_report(staging / "report.html", manifest, audit, real, synthetic, kinds, bounds=bounds)
         if pdf:
             with steps.step("pdf"):
                 from dpsynth.report.browser import html_to_pdf

@@ -31,7 +31,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs
 
 from dpsynth.engines.table import EncodedTable, code_dtype
@@ -183,7 +183,23 @@ def read_table(
     return chosen.read(source, schema, unit_column=unit_column)
 
 
+def audit_tables(train: EncodedTable, holdout: EncodedTable) -> tuple[Any, Any]:
+    """What the audits read of a split's two sides: pandas frames, or tables left where they live.
+
+    A Spark side stays on the cluster (:class:`~dpsynth.engines.spark_audit.SparkRows`: the audits'
+    searches and lookups run on the executors, docs/spark.md); any other side becomes the pandas
+    frame the audits and the report read (:meth:`EncodedTable.frame`). A person-level table (with
+    person codes) is read as frames by every engine.
+    """
+    if train.engine == "spark" and train.units is None and hasattr(train, "row_numbers"):
+        from dpsynth.engines.spark_audit import SparkRows
+
+        return SparkRows(train), SparkRows(holdout)
+    return train.frame(), holdout.frame()
+
+
 __all__ = [
+    "audit_tables",
     "ENGINES",
     "EncodedTable",
     "Engine",

@@ -229,6 +229,27 @@ def _scan(
     return int(row[0]), failures, changed
 
 
+def arrow_table(
+    arrow: Any, schema: Schema, code_columns: dict[str, str], value_columns: dict[str, str]
+) -> EncodedTable:
+    """An in-memory :class:`EncodedTable` of Arrow rows of the encoding query (sorted by :data:`ROW`).
+
+    The driver builds its local copy with it, and the executors the rows they search (the audits).
+    """
+    order = np.argsort(arrow.column(ROW).to_numpy(), kind="stable")
+    codes, values, status = {}, {}, {}
+    for column in schema:
+        folded = arrow.column(code_columns[column.name]).to_numpy()[order].astype(np.int64)
+        code, state = sql.split_status(folded, column.domain_size)
+        codes[column.name] = code.astype(code_dtype(column.domain_size))
+        if state.any():
+            status[column.name] = state.astype(np.int8)
+        if column.name in value_columns:
+            x = arrow.column(value_columns[column.name]).to_numpy(zero_copy_only=False)
+            values[column.name] = np.asarray(x, dtype=np.float64)[order]
+    return EncodedTable(schema=schema, codes=codes, values=values, status=status, engine="spark")
+
+
 def _report(schema: Schema, changed: dict[str, tuple[int, int]], ignored: list[str]) -> DomainReport:
     """The :class:`DomainReport` of per-column ``(status 1, status 2)`` row counts (see :func:`_scan`)."""
     report = DomainReport(ignored_columns=list(ignored))
@@ -249,11 +270,11 @@ class SparkTable(EncodedTable):
 
     ``counts_many`` runs ``GROUP BY GROUPING SETS`` there and returns the
     count arrays; :meth:`split` selects rows by the driver's coins with a
-    join on the row index, on the cluster. :meth:`local` (and so
-    :attr:`codes`, :attr:`values`, :meth:`take` and :meth:`frame`) brings the
-    rows' codes and numeric values to the driver: the audits, the report and
-    the DP-SGD generators read rows, so a release that runs them moves the
-    encoded rows across (docs/spark.md).
+    join on the row index, on the cluster. The audits question a side where
+    it lives (:class:`dpsynth.engines.spark_audit.SparkRows`). :meth:`local`
+    (and so :attr:`codes`, :attr:`values`, :meth:`take` and :meth:`frame`)
+    brings the rows' codes and numeric values to the driver: only the DP-SGD
+    generators and the thorough audit tier's refits need that (docs/spark.md).
     """
 
     def __init__(
@@ -273,6 +294,7 @@ class SparkTable(EncodedTable):
         self._view: str | None = None
         self._weight = "count(*)"
         self._compact: Any = None
+        self._row_numbers: np.ndarray | None = None  # None: rows 0 .. n - 1 (a table as read, not a side)
 
     def __repr__(self) -> str:
         return f"SparkTable({self.source!r}, {self._n_rows} rows)"
@@ -350,46 +372,36 @@ class SparkTable(EncodedTable):
             *self.report.mapped_to_other,
         ]
         sides = []
-        for part, n in (
-            (self._encoded.join(ids, on=ROW, how="left_anti"), len(self) - n_holdout),
-            (self._encoded.join(ids, on=ROW, how="left_semi"), n_holdout),
+        for part_number, (part, n) in enumerate(
+            (
+                (self._encoded.join(ids, on=ROW, how="left_anti"), len(self) - n_holdout),
+                (self._encoded.join(ids, on=ROW, how="left_semi"), n_holdout),
+            )
         ):
             changed = {c.name: (0, 0) for c in self.schema}
             if changed_columns:  # each side's own domain report, as prepare() of that side gives
                 _, _, changed = _scan(part, self.schema, self._code_columns, list(dict.fromkeys(changed_columns)))
             report = _report(self.schema, changed, self.report.ignored_columns)
-            sides.append(SparkTable(self.schema, part, self._code_columns, self._value_columns, n, report, self.source))
+            side = SparkTable(self.schema, part, self._code_columns, self._value_columns, n, report, self.source)
+            side._row_numbers = self.row_numbers()[in_holdout == (part_number == 1)]
+            sides.append(side)
         return sides[0], sides[1]
 
     def take(self, rows: np.ndarray) -> EncodedTable:
         """The selected rows, on the driver (:meth:`local`)."""
         return self.local().take(rows)
 
+    def row_numbers(self) -> np.ndarray:
+        """The :data:`ROW` number of each row, in row order (position ``i`` is the ``i``-th smallest)."""
+        return np.arange(self._n_rows, dtype=np.int64) if self._row_numbers is None else self._row_numbers
+
     def local(self) -> EncodedTable:
         """The codes and numeric values brought to the driver, in row order, as an in-memory table."""
         if self._local is None:
             names = [ROW, *self._code_columns.values(), *self._value_columns.values()]
             arrow = self._encoded.select(*names).toArrow()
-            order = np.argsort(arrow.column(ROW).to_numpy(), kind="stable")
-            codes, values, status = {}, {}, {}
-            for column in self.schema:
-                folded = arrow.column(self._code_columns[column.name]).to_numpy()[order].astype(np.int64)
-                code, state = sql.split_status(folded, column.domain_size)
-                codes[column.name] = code.astype(code_dtype(column.domain_size))
-                if state.any():
-                    status[column.name] = state.astype(np.int8)
-                if column.name in self._value_columns:
-                    x = arrow.column(self._value_columns[column.name]).to_numpy(zero_copy_only=False)
-                    values[column.name] = np.asarray(x, dtype=np.float64)[order]
-            self._local = EncodedTable(
-                schema=self.schema,
-                codes=codes,
-                values=values,
-                report=self.report,
-                source=self.source,
-                engine=self.engine,
-                status=status,
-            )
+            self._local = arrow_table(arrow, self.schema, self._code_columns, self._value_columns)
+            self._local.report, self._local.source, self._local.engine = self.report, self.source, self.engine
         return self._local
 
     @property
@@ -412,4 +424,4 @@ class SparkTable(EncodedTable):
         self._encoded.unpersist()
 
 
-__all__ = ["ROW", "SparkEngine", "SparkTable"]
+__all__ = ["ROW", "SparkEngine", "SparkTable", "arrow_table"]

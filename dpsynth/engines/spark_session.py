@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ def spark_session(master: str | None = None) -> Any:
     )
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # the Python workers (the audits' searches run there) use this interpreter, which has dpsynth
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         cores = _local_cores(master)
         builder = (
             builder.config("spark.sql.shuffle.partitions", str(max(2, cores)))

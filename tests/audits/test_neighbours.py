@@ -8,9 +8,9 @@ import pytest
 from scipy.spatial.distance import cdist
 
 import audits
-import audits.data
 import audits.embedding
 import audits.neighbours as nb
+import audits.sources
 from audits import MixedEncoder, TableSpec
 
 
@@ -111,7 +111,7 @@ def test_audit_results_are_the_same_with_the_index_and_with_all_pairs(monkeypatc
 
     def run(pairs: float, use_index: bool) -> audits.AuditReport:
         with monkeypatch.context() as m:
-            for module in (audits.embedding, audits.data):
+            for module in (audits.embedding, audits.sources):
                 m.setattr(module, "BRUTE_FORCE_PAIRS", pairs)
             if not use_index:
                 m.setattr(MixedEncoder, "index", lambda self, ref: ref)
