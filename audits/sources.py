@@ -66,7 +66,7 @@ class RealRows(Protocol):
     def nearest(
         self, encoder: MixedEncoder, queries: Encoded, k: int, within: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact ``k`` nearest distances of each query among the rows (only rows ``within``, if given).
+        """Exact ``k`` nearest distances of each query among the rows (only the distinct rows ``within``, if given).
 
         Returns ``(distances, ties)``: distances ``(len(queries), k)``
         ascending, and per query the number of rows at exactly the nearest
@@ -149,6 +149,8 @@ class FrameRows:
     ) -> tuple[np.ndarray, np.ndarray]:
         if within is None:
             ref: Encoded | GowerIndex = self.searchable(encoder, len(queries))
+        elif len(np.unique(within)) != len(within):
+            raise ValueError("within must name distinct rows")
         else:
             ref = self.encoded(encoder, within)
         dist, _, ties = encoder.knn(queries, ref, k=k, ties=True)

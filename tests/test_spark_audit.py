@@ -19,10 +19,11 @@ pytest.importorskip("pyspark", reason="the spark engine's tests need pyspark: pi
 
 import audits  # noqa: E402
 from audits.sources import FrameRows, merge_nearest  # noqa: E402
-from dpsynth.engines import audit_tables, read_table  # noqa: E402
+from dpsynth.engines import audit_tables, read_table, spark_audit_place  # noqa: E402
 from dpsynth.engines.spark_session import java_command, spark_session, stop_session  # noqa: E402
+from dpsynth.errors import UsageError  # noqa: E402
 from dpsynth.holdout import split_encoded  # noqa: E402
-from tests.test_engines import SCHEMA, messy_frame  # noqa: E402
+from tests.test_engines import SCHEMA, cli_release, messy_frame  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     java_command() is None, reason="the spark engine needs Java 17: no java on PATH and JAVA_HOME is not set"
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def sides(tmp_path_factory) -> dict:
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DPSYNTH_SPARK_AUDIT", "cluster")  # local mode audits on the driver unless told otherwise
     spark_session("local[2]")
     root = tmp_path_factory.mktemp("spark-audit")
     base = messy_frame(1400)
@@ -48,8 +51,9 @@ def sides(tmp_path_factory) -> dict:
     remote = audit_tables(*spark)
     # synthetic: unseen rows, some holdout rows and some training rows copied (every family has work)
     synthetic = pd.concat([frames[1].iloc[:150], frames[0].iloc[:60], messy_frame(200).iloc[100:]], ignore_index=True)
-    yield {"frames": frames, "remote": remote, "synthetic": synthetic}
+    yield {"frames": frames, "remote": remote, "synthetic": synthetic, "spark": spark, "root": root}
     stop_session()
+    patch.undo()
 
 
 def test_a_spark_side_stays_on_the_cluster(sides):
@@ -57,6 +61,17 @@ def test_a_spark_side_stays_on_the_cluster(sides):
     assert type(train).__name__ == "SparkRows" and isinstance(train, audits.sources.RealRows)
     assert train._table._local is None  # nothing collected to the driver
     assert len(train) == len(sides["frames"][0]) and len(holdout) == len(sides["frames"][1])
+
+
+def test_where_the_audit_runs_follows_the_master_unless_told(sides, monkeypatch):
+    assert spark_audit_place("spark://head:7077") == "cluster"
+    monkeypatch.delenv("DPSYNTH_SPARK_AUDIT")
+    assert spark_audit_place("local[2]") == "driver" and spark_audit_place("spark://head:7077") == "cluster"
+    train, holdout = audit_tables(*sides["spark"])  # local mode: frames on the driver
+    pd.testing.assert_frame_equal(train, sides["frames"][0])
+    monkeypatch.setenv("DPSYNTH_SPARK_AUDIT", "executors")
+    with pytest.raises(UsageError, match="DPSYNTH_SPARK_AUDIT must be 'cluster' or 'driver'"):
+        audit_tables(*sides["spark"])
 
 
 def test_each_answer_equals_the_in_memory_one(sides):
@@ -145,3 +160,19 @@ def test_the_report_draws_the_same_figures_from_the_columns_marginals(sides):
         np.testing.assert_array_equal(got.real_counts, want.real_counts)
         np.testing.assert_array_equal(got.synthetic_counts, want.synthetic_counts)
         np.testing.assert_array_equal(got.suppressed, want.suppressed)
+
+
+def test_a_cli_release_audited_on_the_cluster_is_the_duckdb_release(sides):
+    files = {"root": sides["root"]}
+    first = cli_release(files, "by-duckdb", str(sides["root"] / "t.parquet"))
+    assert first.exit_code == 0, first.output
+    second = cli_release(files, "by-spark", str(sides["root"] / "parts"), "--engine", "spark")  # cluster (env)
+    assert second.exit_code == 0, second.output
+    out = [sides["root"] / d for d in ("by-duckdb", "by-spark")]
+    assert (out[0] / "synthetic.csv").read_text() == (out[1] / "synthetic.csv").read_text()
+    audits_json = [json.loads((o / "audit.json").read_text()) for o in out]
+    for a in audits_json:
+        a.pop("seconds")
+        for r in a["results"]:
+            r.pop("seconds")
+    assert audits_json[0] == audits_json[1] and audits_json[0]["results"]

@@ -186,20 +186,34 @@ def read_table(
 def audit_tables(train: EncodedTable, holdout: EncodedTable) -> tuple[Any, Any]:
     """What the audits read of a split's two sides: pandas frames, or tables left where they live.
 
-    A Spark side stays on the cluster (:class:`~dpsynth.engines.spark_audit.SparkRows`: the audits'
-    searches and lookups run on the executors, docs/spark.md); any other side becomes the pandas
-    frame the audits and the report read (:meth:`EncodedTable.frame`). A person-level table (with
-    person codes) is read as frames by every engine.
+    A Spark side on a cluster (a ``spark://`` master) stays there
+    (:class:`~dpsynth.engines.spark_audit.SparkRows`: the audits' searches and lookups run on
+    the executors, docs/spark.md). In local mode the executors are the driver's own machine, so
+    the sides become frames on the driver, which is faster; ``DPSYNTH_SPARK_AUDIT=cluster`` (or
+    ``driver``) overrides either default. Any other engine's sides become the pandas frames the
+    audits and the report read (:meth:`EncodedTable.frame`), as does a person-level table.
     """
     if train.engine == "spark" and train.units is None and hasattr(train, "row_numbers"):
-        from dpsynth.engines.spark_audit import SparkRows
+        if spark_audit_place(train._encoded.sparkSession.sparkContext.master) == "cluster":
+            from dpsynth.engines.spark_audit import SparkRows
 
-        return SparkRows(train), SparkRows(holdout)
+            return SparkRows(train), SparkRows(holdout)
     return train.frame(), holdout.frame()
+
+
+def spark_audit_place(master: str) -> str:
+    """Where a Spark table's audits run: ``cluster`` or ``driver`` (``DPSYNTH_SPARK_AUDIT``, else by the master)."""
+    import os
+
+    chosen = os.environ.get("DPSYNTH_SPARK_AUDIT", "").strip().lower()
+    if chosen and chosen not in ("cluster", "driver"):
+        raise UsageError(f"DPSYNTH_SPARK_AUDIT must be 'cluster' or 'driver', got {chosen!r}", parameter="engine")
+    return chosen or ("driver" if master.startswith("local") else "cluster")
 
 
 __all__ = [
     "audit_tables",
+    "spark_audit_place",
     "ENGINES",
     "EncodedTable",
     "Engine",

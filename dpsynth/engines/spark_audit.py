@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from audits.embedding import Encoded, MixedEncoder
-from audits.sources import Matcher, RealRows, merge_nearest
+from audits.sources import Matcher, RealRows, contained, merge_nearest
 from dpsynth.engines.spark_engine import ROW, SparkTable, arrow_table
 from dpsynth.engines.table import EncodedTable
 from dpsynth.schema import Schema
@@ -50,7 +50,7 @@ class SparkRows:
         self._table = table
         self._rows = table.row_numbers()
         self._names = [ROW, *table._code_columns.values(), *table._value_columns.values()]
-        self._key_frames: dict[int, Any] = {}
+        self._key_frames: list[tuple[MixedEncoder, Any]] = []  # (encoder, its keys cached on the cluster)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -68,9 +68,16 @@ class SparkRows:
     def columns(self) -> list[str]:
         return list(self._table.schema.names)
 
+    def _empty(self) -> pd.DataFrame:
+        """A frame of no rows with the table's columns and dtypes (categories from the schema)."""
+        t = self._table
+        codes = {c.name: np.zeros(0, dtype=np.int64) for c in t.schema}
+        values = {name: np.zeros(0) for name in t._value_columns}
+        return EncodedTable(schema=t.schema, codes=codes, values=values).frame()
+
     def seen_labels(self, columns: list[str]) -> dict[str, set[str]]:
-        empty = self._frame_of(self._table._encoded.select(*self._names).limit(0).toArrow())
-        return MixedEncoder.labels_of(empty, columns)
+        # the engine mapped every unknown label to the schema's `other`: the categories are the schema's
+        return MixedEncoder.labels_of(self._empty(), columns)
 
     def missing_numeric(self, columns: list[str]) -> set[str]:
         wanted = [c for c in columns if c in self._table._value_columns]
@@ -84,7 +91,7 @@ class SparkRows:
     def rows(self, idx: np.ndarray) -> pd.DataFrame:
         idx = np.asarray(idx, dtype=np.int64)
         if not len(idx):
-            return self._frame_of(self._table._encoded.select(*self._names).limit(0).toArrow())
+            return self._empty()
         import pyarrow as pa
         from pyspark.sql import functions as F
 
@@ -92,6 +99,8 @@ class SparkRows:
         ids = self._spark.createDataFrame(pa.table({ROW: pa.array(wanted)}))
         arrow = self._table._encoded.select(*self._names).join(F.broadcast(ids), on=ROW, how="left_semi").toArrow()
         frame = self._frame_of(arrow)
+        if len(frame) != len(wanted):
+            raise RuntimeError(f"{self!r}: asked for {len(wanted)} rows, the cluster returned {len(frame)}")
         return frame.iloc[np.searchsorted(wanted, self._rows[idx])].reset_index(drop=True)
 
     def encoded(self, encoder: MixedEncoder, idx: np.ndarray) -> Encoded:
@@ -113,7 +122,9 @@ class SparkRows:
         self, encoder: MixedEncoder, queries: Encoded, k: int, within: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         t = self._table
-        n_rows = len(self) if within is None else len(np.unique(np.asarray(within)))
+        if within is not None and len(np.unique(within)) != len(within):
+            raise ValueError("within must name distinct rows")
+        n_rows = len(self) if within is None else len(within)
         if k < 1 or k > n_rows:
             raise ValueError(f"k must be in [1, {n_rows}] (the reference size), got {k}")
         search = _partition_search(t.schema, t._code_columns, t._value_columns, encoder, queries, k)
@@ -134,20 +145,29 @@ class SparkRows:
 
     def _keys(self, encoder: MixedEncoder) -> Any:
         """A Spark DataFrame of every row's key, computed (and cached) on the executors."""
-        if id(encoder) not in self._key_frames:
-            t = self._table
-            hashing = _partition_keys(t.schema, t._code_columns, t._value_columns, encoder)
-            self._key_frames[id(encoder)] = _map_in_arrow(self._rows_within(None), hashing, "key long").persist()
-        return self._key_frames[id(encoder)]
+        for known, frame in self._key_frames:
+            if known is encoder:
+                return frame
+        t = self._table
+        hashing = _partition_keys(t.schema, t._code_columns, t._value_columns, encoder)
+        frame = _map_in_arrow(self._rows_within(None), hashing, "key long").persist()
+        self._key_frames.append((encoder, frame))
+        return frame
 
     def contains(self, encoder: MixedEncoder, keys: np.ndarray) -> np.ndarray:
-        import pyarrow as pa
-        from pyspark.sql import functions as F
-
         keys = np.asarray(keys)
-        asked = self._spark.createDataFrame(pa.table({"key": pa.array(np.unique(keys).view(np.int64))}))
-        found = self._keys(encoder).join(F.broadcast(asked), on="key", how="left_semi").distinct().toArrow()
-        present = np.sort(found.column("key").to_numpy().view(keys.dtype))
+        asked = np.unique(keys.view(np.int64))  # sorted; shipped with the lookup, the cached keys stay put
+
+        def lookup(batches: Any) -> Any:
+            import pyarrow as pa
+
+            for batch in batches:
+                mine = batch.column(0).to_numpy()
+                found = np.unique(mine[contained(mine, asked)])  # binary search: the batch's cost, not the asked keys'
+                yield pa.RecordBatch.from_pydict({"key": pa.array(found)})
+
+        found = _map_in_arrow(self._keys(encoder), lookup, "key long").toArrow()
+        present = np.unique(found.column("key").to_numpy()).view(keys.dtype)
         return np.isin(keys, present)
 
     def rows_found_in(self, encoder: MixedEncoder, other: RealRows) -> int:
@@ -165,7 +185,7 @@ class SparkRows:
         order = np.argsort(wanted, kind="stable")
         place = order[np.searchsorted(wanted[order], row)]  # each matching row's place in idx
         by_item = np.argsort(item, kind="stable")
-        n_items = len(match(self.rows(np.zeros(0, dtype=np.int64))))  # what the rows' answer is a list of
+        n_items = len(match(self._empty()))  # how many items the answer lists
         bounds = np.searchsorted(item[by_item], np.arange(n_items + 1))
         return [np.sort(place[by_item[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -194,7 +214,7 @@ class SparkRows:
 
     def unpersist(self) -> None:
         """Free the cached keys on the cluster."""
-        for frame in self._key_frames.values():
+        for _, frame in self._key_frames:
             frame.unpersist()
         self._key_frames.clear()
 
@@ -288,12 +308,12 @@ def _partition_keys(
     def hashing(batches: Any) -> Any:
         import pyarrow as pa
 
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            frame = _frame(pa.Table.from_batches([batch]), schema, code_columns, value_columns)
-            keys = encoder.row_keys(frame, encoder.transform(frame))
-            yield pa.RecordBatch.from_pydict({"key": pa.array(keys.view(np.int64))})
+        arrow = _batches_table(batches)  # the partition at once: hashing is per row, its overhead per call
+        if arrow is None or arrow.num_rows == 0:
+            return
+        frame = _frame(arrow, schema, code_columns, value_columns)
+        keys = encoder.row_keys(frame, encoder.transform(frame))
+        yield pa.RecordBatch.from_pydict({"key": pa.array(keys.view(np.int64))})
 
     return hashing
 

@@ -295,6 +295,8 @@ class SparkTable(EncodedTable):
         self._weight = "count(*)"
         self._compact: Any = None
         self._row_numbers: np.ndarray | None = None  # None: rows 0 .. n - 1 (a table as read, not a side)
+        self._parent: SparkTable | None = None  # the table a side was split from
+        self._split_sides: list[SparkTable] = []  # the sides split from this table
 
     def __repr__(self) -> str:
         return f"SparkTable({self.source!r}, {self._n_rows} rows)"
@@ -384,7 +386,9 @@ class SparkTable(EncodedTable):
             report = _report(self.schema, changed, self.report.ignored_columns)
             side = SparkTable(self.schema, part, self._code_columns, self._value_columns, n, report, self.source)
             side._row_numbers = self.row_numbers()[in_holdout == (part_number == 1)]
+            side._parent = self
             sides.append(side)
+        self._split_sides = sides
         return sides[0], sides[1]
 
     def take(self, rows: np.ndarray) -> EncodedTable:
@@ -397,6 +401,12 @@ class SparkTable(EncodedTable):
 
     def local(self) -> EncodedTable:
         """The codes and numeric values brought to the driver, in row order, as an in-memory table."""
+        if self._local is None and self._parent is not None:
+            # a side: the parent's rows cross once (one job, no join) and both sides are taken from them
+            self._local = self._parent.local().take(self._row_numbers)
+            self._local.report = self.report
+            if all(side._local is not None for side in self._parent._split_sides):
+                self._parent._local = None  # both sides are on the driver: the whole copy is not needed
         if self._local is None:
             names = [ROW, *self._code_columns.values(), *self._value_columns.values()]
             arrow = self._encoded.select(*names).toArrow()
