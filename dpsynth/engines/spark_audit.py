@@ -92,13 +92,8 @@ class SparkRows:
         idx = np.asarray(idx, dtype=np.int64)
         if not len(idx):
             return self._empty()
-        import pyarrow as pa
-        from pyspark.sql import functions as F
-
         wanted = np.unique(self._rows[idx])  # sorted row numbers: the fetched table's order
-        ids = self._spark.createDataFrame(pa.table({ROW: pa.array(wanted)}))
-        arrow = self._table._encoded.select(*self._names).join(F.broadcast(ids), on=ROW, how="left_semi").toArrow()
-        frame = self._frame_of(arrow)
+        frame = self._frame_of(self._rows_within(idx).toArrow())
         if len(frame) != len(wanted):
             raise RuntimeError(f"{self!r}: asked for {len(wanted)} rows, the cluster returned {len(frame)}")
         return frame.iloc[np.searchsorted(wanted, self._rows[idx])].reset_index(drop=True)
