@@ -119,3 +119,48 @@ def test_cli_release_with_engine_spark_is_the_duckdb_release(files):
     bogus = cli_release(files, "bogus", str(files["parquet"]), "--engine", "spark", "--spark-master", "mesos://x")
     assert bogus.exit_code == 2 and "--spark-master must be local" in bogus.output
     assert not (files["root"] / "bogus").exists()
+
+
+def test_sides_count_on_the_cluster_as_duckdb_in_one_job_per_cell_budget(files, monkeypatch):
+    """A side never brought to the driver counts on the executors: the same integers as DuckDB's side,
+    over several partitions (the directory of files) and when the sets need several jobs."""
+    import dpsynth.engines.spark_counts as spark_counts
+    import dpsynth.engines.spark_engine as spark_engine
+
+    jobs = []
+    real_job = spark_counts._count_job
+    monkeypatch.setattr(spark_counts, "_count_job", lambda *a: jobs.append(a[1]) or real_job(*a))
+    monkeypatch.setattr(spark_counts, "_CELLS_PER_JOB", 60)  # a few small sets a job
+    coins = np.random.default_rng(3).random(len(files["frame"])) < 0.3
+    duck_sides = read_table(files["parquet"], SCHEMA, "duckdb").split(coins)
+    table = read_table(files["parts"], SCHEMA, "spark")
+    assert table._encoded.rdd.getNumPartitions() > 1
+    cliques = [("age",), ("sex", "age"), ("education", "hours"), ("country",), ("score", "sex"), ()]
+    for side, duck in zip(table.split(coins), duck_sides):
+        assert side._local is None
+        for clique, got, want in zip(cliques, side.counts_many(cliques), duck.counts_many(cliques)):
+            np.testing.assert_array_equal(got, want, err_msg=str(clique))
+    cells = [sum(int(np.prod([SCHEMA[a].domain_size for a in s])) for s in job) for job in jobs]
+    assert len(jobs) > 2 and all(c <= 60 or len(job) == 1 for c, job in zip(cells, jobs))
+    asked = len(jobs)
+    side.counts_many([("sex", "age"), ("age", "sex")])  # counted before: no job
+    assert len(jobs) == asked
+    local = side.local()  # once the rows are on the driver, they are counted there
+    monkeypatch.setattr(spark_engine, "count_sets", lambda *a: pytest.fail("a job for rows on the driver"))
+    np.testing.assert_array_equal(side.counts(("hours", "country")), local.counts(("hours", "country")))
+
+
+def test_a_side_splits_into_its_own_rows(files):
+    """Splitting a side selects that side's rows (by their row numbers, not their positions), on the cluster
+    and on the driver, as the in-memory split does."""
+    n = len(files["frame"])
+    first = np.random.default_rng(4).random(n) < 0.4
+    duck_train, _ = read_table(files["parquet"], SCHEMA, "duckdb").split(first)
+    train, _ = read_table(files["parquet"], SCHEMA, "spark").split(first)
+    second = np.random.default_rng(5).random(len(train)) < 0.5
+    cliques = [("age", "sex"), ("education",)]
+    for got, want in zip(train.split(second), duck_train.split(second)):
+        assert len(got) == len(want) and got._local is None
+        for counted, expected in zip(got.counts_many(cliques), want.counts_many(cliques)):  # the cluster's rows
+            np.testing.assert_array_equal(counted, expected)
+        assert_same_table(got.local(), want)  # the driver's

@@ -37,6 +37,7 @@ import pandas as pd
 from audits.embedding import Encoded, MixedEncoder
 from audits.sources import Matcher, RealRows, contained, merge_nearest
 from dpsynth.engines.spark_engine import ROW, SparkTable, arrow_table
+from dpsynth.engines.spark_session import map_in_arrow
 from dpsynth.engines.table import EncodedTable
 from dpsynth.schema import Schema
 
@@ -124,7 +125,7 @@ class SparkRows:
             raise ValueError(f"k must be in [1, {n_rows}] (the reference size), got {k}")
         search = _partition_search(t.schema, t._code_columns, t._value_columns, encoder, queries, k)
         schema = f"{_PART} long, {_QUERY} long, distances array<double>, ties long"
-        arrow = _map_in_arrow(self._rows_within(within), search, schema).toArrow()
+        arrow = map_in_arrow(self._rows_within(within), search, schema).toArrow()
         part, query = arrow.column(_PART).to_numpy(), arrow.column(_QUERY).to_numpy()
         dist = arrow.column("distances").combine_chunks().flatten().to_numpy().reshape(len(query), k)
         ties = arrow.column("ties").to_numpy().astype(np.int64)
@@ -145,7 +146,7 @@ class SparkRows:
                 return frame
         t = self._table
         hashing = _partition_keys(t.schema, t._code_columns, t._value_columns, encoder)
-        frame = _map_in_arrow(self._rows_within(None), hashing, "key long").persist()
+        frame = map_in_arrow(self._rows_within(None), hashing, "key long").persist()
         self._key_frames.append((encoder, frame))
         return frame
 
@@ -161,7 +162,7 @@ class SparkRows:
                 found = np.unique(mine[contained(mine, asked)])  # binary search: the batch's cost, not the asked keys'
                 yield pa.RecordBatch.from_pydict({"key": pa.array(found)})
 
-        found = _map_in_arrow(self._keys(encoder), lookup, "key long").toArrow()
+        found = map_in_arrow(self._keys(encoder), lookup, "key long").toArrow()
         present = np.unique(found.column("key").to_numpy()).view(keys.dtype)
         return np.isin(keys, present)
 
@@ -175,7 +176,7 @@ class SparkRows:
         wanted = self._rows[np.asarray(idx, dtype=np.int64)]
         t = self._table
         apply = _partition_matches(t.schema, t._code_columns, t._value_columns, match)
-        arrow = _map_in_arrow(self._rows_within(idx), apply, f"item long, {ROW} long").toArrow()
+        arrow = map_in_arrow(self._rows_within(idx), apply, f"item long, {ROW} long").toArrow()
         item, row = arrow.column("item").to_numpy(), arrow.column(ROW).to_numpy()
         order = np.argsort(wanted, kind="stable")
         place = order[np.searchsorted(wanted[order], row)]  # each matching row's place in idx
@@ -212,15 +213,6 @@ class SparkRows:
         for _, frame in self._key_frames:
             frame.unpersist()
         self._key_frames.clear()
-
-
-def _map_in_arrow(frame: Any, function: Any, schema: str) -> Any:
-    """``frame.mapInArrow``, without pyspark's notice on pandas 3 (only Arrow crosses here)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return frame.mapInArrow(function, schema)
 
 
 def _ident(name: str) -> str:

@@ -5,9 +5,10 @@ such as ``s3a://`` / ``hdfs://``) into a Spark DataFrame and runs the
 schema's encoding query (:func:`dpsynth.engines.sql.encoding_query` with
 :class:`~dpsynth.engines.sql.SparkDialect`) on the executors. The codes
 stay there, cached; :class:`SparkTable` answers
-:meth:`~dpsynth.engines.table.EncodedTable.counts_many` with
-``GROUP BY GROUPING SETS`` jobs, and only the exact count arrays (one
-number per cell of a marginal) come back to the driver, where the
+:meth:`~dpsynth.engines.table.EncodedTable.counts_many` with one job
+that counts every marginal in each partition (:mod:`dpsynth.engines.spark_counts`),
+and only the exact count arrays (one number per non-zero cell of a
+marginal and partition) come back to the driver, where the
 synthesizer adds the noise. docs/spark.md says what runs where.
 
 Row order is what makes a seed pick the same holdout rows as the embedded
@@ -35,6 +36,7 @@ import numpy as np
 
 from dpsynth.engines import Source, sql
 from dpsynth.engines.collect import CodeCollector
+from dpsynth.engines.spark_counts import count_sets
 from dpsynth.engines.spark_session import DEFAULT_MASTER, check_master, spark_session
 from dpsynth.engines.table import CLIPPED_HIGH, CLIPPED_LOW, EncodedTable, code_dtype, counts_by_sets
 from dpsynth.errors import DataError, UsageError
@@ -44,7 +46,6 @@ from dpsynth.tables import DomainReport
 ROW = "_dpsynth_row"  # the row's 0-based global position (file order, then row order in the file)
 _FILE, _POS = "_dpsynth_file", "_dpsynth_pos"
 _D = sql.SparkDialect()
-_MAX_SETS_PER_QUERY = 32  # one scan per query; Spark expands each row (distinct code tuple) once per set
 _ERRORS = (sql.NULL_NOT_NULLABLE, sql.NOT_NUMERIC, sql.UNKNOWN_CATEGORY)
 _views = itertools.count()
 
@@ -268,8 +269,9 @@ def _report(schema: Schema, changed: dict[str, tuple[int, int]], ignored: list[s
 class SparkTable(EncodedTable):
     """An :class:`EncodedTable` whose codes live on the Spark cluster.
 
-    ``counts_many`` runs ``GROUP BY GROUPING SETS`` there and returns the
-    count arrays; :meth:`split` selects rows by the driver's coins with a
+    ``counts_many`` counts every marginal asked for in one job there
+    (:func:`~dpsynth.engines.spark_counts.count_sets`) and returns the count
+    arrays; :meth:`split` selects rows by the driver's coins with a
     join on the row index, on the cluster. The audits question a side where
     it lives (:class:`dpsynth.engines.spark_audit.SparkRows`). :meth:`local`
     (and so :attr:`codes`, :attr:`values`, :meth:`take` and :meth:`frame`)
@@ -291,12 +293,10 @@ class SparkTable(EncodedTable):
         self._encoded, self._n_rows = encoded, n_rows
         self._code_columns, self._value_columns = code_columns, value_columns
         self._local: EncodedTable | None = None
-        self._view: str | None = None
-        self._weight = "count(*)"
-        self._compact: Any = None
         self._row_numbers: np.ndarray | None = None  # None: rows 0 .. n - 1 (a table as read, not a side)
         self._parent: SparkTable | None = None  # the table a side was split from
         self._split_sides: list[SparkTable] = []  # the sides split from this table
+        self._counted: dict[tuple[str, ...], np.ndarray] = {}  # counts of attribute sets (schema order)
 
     def __repr__(self) -> str:
         return f"SparkTable({self.source!r}, {self._n_rows} rows)"
@@ -309,55 +309,30 @@ class SparkTable(EncodedTable):
 
     # -- counts on the cluster -----------------------------------------------------------
     def counts_many(self, cliques: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        return counts_by_sets(self, cliques, self._grouping_sets, _MAX_SETS_PER_QUERY)
+        """Counted where the rows are: from the driver's copy if :meth:`local` made one, else on the cluster.
 
-    def _counts_view(self) -> tuple[str, str]:
-        """The relation the counts run on, and how a row of it counts.
-
-        Rows that agree on every code count alike, so the table is first reduced on the cluster to
-        its distinct code tuples with their row counts (cached there); the marginals then sum those
-        counts, the same integers from a fraction of the work. Where the tuples are more than half the
-        rows the reduction gains nothing and is dropped: the marginals count the codes directly.
+        In local mode the audits read the sides on the driver (:func:`dpsynth.engines.audit_tables`),
+        so their rows are already there when the synthesizer counts; the numbers are the same
+        integers either way (tests/test_spark_engine.py).
         """
-        if self._view is None:
-            q = _D.ident
-            codes = [f"pmod({q(self._code_columns[c.name])}, {c.domain_size}) AS {q(c.name)}" for c in self.schema]
-            cols = ", ".join(q(a) for a in self.schema.names)
-            rows = _view(self._encoded.selectExpr(*codes), "codes")
-            spark = self._encoded.sparkSession
-            compact = spark.sql(f"SELECT {cols}, count(*) AS n FROM {rows} GROUP BY {cols}").persist()
-            if compact.count() <= len(self) // 2:
-                self._compact, self._view, self._weight = compact, _view(compact, "tuples"), "sum(n)"
-            else:
-                compact.unpersist()
-                self._view, self._weight = rows, "count(*)"
-        return self._view, self._weight
+        if self._local is not None:
+            return self._local.counts_many(cliques)
+        return counts_by_sets(self, cliques, self._count_sets, max(1, len(cliques)))
 
-    def _grouping_sets(self, sets: list[tuple[str, ...]]) -> dict[tuple[str, ...], np.ndarray]:
-        """Counts of every set by one ``GROUP BY GROUPING SETS`` job; codes are never NULL, so the
-        NULL pattern of a result row tells its set (as in the DuckDB engine)."""
-        view, weight = self._counts_view()
-        attrs = [a for a in self.schema.names if any(a in s for s in sets)]
-        q = _D.ident
-        grouping = ", ".join("(" + ", ".join(q(a) for a in s) + ")" for s in sets)
-        cols = ", ".join(q(a) for a in attrs)
-        spark = self._encoded.sparkSession
-        text = f"SELECT {cols}, {weight} AS n FROM {view} GROUP BY GROUPING SETS ({grouping})"
-        arrow = spark.sql(text).toArrow()
-        valid = np.stack([arrow.column(a).is_valid().to_numpy(zero_copy_only=False) for a in attrs], axis=1)
-        n = arrow.column("n").to_numpy()
-        found = {}
-        for s in sets:
-            mask = np.all(valid == np.isin(attrs, s), axis=1)
-            table = np.zeros(tuple(self.domain[a] for a in s), dtype=np.int64)
-            index = tuple(arrow.column(a).to_numpy(zero_copy_only=False)[mask].astype(np.int64) for a in s)
-            table[index] = n[mask]
-            found[s] = table
-        return found
+    def _count_sets(self, sets: list[tuple[str, ...]]) -> dict[tuple[str, ...], np.ndarray]:
+        """Each set's counts, from one job for those not counted before (a synthesizer asks some twice)."""
+        new = [s for s in sets if s not in self._counted]
+        if new:
+            self._counted.update(count_sets(self._encoded, new, self._code_columns, self.domain))
+        return {s: self._counted[s] for s in sets}
 
     # -- rows ----------------------------------------------------------------------------
     def split(self, in_holdout: np.ndarray) -> tuple[EncodedTable, EncodedTable]:
-        """``(train, holdout)`` selected on the cluster: the holdout's row indices are sent, joined on the row."""
+        """``(train, holdout)`` selected on the cluster: the holdout's row numbers are sent, joined on the row.
+
+        Each side is cached on the cluster when first counted or searched, so its jobs (the
+        synthesizer's counts, the audits' searches) do not repeat the join.
+        """
         in_holdout = np.asarray(in_holdout, dtype=bool)
         if in_holdout.shape != (len(self),):
             raise UsageError(f"{self.source}: the split needs one coin per row ({len(self)}), got {in_holdout.shape}")
@@ -365,7 +340,7 @@ class SparkTable(EncodedTable):
         from pyspark.sql import functions as F
 
         spark = self._encoded.sparkSession
-        ids = spark.createDataFrame(pa.table({ROW: pa.array(np.flatnonzero(in_holdout).astype(np.int64))}))
+        ids = spark.createDataFrame(pa.table({ROW: pa.array(self.row_numbers()[in_holdout])}))  # a side's own
         ids = F.broadcast(ids)  # a fifth of the row numbers: small next to the rows
         n_holdout = int(in_holdout.sum())
         changed_columns = [
@@ -376,8 +351,8 @@ class SparkTable(EncodedTable):
         sides = []
         for part_number, (part, n) in enumerate(
             (
-                (self._encoded.join(ids, on=ROW, how="left_anti"), len(self) - n_holdout),
-                (self._encoded.join(ids, on=ROW, how="left_semi"), n_holdout),
+                (self._encoded.join(ids, on=ROW, how="left_anti").persist(), len(self) - n_holdout),
+                (self._encoded.join(ids, on=ROW, how="left_semi").persist(), n_holdout),
             )
         ):
             changed = {c.name: (0, 0) for c in self.schema}
@@ -403,7 +378,8 @@ class SparkTable(EncodedTable):
         """The codes and numeric values brought to the driver, in row order, as an in-memory table."""
         if self._local is None and self._parent is not None:
             # a side: the parent's rows cross once (one job, no join) and both sides are taken from them
-            self._local = self._parent.local().take(self._row_numbers)
+            positions = np.searchsorted(self._parent.row_numbers(), self._row_numbers)  # the rows' places in the parent
+            self._local = self._parent.local().take(positions)
             self._local.report = self.report
             if all(side._local is not None for side in self._parent._split_sides):
                 self._parent._local = None  # both sides are on the driver: the whole copy is not needed

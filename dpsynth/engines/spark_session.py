@@ -125,4 +125,11 @@ def stop_session() -> None:
     _session, _session_master = None, None
 
 
-__all__ = ["DEFAULT_MASTER", "check_master", "java_command", "spark_session", "stop_session"]
+def map_in_arrow(frame: Any, function: Any, schema: str) -> Any:
+    """``frame.mapInArrow(function, schema)``, without pyspark's notice on pandas 3 (only Arrow crosses)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return frame.mapInArrow(function, schema)
+
+
+__all__ = ["DEFAULT_MASTER", "check_master", "java_command", "map_in_arrow", "spark_session", "stop_session"]
