@@ -112,7 +112,6 @@ class SparkEngine:
         columns = {n: names[stripped.index(n)] for n in schema.names}
         source_types = {n: _source_type(types[columns[n]]) for n in schema.names}
         rows = _with_row_index(spark, rows, per_file)
-        rows = _spread(spark, rows)
         relation = _view(rows, "source")
         query = sql.encoding_query(schema, relation, columns, source_types, _D, carry=[ROW])
         try:
@@ -167,18 +166,6 @@ def _with_row_index(spark: Any, rows: Any, per_file: list[Any]) -> Any:
     table = spark.createDataFrame([(str(r[0]), int(o)) for r, o in zip(per_file, offsets)], [_FILE, "_offset"])
     joined = rows.join(F.broadcast(table), on=_FILE)
     return joined.withColumn(ROW, F.col("_offset") + F.col(_POS)).drop(_FILE, _POS, "_offset")
-
-
-def _spread(spark: Any, rows: Any) -> Any:
-    """``rows`` over at least as many partitions as the cluster runs tasks at once.
-
-    Spark reads a Parquet file in row groups, one task each; a table written as one row group
-    (pyarrow writes up to a million rows per group) would be encoded, cached and counted by one
-    task while the other cores idle. Spreading the rows costs one shuffle of the raw columns; the
-    row index travels with each row, so the order is untouched.
-    """
-    cores = spark.sparkContext.defaultParallelism
-    return rows.repartition(cores) if rows.rdd.getNumPartitions() < cores else rows
 
 
 def _scan(
