@@ -103,6 +103,22 @@ def make_table(adult: Path, n_rows: int, out: Path, seed: int, parquet: bool) ->
         os.replace(out.with_suffix(".parquet.part"), out.with_suffix(".parquet"))
 
 
+def regroup(parquet: Path, row_group_rows: int) -> Path:
+    """The same rows as ``parquet`` in row groups of ``row_group_rows`` (a writer's layout; DuckDB's is 122,880).
+
+    Spark and DuckDB read a Parquet file one row group per task or thread, so a file written as one
+    group per million rows (pyarrow's default, as :func:`make_table` writes) is read by one core.
+    """
+    import pyarrow.parquet as pq
+
+    out = parquet.with_name(f"{parquet.stem}-rg{row_group_rows}.parquet")
+    if not out.exists():
+        part = out.with_suffix(".part")
+        pq.write_table(pq.read_table(parquet), part, row_group_size=row_group_rows)
+        os.replace(part, out)
+    return out
+
+
 # -- one configuration, in its own process -----------------------------------------------------
 class Steps:
     def __init__(self) -> None:
@@ -201,6 +217,9 @@ def main() -> None:
     parser.add_argument("--skip-audit", action="store_true", help="Leave out the quick audit tier.")
     parser.add_argument("--parquet", action="store_true", help="Also write Parquet tables (read with --format).")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument(
+        "--row-group-rows", type=int, help="Read a copy of each Parquet table in row groups of this many rows."
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "dpsynth-scale")
     parser.add_argument("--timeout", type=float, default=3600, help="Seconds before a configuration is abandoned.")
     parser.add_argument("--seed", type=int, default=0)
@@ -221,12 +240,17 @@ def main() -> None:
             start = time.perf_counter()
             make_table(args.adult, size, stem, args.seed, parquet=args.parquet or args.format == "parquet")
             print(f"made {stem}.{args.format} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        data = stem.with_suffix(f".{args.format}")
+        if args.row_group_rows:
+            if args.format != "parquet":
+                parser.error("--row-group-rows is for --format parquet")
+            data = regroup(data, args.row_group_rows)
         for config in args.configs:
             if config == "pandas" and size > args.pandas_max_rows:
                 results.append({"config": config, "rows": size, "skipped": "over --pandas-max-rows"})
                 continue
             print(f"{config} on {size:,} rows", file=sys.stderr, flush=True)
-            command = [sys.executable, __file__, "--one", config, "--data", str(stem.with_suffix(f".{args.format}"))]
+            command = [sys.executable, __file__, "--one", config, "--data", str(data)]
             command += ["--seed", str(args.seed)] + (["--skip-audit"] if args.skip_audit else [])
             command += ["--spark-master", args.spark_master] if args.spark_master else []
             try:
@@ -264,6 +288,7 @@ def main() -> None:
             print(f"{size:,} rows, spark / duckdb: time {ratio:.2f}x (in-process peak memory, JVM not included)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"cpus": os.cpu_count(), "skip_audit": args.skip_audit, "format": args.format, "seed": args.seed}
+    meta["row_group_rows"] = args.row_group_rows or CHUNK
     meta["spark_master"] = args.spark_master or "local[2]"
     args.out.write_text(json.dumps({"machine": meta, "results": results}, indent=2) + "\n")
 

@@ -137,9 +137,10 @@ def test_sides_count_on_the_cluster_as_duckdb_in_one_job_per_cell_budget(files, 
     assert table._encoded.rdd.getNumPartitions() > 1
     cliques = [("age",), ("sex", "age"), ("education", "hours"), ("country",), ("score", "sex"), ()]
     for side, duck in zip(table.split(coins), duck_sides):
-        assert side._local is None
+        assert side._local is None and not side._encoded.is_cached  # a join until a job questions it
         for clique, got, want in zip(cliques, side.counts_many(cliques), duck.counts_many(cliques)):
             np.testing.assert_array_equal(got, want, err_msg=str(clique))
+        assert side._encoded.is_cached
     cells = [sum(int(np.prod([SCHEMA[a].domain_size for a in s])) for s in job) for job in jobs]
     assert len(jobs) > 2 and all(c <= 60 or len(job) == 1 for c, job in zip(cells, jobs))
     asked = len(jobs)

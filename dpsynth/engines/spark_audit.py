@@ -49,6 +49,7 @@ class SparkRows:
 
     def __init__(self, table: SparkTable) -> None:
         self._table = table
+        table.cached_rows()  # every question is a job over the rows: the side's join runs once
         self._rows = table.row_numbers()
         self._names = [ROW, *table._code_columns.values(), *table._value_columns.values()]
         self._key_frames: list[tuple[MixedEncoder, Any]] = []  # (encoder, its keys cached on the cluster)
