@@ -194,7 +194,7 @@ def audit_tables(train: EncodedTable, holdout: EncodedTable) -> tuple[Any, Any]:
     audits and the report read (:meth:`EncodedTable.frame`), as does a person-level table.
     """
     if train.engine == "spark" and train.units is None and hasattr(train, "row_numbers"):
-        if spark_audit_place(train._encoded.sparkSession.sparkContext.master) == "cluster":
+        if spark_audit_place(train.session.sparkContext.master) == "cluster":
             from dpsynth.engines.spark_audit import SparkRows
 
             return SparkRows(train), SparkRows(holdout)

@@ -28,6 +28,7 @@ counts come from the same scan.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -277,7 +278,9 @@ class SparkTable(EncodedTable):
         source: str,
     ) -> None:
         self.schema, self.report, self.source, self.engine = schema, report, source, "spark"
-        self._encoded, self._n_rows = encoded, n_rows
+        # the rows' DataFrame, or (a side) a function that makes it when a job first needs it
+        self._frame, self._make_frame = (None, encoded) if callable(encoded) else (encoded, None)
+        self._n_rows = n_rows
         self._code_columns, self._value_columns = code_columns, value_columns
         self._local: EncodedTable | None = None
         self._row_numbers: np.ndarray | None = None  # None: rows 0 .. n - 1 (a table as read, not a side)
@@ -288,6 +291,18 @@ class SparkTable(EncodedTable):
 
     def __repr__(self) -> str:
         return f"SparkTable({self.source!r}, {self._n_rows} rows)"
+
+    @property
+    def _encoded(self) -> Any:
+        """The rows' Spark DataFrame of the encoding query (a side's join is planned on first use)."""
+        if self._frame is None:
+            self._frame = self._make_frame()
+        return self._frame
+
+    @property
+    def session(self) -> Any:
+        """The Spark session the rows live in."""
+        return self._parent.session if self._parent is not None else self._encoded.sparkSession
 
     __eq__ = object.__eq__
     __hash__ = object.__hash__
@@ -329,9 +344,13 @@ class SparkTable(EncodedTable):
         import pyarrow as pa
         from pyspark.sql import functions as F
 
-        spark = self._encoded.sparkSession
-        ids = spark.createDataFrame(pa.table({ROW: pa.array(self.row_numbers()[in_holdout])}))  # a side's own
-        ids = F.broadcast(ids)  # a fifth of the row numbers: small next to the rows
+        holdout_rows = self.row_numbers()[in_holdout]  # a side's own row numbers, not its positions
+
+        @functools.cache
+        def ids() -> Any:  # sent only if a job needs a side on the cluster (in local mode none may)
+            frame = self.session.createDataFrame(pa.table({ROW: pa.array(holdout_rows)}))
+            return F.broadcast(frame)  # a fifth of the row numbers: small next to the rows
+
         n_holdout = int(in_holdout.sum())
         changed_columns = [
             *self.report.clipped_low,
@@ -341,18 +360,20 @@ class SparkTable(EncodedTable):
         sides = []
         for part_number, (part, n) in enumerate(
             (
-                (self._encoded.join(ids, on=ROW, how="left_anti"), len(self) - n_holdout),
-                (self._encoded.join(ids, on=ROW, how="left_semi"), n_holdout),
+                (lambda: self._encoded.join(ids(), on=ROW, how="left_anti"), len(self) - n_holdout),
+                (lambda: self._encoded.join(ids(), on=ROW, how="left_semi"), n_holdout),
             )
         ):
             changed = {c.name: (0, 0) for c in self.schema}
+            side = SparkTable(
+                self.schema, part, self._code_columns, self._value_columns, n, DomainReport(), self.source
+            )
+            side._cached, side._parent = False, self
             if changed_columns:  # each side's own domain report, as prepare() of that side gives
-                _, _, changed = _scan(part, self.schema, self._code_columns, list(dict.fromkeys(changed_columns)))
-            report = _report(self.schema, changed, self.report.ignored_columns)
-            side = SparkTable(self.schema, part, self._code_columns, self._value_columns, n, report, self.source)
-            side._cached = False
+                wanted = list(dict.fromkeys(changed_columns))
+                _, _, changed = _scan(side._encoded, self.schema, self._code_columns, wanted)
+            side.report = _report(self.schema, changed, self.report.ignored_columns)
             side._row_numbers = self.row_numbers()[in_holdout == (part_number == 1)]
-            side._parent = self
             sides.append(side)
         self._split_sides = sides
         return sides[0], sides[1]
@@ -399,7 +420,7 @@ class SparkTable(EncodedTable):
     def cached_rows(self) -> Any:
         """The rows' Spark DataFrame, cached on the cluster from now on (for the jobs that question them)."""
         if not self._cached:
-            self._encoded, self._cached = self._encoded.persist(), True
+            self._frame, self._cached = self._encoded.persist(), True
         return self._encoded
 
     def unpersist(self) -> None:
