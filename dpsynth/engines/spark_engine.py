@@ -425,7 +425,9 @@ class SparkTable(EncodedTable):
 
     def unpersist(self) -> None:
         """Free the cluster's cached codes (the table can still be recomputed from its source)."""
-        self._encoded.unpersist()
+        if self._frame is not None:  # a side never questioned on the cluster has nothing cached
+            self._frame.unpersist()
+            self._cached = self._parent is None
 
 
 __all__ = ["ROW", "SparkEngine", "SparkTable", "arrow_table"]

@@ -154,7 +154,7 @@ class EncodedTable:
         return np.bincount(index, minlength=int(np.prod(shape))).astype(np.int64).reshape(shape)
 
     def _check_clique(self, clique: tuple[str, ...]) -> None:
-        unknown = [a for a in clique if a not in self.codes]
+        unknown = [a for a in clique if a not in self.domain]  # the schema's names: an engine's codes may be remote
         if unknown or len(set(clique)) != len(clique):
             raise UsageError(f"counts over {list(clique)}: columns must be distinct schema columns {self.schema.names}")
 
