@@ -427,7 +427,7 @@ class SparkTable(EncodedTable):
         """Free the cluster's cached codes (the table can still be recomputed from its source)."""
         if self._frame is not None:  # a side never questioned on the cluster has nothing cached
             self._frame.unpersist()
-            self._cached = self._parent is None
+            self._cached = False  # a later job on the cluster caches the rows again
 
 
 __all__ = ["ROW", "SparkEngine", "SparkTable", "arrow_table"]
