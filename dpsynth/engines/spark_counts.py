@@ -40,15 +40,17 @@ def _shapes(sets: Sequence[tuple[str, ...]], domain: dict[str, int]) -> list[tup
 
 
 def partition_counter(
-    sets: Sequence[tuple[str, ...]], code_columns: dict[str, str], domain: dict[str, int]
+    sets: Sequence[tuple[str, ...]],
+    shapes: Sequence[tuple[int, ...]],
+    code_columns: dict[str, str],
+    domain: dict[str, int],
 ) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """The function each partition runs (``mapInArrow``): its non-zero cells of every set.
 
     ``code_columns`` names each attribute's folded code column (code plus
     ``domain_size`` times the row's conforming status, :func:`dpsynth.engines.sql.split_status`),
-    so the code is the folded code modulo the domain size.
+    so the code is the folded code modulo the domain size; ``shapes`` are the sets' (:func:`_shapes`).
     """
-    shapes = _shapes(sets, domain)
     needed = list(dict.fromkeys(a for s in sets for a in s))
 
     def count(batches: Iterator[Any]) -> Iterator[Any]:
@@ -105,7 +107,7 @@ def _count_job(
 ) -> dict[tuple[str, ...], np.ndarray]:
     """The counts of ``sets`` (shapes ``shapes``) by one ``mapInArrow`` job."""
     needed = list(dict.fromkeys(code_columns[a] for s in sets for a in s))
-    counter = partition_counter(sets, code_columns, domain)
+    counter = partition_counter(sets, shapes, code_columns, domain)
     arrow = map_in_arrow(rows.select(*needed), counter, f"{_SET} int, {_CELL} long, {_N} long").toArrow()
     number, cell, n = (arrow.column(c).to_numpy() for c in (_SET, _CELL, _N))
     found = {}

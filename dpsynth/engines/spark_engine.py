@@ -287,7 +287,6 @@ class SparkTable(EncodedTable):
         self._parent: SparkTable | None = None  # the table a side was split from
         self._split_sides: list[SparkTable] = []  # the sides split from this table
         self._counted: dict[tuple[str, ...], np.ndarray] = {}  # counts of attribute sets (schema order)
-        self._cached = True  # the rows as read are cached by the read; a side from its first job on
 
     def __repr__(self) -> str:
         return f"SparkTable({self.source!r}, {self._n_rows} rows)"
@@ -368,7 +367,7 @@ class SparkTable(EncodedTable):
             side = SparkTable(
                 self.schema, part, self._code_columns, self._value_columns, n, DomainReport(), self.source
             )
-            side._cached, side._parent = False, self
+            side._parent = self
             if changed_columns:  # each side's own domain report, as prepare() of that side gives
                 wanted = list(dict.fromkeys(changed_columns))
                 _, _, changed = _scan(side._encoded, self.schema, self._code_columns, wanted)
@@ -419,15 +418,14 @@ class SparkTable(EncodedTable):
 
     def cached_rows(self) -> Any:
         """The rows' Spark DataFrame, cached on the cluster from now on (for the jobs that question them)."""
-        if not self._cached:
-            self._frame, self._cached = self._encoded.persist(), True
+        if not self._encoded.is_cached:  # the rows as read are cached by the read; a side from its first job on
+            self._frame = self._encoded.persist()
         return self._encoded
 
     def unpersist(self) -> None:
         """Free the cluster's cached codes (the table can still be recomputed from its source)."""
         if self._frame is not None:  # a side never questioned on the cluster has nothing cached
             self._frame.unpersist()
-            self._cached = False  # a later job on the cluster caches the rows again
 
 
 __all__ = ["ROW", "SparkEngine", "SparkTable", "arrow_table"]
